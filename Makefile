@@ -1,0 +1,51 @@
+# khabar — Persian news topics and summaries.
+# `make demo` runs the main job, `make test` runs the tests; both set up .venv when missing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+# The torch build to install. The default is the CPU build; for CUDA choose yours, e.g.
+#   make install TORCH='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126'
+TORCH  ?= torch==2.13.0
+EXTRAS ?= dev
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-all lint tiny-models train-classifier train-summarizer demo bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(STAMP)  ## create .venv and install khabar with its dev tools
+
+test: $(STAMP)  ## run the fast offline test suite
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)  ## run every test, slow ones included
+	$(BIN)/python -m pytest -q -m 'slow or not slow'
+
+lint: $(STAMP)  ## check style with ruff
+	$(BIN)/ruff check inference training tests
+
+models/tiny/classifier/config.json models/tiny/summarizer/config.json: | $(STAMP)
+	$(BIN)/khabar-train tiny-models --out models/tiny
+
+tiny-models: models/tiny/classifier/config.json  ## build the tiny offline starting models in models/tiny/
+
+train-classifier: tiny-models  ## train the tiny topic classifier on the bundled sample
+	$(BIN)/khabar-train configs/classifier/tiny.yaml
+
+train-summarizer: tiny-models  ## train the tiny summarizer on the bundled sample
+	$(BIN)/khabar-train configs/summarizer/tiny.yaml
+
+clean:  ## remove the environment, models and caches
+	rm -rf $(VENV) models .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,161 @@
+"""Persian text normalization shared by training and inference.
+
+The same function runs on every training example and on every text a user sends for
+prediction, so a model never sees text in a form it was not trained on. The policy:
+
+* Arabic yeh/alef maksura (``ي`` ``ى``) become Persian yeh ``ی``; Arabic kaf ``ك`` becomes ``ک``.
+* Digits are unified to **Persian digits** (``۰``-``۹``) by default: Latin and Arabic-Indic
+  digits both become Persian ones, which is how Persian news is written and read. Pass
+  ``digits="latin"`` for ASCII digits or ``digits="keep"`` to leave them as they are.
+* Harakat (diacritics, U+064B-U+065F, U+0670) and tatweel (``ـ``) are removed.
+* Zero-width and other invisible format characters are removed, except a single ZWNJ
+  (U+200C, نیم‌فاصله) between two letters; a ZWNJ next to a space or repeated is dropped.
+* Control characters are removed; compatibility forms (Arabic presentation forms,
+  full-width letters, no-break spaces) are folded with NFKC.
+* Runs of spaces and tabs collapse to one space; line breaks are kept, and blank lines
+  collapse to a single paragraph break (``"\\n\\n"``).
+
+``normalize`` is idempotent and never raises on any ``str``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import unicodedata
+from pathlib import Path
+from typing import Literal
+
+DigitPolicy = Literal["persian", "latin", "keep"]
+
+NORMALIZER_NAME = "khabar"
+NORMALIZER_VERSION = 1
+NORMALIZATION_FILE = "normalization.json"
+
+ZWNJ = "\u200c"
+_PERSIAN_DIGITS = "۰۱۲۳۴۵۶۷۸۹"
+_ARABIC_DIGITS = "٠١٢٣٤٥٦٧٨٩"
+_LATIN_DIGITS = "0123456789"
+_HARAKAT = [*range(0x064B, 0x0660), 0x0670]
+_TATWEEL = 0x0640
+_LINE_BREAKS = {"\r\n": "\n", "\r": "\n", "\v": "\n", "\f": "\n", "\x85": "\n", "\u2028": "\n", "\u2029": "\n\n"}
+
+
+def _invisible_codepoints() -> list[int]:
+    """Control (Cc), format (Cf) and lone-surrogate (Cs) characters, except ZWNJ and whitespace."""
+    keep = {ord(ZWNJ), ord("\n"), ord("\t")}
+    return [
+        cp for cp in range(sys.maxunicode + 1) if cp not in keep and unicodedata.category(chr(cp)) in ("Cc", "Cf", "Cs")
+    ]
+
+
+_DELETE = dict.fromkeys([*_invisible_codepoints(), *_HARAKAT, _TATWEEL])
+_LETTER_MAP = {ord("ي"): "ی", ord("ى"): "ی", ord("ك"): "ک"}
+
+
+def _digit_map(policy: DigitPolicy) -> dict[int, str]:
+    if policy == "keep":
+        return {}
+    target = _PERSIAN_DIGITS if policy == "persian" else _LATIN_DIGITS
+    sources = (_LATIN_DIGITS + _ARABIC_DIGITS + _PERSIAN_DIGITS).replace(target, "")
+    return {ord(src): target[i % 10] for i, src in enumerate(sources)}
+
+
+_TABLES = {policy: {**_DELETE, **_LETTER_MAP, **_digit_map(policy)} for policy in ("persian", "latin", "keep")}
+_LINE_BREAK_RE = re.compile("|".join(map(re.escape, _LINE_BREAKS)))
+_LETTER = r"[^\W\d_]"
+# A ZWNJ survives only between two letters; runs of ZWNJ first collapse to one.
+_ZWNJ_RUN_RE = re.compile(ZWNJ + "{2,}")
+_STRAY_ZWNJ_RE = re.compile(f"(?<!{_LETTER}){ZWNJ}|{ZWNJ}(?!{_LETTER})")
+_SPACES_RE = re.compile(r"[^\S\n]+")
+_SPACE_AROUND_NEWLINE_RE = re.compile(r" ?\n ?")
+_BLANK_LINES_RE = re.compile(r"\n{3,}")
+
+
+def normalize(text: str, digits: DigitPolicy = "persian") -> str:
+    """Return the canonical form of Persian ``text`` used at training and inference time.
+
+    Example:
+        >>> normalize("كتاب‌هاي  عربي ١٢٣")
+        'کتاب‌های عربی ۱۲۳'
+        >>> normalize("سلام\\u200c \\u200cدنیا")
+        'سلام دنیا'
+    """
+    table = _TABLES[digits]
+    text = _LINE_BREAK_RE.sub(lambda m: _LINE_BREAKS[m.group()], text)
+    # Delete invisibles before NFKC so removed characters cannot hide a composition,
+    # then translate again: NFKC can unfold presentation forms into Arabic yeh or harakat.
+    text = unicodedata.normalize("NFKC", text.translate(table)).translate(table)
+    if ZWNJ in text:
+        text = _STRAY_ZWNJ_RE.sub("", _ZWNJ_RUN_RE.sub(ZWNJ, text))
+    text = _SPACES_RE.sub(" ", text)
+    text = _SPACE_AROUND_NEWLINE_RE.sub("\n", text)
+    text = _BLANK_LINES_RE.sub("\n\n", text).strip()
+    # Deleting a mark or a ZWNJ can leave a base letter next to a combining mark it composes with.
+    return unicodedata.normalize("NFC", text)
+
+
+_SENTENCE_END_RE = re.compile(
+    r"""(?<=[.!?؟؛…])["'»”)\]]*(?:\s+|(?=[^\W\d_]))"""  # terminator run, closing quotes, then space or a letter
+    r"|\n+"  # every line break ends a sentence
+)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split Persian text into sentences on ``. ! ? ؟ ؛`` and line breaks.
+
+    A period between digits (``۲.۵``, ``2.5``) is part of a number, not a sentence end.
+
+    Example:
+        >>> split_sentences("قیمت ۲.۵ درصد بالا رفت. بازار آرام است؟ بله\\nپایان")
+        ['قیمت ۲.۵ درصد بالا رفت.', 'بازار آرام است؟', 'بله', 'پایان']
+    """
+    parts = []
+    start = 0
+    for match in _SENTENCE_END_RE.finditer(text):
+        parts.append(text[start : match.end()])
+        start = match.end()
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
+def normalization_record(digits: DigitPolicy = "persian") -> dict:
+    """Describe the normalization applied, as saved in a model directory.
+
+    Example:
+        >>> normalization_record()["digits"]
+        'persian'
+    """
+    return {"normalizer": NORMALIZER_NAME, "version": NORMALIZER_VERSION, "digits": digits}
+
+
+def save_normalization(model_dir: str | Path, digits: DigitPolicy = "persian") -> Path:
+    """Record in ``model_dir`` how training text was normalized, so inference does the same.
+
+    Example:
+        >>> import tempfile
+        >>> save_normalization(tempfile.mkdtemp()).name
+        'normalization.json'
+    """
+    path = Path(model_dir) / NORMALIZATION_FILE
+    path.write_text(json.dumps(normalization_record(digits), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_normalization(model_dir: str | Path | None) -> dict:
+    """Read the normalization recorded in ``model_dir``; the default when none is recorded.
+
+    A hub checkpoint or a directory trained elsewhere has no record and gets the default.
+
+    Example:
+        >>> load_normalization(None) == normalization_record()
+        True
+    """
+    path = Path(model_dir) / NORMALIZATION_FILE if model_dir else None
+    if path is None or not path.is_file():
+        return normalization_record()
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("normalizer") != NORMALIZER_NAME or record.get("digits") not in _TABLES:
+        raise ValueError(f"{path}: unknown normalization record {record!r}")
+    return record

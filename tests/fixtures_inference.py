@@ -1,0 +1,1 @@
+"""Session fixtures for the inference tests (loaded by conftest.py)."""

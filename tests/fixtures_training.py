@@ -1,0 +1,1 @@
+"""Session fixtures for the training tests (loaded by conftest.py)."""

@@ -1,0 +1,76 @@
+"""Loading users' data files with their own column names."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training.data import Columns, DataError, load_split, split_off_validation
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def test_loads_sample_with_mapping_and_normalizes(sample_dir) -> None:
+    ds = load_split(str(sample_dir / "test.jsonl"), Columns(text="article", label="category", title="title"))
+    assert ds.column_names == ["text", "label", "title"]
+    assert len(ds) == 40
+    assert all("ي" not in t and "ك" not in t for t in ds["text"])
+
+
+def test_own_column_names_in_csv_and_tsv(tmp_path) -> None:
+    (tmp_path / "d.csv").write_text("body,topic\nكتاب خوب,culture\nبازی,sports\n", encoding="utf-8")
+    (tmp_path / "d.tsv").write_text("body\ttopic\nكتاب خوب\tculture\n", encoding="utf-8")
+    ds = load_split(str(tmp_path / "d.csv"), Columns(text="body", label="topic"))
+    assert ds["text"] == ["کتاب خوب", "بازی"] and ds["label"] == ["culture", "sports"]
+    assert load_split(str(tmp_path / "d.tsv"), Columns(text="body", label="topic"))["label"] == ["culture"]
+
+
+def test_parquet(tmp_path) -> None:
+    import datasets
+
+    datasets.Dataset.from_dict({"article": ["متن"], "summary": ["خلاصه"]}).to_parquet(str(tmp_path / "d.parquet"))
+    ds = load_split(str(tmp_path / "d.parquet"), Columns(summary="summary"))
+    assert ds["summary"] == ["خلاصه"]
+
+
+def test_rows_without_text_or_target_are_dropped_and_logged(tmp_path, caplog) -> None:
+    rows = [
+        {"article": "الف", "category": "a"},
+        {"article": "", "category": "a"},
+        {"article": "ب", "category": None},
+        {"article": "\u200c ", "category": "b"},
+        {"category": "c"},
+    ]
+    ds = load_split(write_jsonl(tmp_path / "d.jsonl", rows), Columns(label="category"))
+    assert ds["text"] == ["الف"]
+    assert "dropped 4 rows" in caplog.text
+
+
+def test_missing_column_names_file_column_and_existing_columns(tmp_path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", [{"body": "x", "topic": "y"}])
+    with pytest.raises(DataError, match=r"d\.jsonl:1: column 'article' not found; columns are: body, topic"):
+        load_split(path, Columns(label="topic"))
+
+
+def test_malformed_line_names_file_and_line(tmp_path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"article": "x", "category": "y"}\n{"article": \n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"d\.jsonl:2: malformed JSON"):
+        load_split(str(path), Columns(label="category"))
+
+
+def test_missing_file_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        load_split(str(tmp_path / "nope.jsonl"), Columns(label="category"))
+
+
+def test_validation_split_is_deterministic(sample_dir) -> None:
+    ds = load_split(str(sample_dir / "train.jsonl"), Columns(label="category"))
+    a_train, a_val = split_off_validation(ds, 0.1, seed=1)
+    b_train, b_val = split_off_validation(ds, 0.1, seed=1)
+    assert a_val["text"] == b_val["text"] and len(a_train) + len(a_val) == len(ds)
+    assert split_off_validation(ds, 0.1, seed=2)[1]["text"] != a_val["text"]

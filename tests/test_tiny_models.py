@@ -1,0 +1,39 @@
+"""The offline tiny models load with plain transformers Auto classes and run."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
+
+
+def test_tiny_classifier_loads_with_auto_classes(tiny_classifier_dir) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_classifier_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_classifier_dir)
+    assert model.config.num_hidden_layers == 2 and model.config.hidden_size <= 64
+    assert "sports" in model.config.label2id
+    batch = tokenizer(["تیم ملی فوتبال برد", "بازار ارز"], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        logits = model(**batch).logits
+    assert logits.shape == (2, len(model.config.id2label))
+    assert (tiny_classifier_dir / "model.safetensors").is_file()
+    assert json.loads((tiny_classifier_dir / "normalization.json").read_text())["normalizer"] == "khabar"
+
+
+def test_tiny_tokenizer_covers_persian(tiny_classifier_dir) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_classifier_dir)
+    ids = tokenizer("تیم ملی فوتبال ایران")["input_ids"]
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "تیم ملی فوتبال ایران"
+
+
+def test_tiny_summarizer_loads_and_generates(tiny_summarizer_dir) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_summarizer_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_summarizer_dir)
+    assert model.config.num_layers == 2 and model.config.num_decoder_layers == 2 and model.config.d_model <= 64
+    assert model.generation_config.num_beams == 4 and model.generation_config.no_repeat_ngram_size == 3
+    assert tokenizer.decode(tokenizer("خبر امروز")["input_ids"], skip_special_tokens=True) == "خبر امروز"
+    inputs = tokenizer(["خبر امروز درباره اقتصاد است"], return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=5, num_beams=1)
+    assert out.shape[0] == 1 and out.shape[1] <= 6
