@@ -120,6 +120,21 @@ def split_sentences(text: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
+def join_title(title: str | None, text: str) -> str:
+    """The classifier's input when a headline is given: the title, a line break, then the article.
+
+    Training (``data.title_column``) and inference (``--title-column``) both use this, so the
+    model sees the same layout at both times.
+
+    Example:
+        >>> join_title("استقلال برد", "متن خبر")
+        'استقلال برد\nمتن خبر'
+        >>> join_title(None, "متن خبر")
+        'متن خبر'
+    """
+    return f"{title.strip()}\n{text}" if title and title.strip() else text
+
+
 def normalization_record(digits: DigitPolicy = "persian") -> dict:
     """Describe the normalization applied, as saved in a model directory.
 
