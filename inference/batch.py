@@ -1,0 +1,357 @@
+"""The batch loop behind ``khabar predict``: rows in, prediction or error records out.
+
+Rows are read lazily, grouped into batches, checked, sent through the models and written
+(one flushed write per batch), so memory stays flat whatever the input size. A bad row
+becomes an error record and the run goes on; a row the models reject is found by retrying
+its batch row by row, so it never takes the rest of its batch down with it.
+
+Sharding splits the input by record position (record ``i`` goes to shard ``i % N``), so N
+processes cover every row exactly once; :func:`merge_parts` joins their outputs back in
+input order by the ``line`` each record carries.
+
+Example:
+    >>> from inference.records import Row
+    >>> rows = [Row(0, 1, {"id": "a", "article": "متن خبر"}), Row(1, 2, {"id": "b", "article": ""})]
+    >>> job = Job(Columns(), classify=lambda texts: [{"label": "sports", "score": 0.9} for _ in texts])
+    >>> [sorted(r) for r in predict_batch(rows, job)]
+    [['id', 'line', 'topic', 'topic_score'], ['error', 'id', 'line']]
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from inference.normalize import join_title
+from inference.records import Row, type_name
+from inference.shards import Shard
+
+# Longer articles are split into windows by the classifier and truncated by the summarizer, as
+# the inference API does; past this size a "text" is almost surely a mis-parsed file or a dump,
+# and holding it would break the flat memory promise.
+MAX_TEXT_CHARS = 200_000
+OUTPUT_FIELDS = ("id", "line", "topic", "topic_score", "summary", "error")
+_INDEX_PREFIX = re.compile(r"^text at index \d+: ")
+
+ClassifyFn = Callable[[list[str]], list[dict]]
+SummarizeFn = Callable[[list[str]], list[str]]
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which input fields hold the text, title and id, and which to copy to the output.
+
+    ``text=None`` means ``article``, falling back to ``text``. Kept columns named like an
+    output field are written as ``input_NAME``.
+
+    Example:
+        >>> Columns(keep=("summary", "source")).kept_names()
+        ['input_summary', 'source']
+    """
+
+    text: str | None = None
+    title: str | None = None
+    id: str = "id"
+    keep: tuple[str, ...] = ()
+
+    def kept_names(self) -> list[str]:
+        """The output names of the kept columns."""
+        return [f"input_{name}" if name in OUTPUT_FIELDS else name for name in self.keep]
+
+
+@dataclass
+class Job:
+    """The models to run (None skips that task) and how to treat bad rows.
+
+    Example:
+        >>> Job(Columns(), summarize=lambda texts: ["خلاصه"] * len(texts)).tasks()
+        ['summary']
+    """
+
+    columns: Columns
+    classify: ClassifyFn | None = None
+    summarize: SummarizeFn | None = None
+    strict: bool = False
+
+    def tasks(self) -> list[str]:
+        """The tasks this job runs, in output order."""
+        return [name for name, fn in (("topic", self.classify), ("summary", self.summarize)) if fn]
+
+    def output_fields(self) -> list[str]:
+        """The output columns: id, line, the tasks' fields, error, then the kept columns."""
+        task_fields = {"topic": ["topic", "topic_score"], "summary": ["summary"]}
+        return ["id", "line", *(f for task in self.tasks() for f in task_fields[task]), "error"] + (
+            self.columns.kept_names()
+        )
+
+
+@dataclass
+class _Ready:
+    """A row that passed the checks: what the models read and what the record carries."""
+
+    record: dict
+    text: str
+    classifier_text: str
+
+
+class StrictFailure(Exception):
+    """Raised under ``--strict`` at the first bad row, after the rows before it were written."""
+
+
+def row_id(row: Row, id_column: str) -> str | int:
+    """The row's id: its ``id_column`` value, else (missing, empty or unreadable) its line number.
+
+    Example:
+        >>> row_id(Row(0, 5, {"id": "x9"}), "id"), row_id(Row(1, 6, {}), "id")
+        ('x9', 6)
+    """
+    value = (row.fields or {}).get(id_column)
+    return value if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "" else row.line
+
+
+def check_row(row: Row, columns: Columns) -> _Ready | dict:
+    """Turn a row into model input, or into an error record saying what is wrong with it.
+
+    Example:
+        >>> check_row(Row(0, 3, {"article": 42}), Columns())["error"]
+        "text field 'article' is a number, not a string"
+    """
+    record: dict[str, Any] = {"id": row_id(row, columns.id), "line": row.line}
+    fields = row.fields or {}
+    # _finish moves the kept columns behind the results.
+    record.update({out: fields.get(name) for name, out in zip(columns.keep, columns.kept_names(), strict=True)})
+    problem = row.problem or _text_problem(fields, columns)
+    if problem:
+        return {**record, "error": problem}
+    text = fields[_text_column(fields, columns)]
+    title = fields.get(columns.title) if columns.title else None
+    if title is not None and not isinstance(title, str):
+        return {**record, "error": f"title field {columns.title!r} is {type_name(title)}, not a string"}
+    return _Ready(record, text, join_title(title, text))
+
+
+def _text_column(fields: dict, columns: Columns) -> str:
+    if columns.text:
+        return columns.text
+    return "article" if "article" in fields else "text"
+
+
+def _text_problem(fields: dict, columns: Columns) -> str | None:
+    name = _text_column(fields, columns)
+    value = fields.get(name)
+    if value is None:
+        wanted = repr(name) if columns.text else "'article' or 'text'"
+        return f"no text: field {wanted} is missing" if name not in fields else f"no text: field {name!r} is null"
+    if not isinstance(value, str):
+        return f"text field {name!r} is {type_name(value)}, not a string"
+    if not value.strip():
+        return f"text field {name!r} is empty"
+    if len(value) > MAX_TEXT_CHARS:
+        return f"text is {len(value):,} characters, over the {MAX_TEXT_CHARS:,} limit"
+    return None
+
+
+def predict_batch(rows: list[Row], job: Job) -> list[dict]:
+    """Check ``rows``, run the job's models on the good ones and return one record per row, in order.
+
+    Example:
+        >>> job = Job(Columns(), summarize=lambda texts: [t[:3] for t in texts])
+        >>> predict_batch([Row(0, 1, {"text": "خبر امروز"})], job)
+        [{'id': 1, 'line': 1, 'summary': 'خبر'}]
+    """
+    checked = [check_row(row, job.columns) for row in rows]
+    ready = [item for item in checked if isinstance(item, _Ready)]
+    if job.classify and ready:
+        labels = _isolate(job.classify, [item.classifier_text for item in ready])
+        for item, label in zip(ready, labels, strict=True):
+            if isinstance(label, Exception):
+                item.record["error"] = _reason("topic", label)
+            else:
+                item.record.update(topic=label["label"], topic_score=label["score"])
+    still_ready = [item for item in ready if "error" not in item.record]
+    if job.summarize and still_ready:
+        summaries = _isolate(job.summarize, [item.text for item in still_ready])
+        for item, summary in zip(still_ready, summaries, strict=True):
+            if isinstance(summary, Exception):
+                item.record["error"] = _reason("summary", summary)
+            else:
+                item.record["summary"] = summary
+    return [_finish(item, job.columns.kept_names()) for item in checked]
+
+
+def _finish(item: _Ready | dict, kept: list[str]) -> dict:
+    record = item if isinstance(item, dict) else item.record
+    if "error" in record:
+        # A row that failed one task reports only the error, so a resumed run never mixes halves.
+        record = {k: v for k, v in record.items() if k not in ("topic", "topic_score", "summary")}
+    results = {k: v for k, v in record.items() if k not in kept}
+    return {**results, **{name: record[name] for name in kept}}
+
+
+def _isolate(model: Callable[[list[str]], list], texts: list[str]) -> list:
+    """Run ``model`` on the batch; if it rejects the batch, retry row by row so only bad rows fail."""
+    try:
+        results = model(texts)
+    except (ValueError, TypeError) as exc:
+        if len(texts) == 1:
+            return [exc]
+        return [_isolate(model, [text])[0] for text in texts]
+    if len(results) != len(texts):
+        raise RuntimeError(f"model returned {len(results)} results for {len(texts)} texts")
+    return results
+
+
+def _reason(task: str, exc: Exception) -> str:
+    return f"{task}: {_INDEX_PREFIX.sub('', str(exc))}"
+
+
+@dataclass
+class RunStats:
+    """What a run did; ``summary()`` is the line printed at the end.
+
+    Example:
+        >>> RunStats(read=10, written=8, failed=2, seconds=4.0).summary()
+        '10 rows read, 8 written, 2 failed in 4.0s (2.5 rows/s)'
+    """
+
+    read: int = 0
+    written: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    fatal: str | None = None
+
+    def count(self, records: list[dict]) -> None:
+        """Add a written batch to the totals."""
+        failed = sum("error" in record for record in records)
+        self.failed += failed
+        self.written += len(records) - failed
+
+    def summary(self) -> str:
+        """One line: rows read, written, failed, skipped on resume, time and speed."""
+        done = self.written + self.failed
+        skipped = f", {self.skipped} already done" if self.skipped else ""
+        speed = f" ({done / self.seconds:.1f} rows/s)" if self.seconds > 0 else ""
+        counts = f"{self.read} rows read, {self.written} written, {self.failed} failed{skipped}"
+        return f"{counts} in {self.seconds:.1f}s{speed}"
+
+
+class StopFlag:
+    """Set by the first Ctrl-C (or SIGTERM): the run stops after the batch in progress.
+
+    Example:
+        >>> StopFlag().requested
+        False
+    """
+
+    requested = False
+
+
+@contextmanager
+def stop_after_batch(notice: Callable[[str], None]) -> Iterator[StopFlag]:
+    """Turn the first SIGINT/SIGTERM into a clean stop after the current batch; a second one stops at once.
+
+    Example:
+        >>> with stop_after_batch(print) as stop:
+        ...     stop.requested
+        False
+    """
+    flag = StopFlag()
+
+    def handle(signum: int, frame: object) -> None:
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+        notice("stopping after this batch; press Ctrl-C again to stop now")
+
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    try:
+        previous = {sig: signal.signal(sig, handle) for sig in wanted}
+    except ValueError:  # not the main thread: signals stay as they are
+        previous = {}
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Progress:
+    def update(self, n: int) -> None: ...
+
+
+def run(
+    rows: Iterable[Row],
+    job: Job,
+    write: Callable[[list[dict]], None],
+    batch_size: int = 16,
+    shard: Shard | None = None,
+    done: Counter | None = None,
+    progress: Any = None,
+    stop: StopFlag | None = None,
+) -> RunStats:
+    """Predict every row of this ``shard`` not already ``done``, writing one batch of records at a time.
+
+    ``done`` counts ids already in the output (``--resume``); it is consumed as rows are skipped.
+    Under ``job.strict`` the run stops at the first bad row, after writing the rows before it.
+
+    Example:
+        >>> out = []
+        >>> rows = [Row(i, i + 1, {"article": "خبر"}) for i in range(3)]
+        >>> job = Job(Columns(), classify=lambda texts: [{"label": "sports", "score": 1.0}] * len(texts))
+        >>> run(rows, job, out.extend, batch_size=2, done=Counter({"1": 1})).skipped, [r["id"] for r in out]
+        (1, [2, 3])
+    """
+    stats, started = RunStats(), time.monotonic()
+    progress = progress or _Progress()
+    try:
+        for batch in _batched(_todo(rows, job.columns.id, shard or Shard(), done or Counter(), stats), batch_size):
+            records = predict_batch(batch, job)
+            bad = next((i for i, record in enumerate(records) if "error" in record), None)
+            if job.strict and bad is not None:
+                write(records[:bad])
+                stats.count(records[:bad])
+                stats.fatal = f"line {records[bad]['line']}: {records[bad]['error']}"
+                break
+            write(records)
+            stats.count(records)
+            progress.update(len(batch))
+            if stop is not None and stop.requested:
+                stats.interrupted = True
+                break
+    except KeyboardInterrupt:
+        stats.interrupted = True
+    stats.seconds = time.monotonic() - started
+    return stats
+
+
+def _todo(rows: Iterable[Row], id_column: str, shard: Shard, done: Counter, stats: RunStats) -> Iterator[Row]:
+    for row in rows:
+        if not shard.holds(row.index):
+            continue
+        stats.read += 1
+        key = str(row_id(row, id_column))
+        if done[key] > 0:
+            # Counting, not a set: with repeated ids only as many rows are skipped as were written.
+            done[key] -= 1
+            stats.skipped += 1
+            continue
+        yield row
+
+
+def _batched(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    batch: list[Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,163 @@
+"""Split one input across processes or machines, and join their outputs back in input order.
+
+Record ``i`` (0-based, counting every record, bad ones too) belongs to shard ``i % N``, so N
+runs of ``khabar predict --num-shards N --shard-index I`` cover every row exactly once, each
+writing its own part. Under ``accelerate launch`` (or torchrun) N and I default to the
+process's ``WORLD_SIZE`` and ``RANK``. Every record carries the input ``line`` it came from,
+and :func:`merge_parts` (``khabar merge``) streams the parts back into input order by it.
+
+Example:
+    >>> Shard(count=2, index=0).output_path("preds.jsonl")
+    'preds.shard-0-of-2.jsonl'
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from inference.records import RecordWriter, UsageError, read_rows
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of the input: record ``i`` belongs to shard ``i % count``.
+
+    Example:
+        >>> shard = Shard(count=3, index=1)
+        >>> [i for i in range(7) if shard.holds(i)], shard.output_path("out/preds.jsonl")
+        ([1, 4], 'out/preds.shard-1-of-3.jsonl')
+    """
+
+    count: int = 1
+    index: int = 0
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise UsageError(f"--num-shards {self.count}: must be at least 1")
+        if not 0 <= self.index < self.count:
+            raise UsageError(f"--shard-index {self.index}: must be in 0..{self.count - 1} for {self.count} shards")
+
+    def holds(self, row_index: int) -> bool:
+        """Whether the record at 0-based position ``row_index`` is this shard's."""
+        return row_index % self.count == self.index
+
+    def size(self, total_rows: int) -> int:
+        """How many of ``total_rows`` records fall in this shard."""
+        return len(range(self.index, total_rows, self.count))
+
+    def output_path(self, path: str) -> str:
+        """Where this shard writes: ``path`` itself when unsharded or stdout, else a numbered part."""
+        if self.count == 1 or path == "-":
+            return path
+        part = Path(path)
+        return str(part.with_name(f"{part.stem}.shard-{self.index}-of-{self.count}{part.suffix}"))
+
+
+def shard_from_env(num_shards: int | None, shard_index: int | None) -> Shard:
+    """The shard from the flags, else from ``WORLD_SIZE``/``RANK`` as set by ``accelerate launch`` or torchrun.
+
+    Example:
+        >>> shard_from_env(4, 2)
+        Shard(count=4, index=2)
+    """
+    count = num_shards if num_shards is not None else _env_int("WORLD_SIZE", 1)
+    index = shard_index if shard_index is not None else _env_int("RANK", 0)
+    return Shard(count, index)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"environment variable {name}={value!r} is not a whole number") from None
+
+
+def device_for_rank(device: str) -> str:
+    """Give each process under ``accelerate launch`` its own GPU (``cuda:LOCAL_RANK``) when asked for ``auto``.
+
+    Example:
+        >>> device_for_rank("cpu")
+        'cpu'
+    """
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device != "auto" or local_rank is None or _env_int("WORLD_SIZE", 1) < 2:
+        return device
+    import torch
+
+    return f"cuda:{local_rank}" if torch.cuda.is_available() else device
+
+
+# The fields every record may carry, in output order; anything else is a kept input column.
+_RECORD_FIELDS = ("id", "line", "topic", "topic_score", "summary", "error")
+
+
+def merge_parts(parts: list[str], output: str) -> int:
+    """Join shard outputs (JSONL, CSV or TSV) into ``output`` in input order; return the record count.
+
+    Each part is already in input order, so this is a streaming k-way merge on ``line``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> tmp = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (tmp / "a.jsonl").write_text('{"id": "x", "line": 1}\\n{"id": "z", "line": 3}\\n')
+        >>> _ = (tmp / "b.jsonl").write_text('{"id": "y", "line": 2}\\n')
+        >>> merge_parts([str(tmp / "a.jsonl"), str(tmp / "b.jsonl")], str(tmp / "all.jsonl"))
+        3
+        >>> [line[8] for line in (tmp / "all.jsonl").read_text().splitlines()]
+        ['x', 'y', 'z']
+    """
+    if any(Path(part).resolve() == Path(output).resolve() for part in parts if output != "-"):
+        raise UsageError(f"-o {output}: is also one of the parts to merge; write to a new file")
+    fields = _merged_fields(parts) if output.lower().endswith((".csv", ".tsv")) else list(_RECORD_FIELDS)
+    merged = heapq.merge(*(_part_records(part) for part in parts), key=lambda pair: pair[0])
+    count, previous = 0, None
+    with RecordWriter(output, fields, append=False) as writer:
+        for line, record, part in merged:
+            if previous is not None and line == previous[0]:
+                raise UsageError(f"line {line} is in both {previous[1]} and {part}; were the shards run twice?")
+            writer.write([record])
+            previous, count = (line, part), count + 1
+    return count
+
+
+def _part_records(part: str) -> Iterator[tuple[int, dict, str]]:
+    from_csv = not part.lower().endswith((".jsonl", ".ndjson"))
+    last = 0
+    for row in read_rows(part, flag="PART"):
+        if row.problem or not row.fields:
+            raise UsageError(f"{part} line {row.line}: {row.problem or 'empty record'}")
+        record = _from_csv(row.fields) if from_csv else row.fields
+        line = record.get("line")
+        if not isinstance(line, int) or isinstance(line, bool):
+            raise UsageError(f"{part} line {row.line}: no 'line' field; was it written by khabar predict?")
+        if line <= last:
+            raise UsageError(f"{part} line {row.line}: input line {line} comes after {last}; parts must stay in order")
+        last = line
+        yield line, record, part
+
+
+def _from_csv(fields: dict) -> dict:
+    """Undo CSV's flattening: numbers back to numbers, empty result cells back to absent."""
+    record = {k: v for k, v in fields.items() if k not in _RECORD_FIELDS or v != ""}
+    for name, kind in (("line", int), ("topic_score", float)):
+        try:
+            record[name] = kind(record[name])
+        except (KeyError, ValueError):
+            pass
+    return record
+
+
+def _merged_fields(parts: list[str]) -> list[str]:
+    """The CSV columns of the merged file: the record fields present, then kept columns, in first-seen order."""
+    seen: dict[str, None] = {}
+    for part in parts:
+        for row in read_rows(part, flag="PART"):
+            seen.update(dict.fromkeys(row.fields or {}))
+    return [f for f in _RECORD_FIELDS if f in seen] + [f for f in seen if f not in _RECORD_FIELDS]
