@@ -1,0 +1,220 @@
+"""``khabar-train evaluate``: report files, consistent metrics, honest intervals, baselines and user errors."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from training.baselines import (
+    bootstrap_ci,
+    classification_scores,
+    lead_baseline,
+    majority_baseline,
+    rouge_scores,
+    tfidf_baseline,
+)
+from training.cli import main as khabar_train
+from training.evaluation import detect_kind
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "persian-news"
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def eval_file(sample_dir, tmp_path_factory) -> Path:
+    """12 sample rows, then one row without a category and one without a summary (each skipped once)."""
+    rows = [json.loads(line) for line in (sample_dir / "test.jsonl").read_text(encoding="utf-8").splitlines()[:12]]
+    rows += [{**rows[0], "category": None}, {**rows[1], "summary": ""}]
+    return write_jsonl(tmp_path_factory.mktemp("eval") / "eval.jsonl", rows)
+
+
+def run_evaluate(*args: object) -> int:
+    return khabar_train(["evaluate", *map(str, args), "--bootstrap", "200"])
+
+
+def read_metrics(folder: Path) -> dict:
+    return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+
+
+def assert_interval_holds(scores: dict, key: str, top: float) -> None:
+    low, high = scores[f"{key}_ci"]
+    assert 0 <= low <= scores[key] <= high <= top, (key, scores[key], low, high)
+
+
+# --- end to end with the tiny models ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def classifier_report(tiny_classifier_dir, eval_file, sample_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "classifier"
+    code = run_evaluate(
+        "--model", tiny_classifier_dir, "--data", eval_file, "--baseline-train", sample_dir / "train.jsonl", "-o", out
+    )
+    assert code == 0
+    return out
+
+
+def test_classifier_report_writes_every_file(classifier_report) -> None:
+    for name in ("metrics.json", "report.md", "predictions.jsonl"):
+        assert (classifier_report / name).stat().st_size > 0
+    for name in ("confusion_matrix.png", "per_class_f1.png"):
+        assert (classifier_report / name).read_bytes().startswith(PNG_MAGIC)
+    report = (classifier_report / "report.md").read_text(encoding="utf-8")
+    assert "![confusion matrix](confusion_matrix.png)" in report and "![F1 per class](per_class_f1.png)" in report
+    assert "| rows skipped | 1 (missing or empty `article` or `category`) |" in report
+    assert len((classifier_report / "predictions.jsonl").read_text(encoding="utf-8").splitlines()) == 13
+
+
+def test_classifier_metrics_are_in_range_and_consistent(classifier_report) -> None:
+    metrics = read_metrics(classifier_report)
+    assert metrics["kind"] == "classification" and metrics["rows"] == 13 and metrics["skipped_rows"] == 1
+    assert set(metrics["systems"]) == {"model", "majority", "tfidf"}
+    for scores in metrics["systems"].values():
+        matrix = scores["confusion_matrix"]["matrix"]
+        trace = sum(matrix[i][i] for i in range(len(matrix)))
+        assert scores["accuracy"] == pytest.approx(trace / sum(map(sum, matrix)))
+        assert sum(map(sum, matrix)) == 13
+        assert sum(c["support"] for c in scores["per_class"].values()) == 13
+        for key in ("accuracy", "macro_f1", "weighted_f1"):
+            assert_interval_holds(scores, key, top=1)
+
+
+@pytest.fixture(scope="module")
+def summarizer_report(tiny_summarizer_dir, eval_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "summarizer"
+    assert run_evaluate("--model", tiny_summarizer_dir, "--data", eval_file, "--limit", "4", "-o", out) == 0
+    return out
+
+
+def test_summarizer_report_writes_every_file(summarizer_report) -> None:
+    assert (summarizer_report / "lengths.png").read_bytes().startswith(PNG_MAGIC)
+    report = (summarizer_report / "report.md").read_text(encoding="utf-8")
+    assert "![summary lengths](lengths.png)" in report
+    assert "## Examples" in report and report.count("| reference |") == 4
+    assert "| rows skipped | 1 (missing or empty `article` or `summary`) |" in report
+
+
+def test_summarizer_metrics_are_in_range_with_intervals(summarizer_report) -> None:
+    metrics = read_metrics(summarizer_report)
+    assert metrics["kind"] == "summarization" and metrics["rows"] == 4 and metrics["limit"] == 4
+    assert set(metrics["systems"]) == {"model", "lead-1", "lead-2"}
+    for scores in metrics["systems"].values():
+        for key in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+            assert_interval_holds(scores, key, top=100)
+        assert scores["mean_length"] > 0
+    # Lead-2 contains lead-1, so it can only be longer.
+    assert metrics["systems"]["lead-2"]["mean_length"] > metrics["systems"]["lead-1"]["mean_length"]
+
+
+# --- user mistakes: one line naming the flag, file or column -----------------------------------------
+
+
+def test_bad_column_is_a_one_line_error(tiny_classifier_dir, eval_file, tmp_path, capsys) -> None:
+    code = run_evaluate("--model", tiny_classifier_dir, "--data", eval_file, "--label-column", "topic", "-o", tmp_path)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "eval.jsonl:1: column 'topic' not found" in err and "category" in err
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_bad_baseline_train_fails_before_the_model_runs(tiny_classifier_dir, eval_file, tmp_path, capsys) -> None:
+    code = run_evaluate(
+        "--model", tiny_classifier_dir, "--data", eval_file, "--baseline-train", "nope.jsonl", "-o", tmp_path
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "nope.jsonl: no such file" in err
+
+
+def test_not_a_model_directory_is_a_one_line_error(tmp_path, eval_file, capsys) -> None:
+    assert run_evaluate("--model", tmp_path, "--data", eval_file, "-o", tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a model directory (no config.json)" in err
+
+
+def test_kind_is_read_from_the_model_config(tiny_classifier_dir, tiny_summarizer_dir, tmp_path) -> None:
+    assert detect_kind(tiny_classifier_dir) == "classification"
+    assert detect_kind(tiny_summarizer_dir) == "summarization"
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    with pytest.raises(ValueError, match="cannot tell a classifier from a summarizer"):
+        detect_kind(tmp_path)
+
+
+# --- metrics and baselines without a model ----------------------------------------------------------
+
+
+def test_classification_scores_agree_with_scikit_learn() -> None:
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    rng = random.Random(0)
+    labels = ["sports", "economy", "politics", "health"]
+    references = [rng.choice(labels[:3]) for _ in range(200)]
+    predictions = [ref if rng.random() < 0.6 else rng.choice(labels) for ref in references]
+    scores = classification_scores(predictions, references, draws=100)
+    assert scores["accuracy"] == pytest.approx(accuracy_score(references, predictions))
+    assert scores["macro_f1"] == pytest.approx(f1_score(references, predictions, average="macro"))
+    assert scores["weighted_f1"] == pytest.approx(f1_score(references, predictions, average="weighted"))
+    p, r, f, s = precision_recall_fscore_support(references, predictions, labels=["economy"], zero_division=0)
+    assert scores["per_class"]["economy"] == pytest.approx(
+        {"precision": p[0], "recall": r[0], "f1": f[0], "support": s[0]}
+    )
+    assert scores["per_class"]["health"]["support"] == 0  # predicted, never true: still listed
+
+
+def test_bootstrap_interval_matches_the_normal_approximation() -> None:
+    values = [1.0] * 120 + [0.0] * 280  # mean 0.3; normal 95% half-width 1.96 * sqrt(0.3 * 0.7 / 400) = 0.045
+    low, high = bootstrap_ci(values, draws=2000, seed=1)
+    assert low < 0.3 < high
+    assert 0.035 < 0.3 - low < 0.055 and 0.035 < high - 0.3 < 0.055
+    assert bootstrap_ci(values, draws=2000, seed=1) == (low, high)  # seeded
+
+
+def test_bootstrap_interval_of_constant_scores_is_the_point() -> None:
+    assert bootstrap_ci([0.1] * 30, draws=50) == pytest.approx((0.1, 0.1))
+
+
+def test_majority_and_tfidf_baselines() -> None:
+    assert majority_baseline(["economy", "sports", "sports"], count=2) == ["sports", "sports"]
+    train_texts = ["تیم فوتبال گل زد", "بازیکن تیم ملی", "قیمت دلار بالا رفت", "بازار ارز و بورس"] * 3
+    train_labels = ["sports", "sports", "economy", "economy"] * 3
+    assert tfidf_baseline(train_texts, train_labels, ["گل دوم تیم", "بورس تهران"]) == ["sports", "economy"]
+
+
+def test_lead_baseline_takes_first_sentences() -> None:
+    article = "جمله اول است. جمله دوم؟ سومی\nچهارم"
+    assert lead_baseline([article], 1) == ["جمله اول است."]
+    assert lead_baseline([article], 2) == ["جمله اول است. جمله دوم؟"]
+    assert lead_baseline([""], 1) == [""]
+
+
+def test_rouge_splits_words_at_spaces_and_zwnj_like_the_data_reference() -> None:
+    # ZWNJ or a space inside «می‌شود» is the same word; punctuation stays on its word, as in the reference.
+    assert rouge_scores(["گفته می‌شود"], ["گفته می شود"], draws=10)["rouge1"] == pytest.approx(100)
+    assert rouge_scores(["برد."], ["برد"], draws=10)["rouge1"] == pytest.approx(0)
+    scores = rouge_scores(["تیم ملی برد", "بازار"], ["تیم ملی برد", "قیمت"], draws=10)
+    assert scores["rouge1"] == pytest.approx(50) and scores["mean_length"] == 2
+
+
+# --- the data README's reference figures (needs the shared data; minutes on 2 cores) -----------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "test.jsonl").is_file(), reason="shared persian-news data not present")
+def test_baselines_reproduce_the_data_reference() -> None:
+    from training.data import Columns, load_split
+
+    summaries = load_split(str(SHARED / "test.jsonl"), Columns(summary="summary"))
+    lead_1 = rouge_scores(lead_baseline(summaries["text"], 1), summaries["summary"], draws=10)
+    assert lead_1["rouge1"] == pytest.approx(26.5, abs=0.5)
+    train = load_split(str(SHARED / "train.jsonl"), Columns(label="category"))
+    test = load_split(str(SHARED / "test.jsonl"), Columns(label="category"))
+    scores = classification_scores(tfidf_baseline(train["text"], train["label"], test["text"]), test["label"], draws=10)
+    assert scores["accuracy"] == pytest.approx(0.87, abs=0.02)
+    assert scores["macro_f1"] == pytest.approx(0.68, abs=0.03)
