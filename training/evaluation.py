@@ -66,8 +66,9 @@ def detect_kind(model_dir: str | Path) -> Kind:
 def load_rows(source: str, columns: Columns, split: str = "test", limit: int | None = None) -> tuple[dict, int]:
     """Load the evaluation rows (normalized) and count the rows skipped for a missing field.
 
-    Returns ``(columns_dict, skipped)``. The whole file is read even with ``limit`` so that
-    ``skipped`` describes the file, not only the prefix that was evaluated.
+    Returns ``(rows, skipped)``: ``rows`` maps ``text``, the target and ``title`` (``None`` when
+    unmapped) to lists. The whole file is read even with ``limit``, so that ``skipped``
+    describes the file, not only the prefix that was evaluated.
 
     Example:
         >>> rows, skipped = load_rows("data/sample/test.jsonl", Columns(label="category"), limit=3)
@@ -79,7 +80,9 @@ def load_rows(source: str, columns: Columns, split: str = "test", limit: int | N
     skipped = total - len(data)
     if limit:
         data = data.select(range(min(limit, len(data))))
-    return data.to_dict(), skipped
+    rows = data.to_dict()
+    rows.setdefault("title", [None] * len(data))
+    return rows, skipped
 
 
 def evaluate_classification(
@@ -272,35 +275,27 @@ def run(args: argparse.Namespace) -> dict:
     kind = detect_kind(args.model)
     if args.output.exists() and not args.output.is_dir():
         raise DataError(f"{args.output}: exists and is not a folder (-o needs a folder for the report)")
-    classification = kind == "classification"
-    if classification:
-        columns = Columns(text=args.text_column, label=args.label_column, title=args.title_column)
-    else:
-        columns = Columns(text=args.text_column, summary=args.summary_column)
+    target = {"label": args.label_column} if kind == "classification" else {"summary": args.summary_column}
+    columns = Columns(text=args.text_column, title=args.title_column, **target)
     # Read every file before the slow model runs, so a wrong column fails in a second, not an hour.
     rows, skipped = load_rows(args.data, columns, args.split, args.limit)
-    texts = [
-        join_title(title, text)
-        for title, text in zip(rows.get("title", [None] * len(rows["text"])), rows["text"], strict=True)
-    ]
-    draws, seed = args.bootstrap, args.seed
-    if classification:
-        train = _baseline_train(args.baseline_train, columns, args.split)
-        predictions = predict_topics(args.model, texts, args.batch_size or 16, args.device)
-        result = evaluate_classification(texts, rows["label"], predictions, train, draws, seed)
+    # The model sees the headline and the article laid out as in training; baselines see the same rows.
+    inputs = [join_title(title, text) for title, text in zip(rows["title"], rows["text"], strict=True)]
+    if kind == "classification":
+        train = _baseline_train(args.baseline_train, columns)
+        predictions = predict_topics(args.model, inputs, args.batch_size or 16, args.device)
+        result = evaluate_classification(inputs, rows["label"], predictions, train, args.bootstrap, args.seed)
         result["warnings"] += _label_warnings(args.model, rows["label"])
     else:
         if args.baseline_train:
-            print(
-                "khabar-train evaluate: note: --baseline-train is not needed for summaries (lead-k uses the article)",
-                file=sys.stderr,
-            )
-        summaries = generate_summaries(args.model, texts, args.batch_size or 8, args.device)
-        result = evaluate_summarization(texts, rows["summary"], summaries, draws, seed)
+            print("khabar-train evaluate: note: lead-k baselines need no --baseline-train; ignored", file=sys.stderr)
+        summaries = generate_summaries(args.model, inputs, args.batch_size or 8, args.device)
+        # Lead-k takes the article's own first sentences, never the headline.
+        result = evaluate_summarization(rows["text"], rows["summary"], summaries, args.bootstrap, args.seed)
     result.update(
         model=str(args.model),
         data=str(args.data),
-        columns={k: v for k, v in vars(columns).items() if v and k != "target"},
+        columns={role: name for role, name in vars(columns).items() if name},
         required_columns=[columns.text, columns.target],
         skipped_rows=skipped,
         limit=args.limit,
@@ -309,10 +304,11 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
-def _baseline_train(source: str | None, columns: Columns, split: str) -> tuple[list[str], list[str]] | None:
+def _baseline_train(source: str | None, columns: Columns) -> tuple[list[str], list[str]] | None:
+    """The TF-IDF baseline's training texts (laid out like the model's inputs) and labels."""
     if not source:
         return None
-    data = load_split(source, columns, split="train" if split == "test" else split)
+    data = load_split(source, columns, split="train")
     titles = data["title"] if columns.title else [None] * len(data)
     return [join_title(t, x) for t, x in zip(titles, data["text"], strict=True)], data["label"]
 

@@ -118,11 +118,17 @@ def _header(result: dict) -> list[str]:
 def _score_legend(result: dict) -> str:
     boot = result["bootstrap"]
     unit = "0-1" if result["kind"] == "classification" else "F1, 0-100, mean over articles"
-    return (
+    legend = (
         f"Scores ({unit}) on the same rows for every system; in brackets the {boot['confidence']:.0%} "
         f"bootstrap interval ({boot['draws']} resamples of the rows, seed {boot['seed']}). "
         "Two systems whose intervals overlap may not really differ."
     )
+    if result["kind"] == "summarization":
+        legend += (
+            " ROUGE words: normalized text split at spaces and ZWNJ, punctuation kept on its word"
+            " (as in the persian-news reference figures)."
+        )
+    return legend
 
 
 def _score_table(result: dict, columns: dict[str, str]) -> list[str]:
