@@ -1,0 +1,545 @@
+"""Fine-tune a BERT-style encoder (ParsBERT) to tell the topic of Persian news, from a config.
+
+``khabar-train configs/classifier/tiny.yaml`` runs :func:`train`, which reads top to bottom:
+check precision and resume, load the labelled splits and derive the label set from the training
+data, tokenize (title and article joined as at inference), start the model from a checkpoint
+(with a new head sized to the labels) or from a config, train with macro-F1 early stopping, score
+validation and test with the best model, and write a directory that plain ``transformers`` loads:
+
+* ``model.safetensors``, ``config.json`` (with ``id2label``/``label2id``) and the tokenizer;
+* ``config.yaml`` (the resolved config), ``normalization.json`` (how text was normalized),
+  ``metrics.json`` (validation and test: accuracy, macro/weighted F1, per-class scores,
+  confusion matrix), ``confusion_matrix.png`` and ``training_log.jsonl`` (one line per
+  evaluation: training loss, validation loss and scores).
+
+Several GPUs or machines: ``accelerate launch -m training CONFIG`` (the Trainer shards the data;
+only the main process writes the directory).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+import shutil
+from collections import Counter
+from functools import partial
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    ProgressCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+from transformers.trainer_utils import EvalPrediction, get_last_checkpoint
+
+from inference.normalize import join_title, save_normalization
+from training.config import ConfigError, ExperimentConfig, TrainConfig, save_config
+from training.data import Columns, DataError, load_split, split_off_validation
+from training.metrics.classification import classification_metrics
+from training.plots import plot_confusion_matrix
+
+log = logging.getLogger(__name__)
+
+BEST_METRIC = "macro_f1"
+CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
+# Scores shown in the per-epoch progress line and kept as headline numbers.
+HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
+
+
+def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None) -> Path:
+    """Train the topic classifier ``cfg`` describes and write its model directory; returns ``cfg.output_dir``.
+
+    ``callbacks`` are extra ``transformers`` trainer callbacks (logging, custom stopping rules).
+
+    Example:
+        >>> from training.config import load_config
+        >>> cfg = load_config("configs/classifier/tiny.yaml", ["train.max_steps=2"])
+        >>> train(cfg)  # doctest: +SKIP
+        PosixPath('models/classifier')
+    """
+    if cfg.task != "classification":
+        raise ConfigError(f"task: the classifier trains task 'classification', not {cfg.task!r}")
+    set_seed(cfg.train.seed)
+    check_precision(cfg.train)
+    resume_from = checkpoint_to_resume(cfg)
+    tokenizer = _load(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, "model.tokenizer")
+    raw = load_data(cfg)
+    labels = label_set(raw, cfg)
+    model = load_model(cfg, labels)
+    check_max_length(cfg.train, model.config)
+    tokenized = {name: tokenize(split, tokenizer, labels, cfg.train.max_length) for name, split in raw.items()}
+
+    mixed = cfg.train.fp16 or cfg.train.bf16
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(cfg),
+        # Pads each batch to its own longest article; multiples of 8 suit tensor cores under mixed precision.
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if mixed else None),
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        processing_class=tokenizer,
+        compute_metrics=partial(epoch_metrics, labels=labels),
+        compute_loss_func=weighted_loss(class_weights(raw["train"]["label"], labels))
+        if cfg.train.class_weights
+        else None,
+        callbacks=_callbacks(cfg.train) + list(callbacks or []),
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(TopicProgress())
+    trained = trainer.train(resume_from_checkpoint=resume_from)
+
+    # The best checkpoint is loaded back; score it on the whole validation and test splits.
+    metrics = {
+        "labels": labels,
+        "train": {**trained.metrics, f"best_validation_{BEST_METRIC}": trainer.state.best_metric},
+    }
+    for name in ("validation", "test"):
+        if name in tokenized:
+            metrics[name] = evaluate_split(trainer, tokenized[name], labels, name)
+
+    out = Path(cfg.output_dir)
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        write_outputs(out, cfg, trainer.state.log_history, metrics)
+        split = "test" if "test" in metrics else "validation"
+        print(
+            f"topic classifier written to {out}/ (model, tokenizer, config.yaml, metrics.json, confusion_matrix.png, "
+            f"training_log.jsonl); {split} accuracy {metrics[split]['accuracy']:.3f}, "
+            f"macro-F1 {metrics[split]['macro_f1']:.3f} over {len(labels)} labels"
+        )
+    return out
+
+
+def check_precision(train_cfg: TrainConfig) -> None:
+    """Refuse mixed precision the hardware here cannot run, with a one-line reason.
+
+    Example:
+        >>> check_precision(TrainConfig())  # float32 runs anywhere
+    """
+    if train_cfg.fp16 and not torch.cuda.is_available():
+        raise ConfigError(
+            "train.fp16: float16 mixed precision needs a CUDA GPU and none is visible; set train.fp16=false"
+        )
+    if train_cfg.bf16 and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        raise ConfigError(
+            "train.bf16: bfloat16 needs a GPU that supports it (NVIDIA Ampere or newer) and none is visible; "
+            "set train.bf16=false, or train.fp16=true on an older GPU"
+        )
+
+
+def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
+    """The last checkpoint in ``output_dir`` when ``train.resume`` is set; refuse to start over on one.
+
+    A finished run removes its checkpoints, so one left behind means an interrupted run; starting
+    afresh would mix the two runs' checkpoints, so the user must choose.
+
+    Example:
+        >>> from training.config import load_config
+        >>> checkpoint_to_resume(load_config("configs/classifier/tiny.yaml", ["output_dir=/nonexistent"])) is None
+        True
+    """
+    out = Path(cfg.output_dir)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if cfg.train.resume:
+        if last is None:
+            log.warning("train.resume: no checkpoint in %s yet; starting from the beginning", out)
+        else:
+            log.info("resuming from %s", last)
+        return last
+    if last is not None:
+        raise ConfigError(
+            f"output_dir: {out} holds {Path(last).name} of an interrupted run; continue it with train.resume=true, "
+            "or delete its checkpoint-* folders to start over"
+        )
+    return None
+
+
+def load_data(cfg: ExperimentConfig) -> dict[str, datasets.Dataset]:
+    """The train, validation and (when configured) test splits with normalized ``text``, ``label`` (and ``title``).
+
+    Example:
+        >>> from training.config import load_config
+        >>> sorted(load_data(load_config("configs/classifier/tiny.yaml")))
+        ['test', 'train', 'validation']
+    """
+    data = cfg.data
+    columns = Columns(text=data.text_column, label=data.label_column, title=data.title_column)
+    splits = {"train": load_split(data.train_file, columns, "train", data.digits, data.max_train_samples)}
+    if data.validation_file:
+        splits["validation"] = load_split(data.validation_file, columns, "validation", data.digits)
+    else:
+        splits["train"], splits["validation"] = split_off_validation(
+            splits["train"], data.validation_fraction, cfg.train.seed
+        )
+    if data.test_file:
+        splits["test"] = load_split(data.test_file, columns, "test", data.digits)
+    for name in ("validation", "test"):
+        if name in splits and data.max_eval_samples and len(splits[name]) > data.max_eval_samples:
+            splits[name] = splits[name].select(range(data.max_eval_samples))
+    return splits
+
+
+def label_set(splits: dict[str, datasets.Dataset], cfg: ExperimentConfig) -> list[str]:
+    """The training data's labels in sorted order; a validation or test label outside them is a ``DataError``.
+
+    Sorted order keeps the label ids stable whatever the row order of the file.
+
+    Example:
+        >>> from training.config import load_config
+        >>> cfg = load_config("configs/classifier/tiny.yaml")
+        >>> label_set({"train": datasets.Dataset.from_dict({"label": ["sports", "economy", "sports"]})}, cfg)
+        ['economy', 'sports']
+    """
+    labels = sorted(set(splits["train"]["label"]))
+    if len(labels) < 2:
+        raise DataError(
+            f"{cfg.data.train_file}: column {cfg.data.label_column!r} has {len(labels)} distinct label(s) "
+            f"{labels}; a classifier needs at least two"
+        )
+    for name, source in (("validation", cfg.data.validation_file), ("test", cfg.data.test_file)):
+        if name not in splits or not source:
+            continue
+        unseen = Counter(label for label in splits[name]["label"] if label not in labels)
+        if unseen:
+            found = ", ".join(f"{label!r} ({count} rows)" for label, count in sorted(unseen.items()))
+            raise DataError(
+                f"{source}: column {cfg.data.label_column!r} has label(s) {found} that never occur in the training "
+                f"data {cfg.data.train_file}; training labels are: {', '.join(labels)}"
+            )
+    return labels
+
+
+def load_model(cfg: ExperimentConfig, labels: list[str]) -> PreTrainedModel:
+    """The model to fine-tune, its head sized to ``labels`` and its config carrying ``id2label``/``label2id``.
+
+    From ``model.name_or_path`` the encoder weights are loaded and the classification head is new,
+    unless the checkpoint already predicts exactly these labels (continued training). From
+    ``model.config`` every weight is fresh (seeded).
+
+    Example:
+        >>> from training.config import load_config
+        >>> model = load_model(load_config("configs/classifier/tiny.yaml"), ["economy", "sports"])
+        >>> model.config.id2label
+        {0: 'economy', 1: 'sports'}
+    """
+    key = "model.config" if cfg.model.config else "model.name_or_path"
+    source = cfg.model.config or cfg.model.name_or_path
+    original = _load(AutoConfig, source, key)
+    if original.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise ConfigError(
+            f"{key}: {source!r} is a {original.model_type} model, which has no sequence-classification head "
+            "(topic classification starts from an encoder such as HooshvareLab/bert-fa-base-uncased)"
+        )
+    id2label = dict(enumerate(labels))
+    config = copy.deepcopy(original)
+    config.id2label, config.label2id = id2label, {label: i for i, label in id2label.items()}
+    if cfg.model.config:
+        return AutoModelForSequenceClassification.from_config(config)
+    # A head of the wrong size is re-initialized by ignore_mismatched_sizes; float32 master weights for AMP.
+    model = AutoModelForSequenceClassification.from_pretrained(
+        cfg.model.name_or_path, config=config, ignore_mismatched_sizes=True, dtype=torch.float32
+    )
+    if len(original.id2label) == len(labels) and [original.id2label[i] for i in range(len(labels))] != labels:
+        _reset_head(model)  # same size, other meaning: the old head would map to the wrong topics
+    return model
+
+
+def _reset_head(model: PreTrainedModel) -> None:
+    """Give every linear layer outside the encoder fresh weights, as ``transformers`` initializes a new head."""
+    std = getattr(model.config, "initializer_range", 0.02)
+    for name, child in model.named_children():
+        if name == model.base_model_prefix:
+            continue
+        for module in child.modules():
+            if isinstance(module, torch.nn.Linear):
+                torch.nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
+                    torch.nn.init.zeros_(module.bias)
+    log.info("new classification head: the checkpoint's labels differ from the training data's")
+
+
+def check_max_length(train_cfg: TrainConfig, model_config: PretrainedConfig) -> None:
+    """Refuse a ``train.max_length`` longer than the model has positions for (it would crash mid-training).
+
+    Example:
+        >>> from transformers import BertConfig
+        >>> check_max_length(TrainConfig(max_length=1024), BertConfig(max_position_embeddings=512))
+        Traceback (most recent call last):
+        ...
+        training.config.ConfigError: train.max_length: 1024 tokens exceed the model's 512 positions; use at most 512
+    """
+    limit = getattr(model_config, "max_position_embeddings", None)
+    if limit and train_cfg.max_length > limit:
+        raise ConfigError(
+            f"train.max_length: {train_cfg.max_length} tokens exceed the model's {limit} positions; use at most {limit}"
+        )
+
+
+def tokenize(
+    split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, labels: list[str], max_length: int
+) -> datasets.Dataset:
+    """Token ids of each article (title first when mapped, as at inference) and its label id; not padded.
+
+    Example:
+        >>> from transformers import AutoTokenizer
+        >>> split = datasets.Dataset.from_dict({"text": ["متن خبر"], "label": ["sports"], "title": ["تیتر"]})
+        >>> tok = AutoTokenizer.from_pretrained("models/tiny/classifier")
+        >>> tokenize(split, tok, ["economy", "sports"], 32)[0]["labels"]
+        1
+    """
+    label_id = {label: i for i, label in enumerate(labels)}
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        texts = batch["text"]
+        if "title" in batch:
+            texts = [join_title(title, text) for title, text in zip(batch["title"], texts, strict=True)]
+        features = tokenizer(texts, max_length=max_length, truncation=True)
+        features["labels"] = [label_id[label] for label in batch["label"]]
+        return features
+
+    return split.map(encode, batched=True, remove_columns=split.column_names, desc="tokenizing")
+
+
+def class_weights(train_labels: list[str], labels: list[str]) -> torch.Tensor:
+    """``balanced`` loss weights: ``rows / (labels * rows_of_label)``, so each topic weighs the same in total.
+
+    Example:
+        >>> weights = class_weights(["sports", "sports", "sports", "economy"], ["economy", "sports"])
+        >>> [round(w, 3) for w in weights.tolist()]
+        [2.0, 0.667]
+    """
+    counts = Counter(train_labels)
+    return torch.tensor([len(train_labels) / (len(labels) * counts[label]) for label in labels], dtype=torch.float32)
+
+
+def weighted_loss(weights: torch.Tensor):
+    """A ``compute_loss_func`` for ``Trainer``: class-weighted cross-entropy.
+
+    The sum is divided by the number of examples in the whole accumulated batch, which keeps
+    gradient accumulation equivalent to one large batch.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> loss = weighted_loss(torch.tensor([1.0, 3.0]))
+        >>> outputs = SimpleNamespace(logits=torch.zeros(2, 2))
+        >>> round(loss(outputs, torch.tensor([0, 1])).item(), 4)  # (1 + 3) * ln 2 / 2
+        1.3863
+    """
+
+    def compute(outputs, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+        total = torch.nn.functional.cross_entropy(
+            logits.float(), labels, weight=weights.to(logits.device), reduction="sum"
+        )
+        return total / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
+
+    return compute
+
+
+def training_arguments(cfg: ExperimentConfig) -> TrainingArguments:
+    """Map the config onto ``TrainingArguments`` (checkpoints follow evaluations; the best macro-F1 is kept).
+
+    Example:
+        >>> from training.config import load_config
+        >>> training_arguments(load_config("configs/classifier/tiny.yaml")).metric_for_best_model
+        'macro_f1'
+    """
+    t = cfg.train
+    return TrainingArguments(
+        output_dir=cfg.output_dir,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a share of all steps
+        seed=t.seed,
+        data_seed=t.seed,
+        fp16=t.fp16,
+        bf16=t.bf16,
+        eval_strategy=t.eval_strategy,
+        eval_steps=t.eval_steps,
+        save_strategy=t.eval_strategy,
+        save_steps=t.eval_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model=BEST_METRIC,
+        greater_is_better=True,
+        # Early stopping's patience counter lives in the checkpoint too, so a resumed run stops where it would have.
+        restore_callback_states_from_checkpoint=True,
+        logging_steps=t.logging_steps,
+        # Articles of similar length share a batch, so dynamic padding adds few pad tokens.
+        train_sampling_strategy="group_by_length",
+        dataloader_num_workers=t.num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        report_to="none",
+        disable_tqdm=False,
+    )
+
+
+def _callbacks(train_cfg: TrainConfig) -> list[TrainerCallback]:
+    if train_cfg.early_stopping_patience is None:
+        return [LogAtEvaluation()]
+    return [LogAtEvaluation(), EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)]
+
+
+class LogAtEvaluation(TrainerCallback):
+    """Log the training loss whenever the model is evaluated, so every epoch row has one.
+
+    Between evaluations the loss is still logged every ``train.logging_steps`` steps.
+    """
+
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_log = control.should_log or control.should_evaluate
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_log = control.should_log or control.should_evaluate
+
+
+class TopicProgress(ProgressCallback):
+    """The trainer's progress bars (with ETA), labelled, and one short line per evaluation instead of a raw dict."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.training_bar is not None:
+            self.training_bar.set_description("training")
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        new_bar = self.prediction_bar is None
+        super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
+        if new_bar and self.prediction_bar is not None:
+            self.prediction_bar.set_description("scoring")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or self.training_bar is None or not logs:
+            return
+        if f"eval_{BEST_METRIC}" in logs:
+            scores = ", ".join(f"{name} {logs[f'eval_{name}']:.3f}" for name in HEADLINE)
+            self.training_bar.write(
+                f"epoch {logs.get('epoch', 0):.2f}: validation loss {logs['eval_loss']:.4f}, {scores}"
+            )
+        elif "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}")
+
+
+def epoch_metrics(prediction: EvalPrediction, labels: list[str]) -> dict[str, float]:
+    """Validation scores logged at each evaluation: headline scores plus ``<label>/precision|recall|f1``.
+
+    Flat numbers, because the trainer's log (and so ``training_log.jsonl``) holds only scalars.
+
+    Example:
+        >>> logits = np.array([[2.0, 0.0], [0.0, 2.0]])
+        >>> epoch_metrics(EvalPrediction(predictions=logits, label_ids=np.array([0, 0])), ["a", "b"])["accuracy"]
+        0.5
+    """
+    scores = _score(prediction.predictions, prediction.label_ids, labels)
+    flat = {name: scores[name] for name in HEADLINE}
+    for label, row in scores["per_class"].items():
+        flat |= {f"{label}/{name}": row[name] for name in ("precision", "recall", "f1")}
+    return flat
+
+
+def _score(logits: np.ndarray | tuple, label_ids: np.ndarray, labels: list[str]) -> dict:
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    predicted = [labels[i] for i in np.asarray(logits).argmax(axis=-1)]
+    return classification_metrics(predicted, [labels[i] for i in label_ids], labels)
+
+
+def evaluate_split(trainer: Trainer, tokenized: datasets.Dataset, labels: list[str], name: str) -> dict:
+    """Every score of the trained model on a whole split (with per-class rows and the confusion matrix).
+
+    Example:
+        >>> evaluate_split(trainer, tokenized["test"], labels, "test")["macro_f1"]  # doctest: +SKIP
+        0.61
+    """
+    output = trainer.predict(tokenized, metric_key_prefix=name)
+    return {**_score(output.predictions, output.label_ids, labels), "loss": output.metrics[f"{name}_loss"]}
+
+
+def epoch_log(log_history: list[dict]) -> list[dict]:
+    """One row per evaluation: the mean training loss logged since the previous one, and the validation scores.
+
+    The trainer's history survives a resume (it is saved in each checkpoint), so a resumed run's
+    log covers every epoch.
+
+    Example:
+        >>> history = [{"loss": 1.0, "step": 5}, {"loss": 0.5, "step": 10},
+        ...            {"eval_loss": 0.7, "eval_macro_f1": 0.4, "eval_sports/f1": 0.9, "epoch": 1.0, "step": 10}]
+        >>> row = epoch_log(history)[0]
+        >>> row["train_loss"], row["validation_loss"], row["macro_f1"], row["per_class"]
+        (0.75, 0.7, 0.4, {'sports': {'f1': 0.9}})
+    """
+    rows, losses = [], []
+    for entry in log_history:
+        if "loss" in entry:
+            losses.append(entry["loss"])
+        if "eval_loss" not in entry:
+            continue
+        row = {"epoch": entry.get("epoch"), "step": entry.get("step")}
+        row["train_loss"] = float(np.mean(losses)) if losses else None
+        row["validation_loss"] = entry["eval_loss"]
+        per_class: dict[str, dict[str, float]] = {}
+        for key, value in entry.items():
+            name = key.removeprefix("eval_")
+            if "/" in name:
+                label, score = name.rsplit("/", 1)
+                per_class.setdefault(label, {})[score] = value
+            elif key.startswith("eval_") and name in HEADLINE:
+                row[name] = value
+        rows.append({**row, "per_class": per_class})
+        losses = []
+    return rows
+
+
+def write_outputs(out: Path, cfg: ExperimentConfig, log_history: list[dict], metrics: dict) -> None:
+    """Write config, normalization, metrics, the confusion matrix and the epoch log beside the model; drop checkpoints.
+
+    Example:
+        >>> write_outputs(Path("models/classifier"), cfg, trainer.state.log_history, metrics)  # doctest: +SKIP
+    """
+    save_config(cfg, out / "config.yaml")
+    save_normalization(out, cfg.data.digits)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    split = "test" if "test" in metrics else "validation"
+    plot_confusion_matrix(
+        metrics[split]["confusion_matrix"], out / "confusion_matrix.png", f"Confusion matrix ({split})"
+    )
+    with (out / "training_log.jsonl").open("w", encoding="utf-8") as f:
+        for row in epoch_log(log_history):
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    # The checkpoints existed to resume an interrupted run; the best model is now the directory itself.
+    for checkpoint in out.iterdir():
+        if checkpoint.is_dir() and CHECKPOINT_RE.match(checkpoint.name):
+            shutil.rmtree(checkpoint)
+
+
+def _load(auto_class: type, source: str, key: str):
+    """``auto_class.from_pretrained(source)``, with a one-line error naming the config key."""
+    try:
+        return auto_class.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        if not Path(source).exists():
+            hint = " (build the tiny models with `khabar-train tiny-models`)" if "tiny" in source else ""
+            raise ConfigError(
+                f"{key}: {source!r} is not a local model directory and the hub has no such model "
+                f"or cannot be reached{hint}"
+            ) from None
+        raise ConfigError(f"{key}: cannot load {source!r}: {str(error).splitlines()[0]}") from None
