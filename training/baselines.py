@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from inference.normalize import normalize, split_sentences
+from training.metrics import classification_metrics
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -87,80 +88,50 @@ def bootstrap_ci(
         True
     """
     values = np.asarray(per_example, dtype=float)
-    return _bootstrap(lambda idx: float(values[idx].mean()), len(values), draws, seed, confidence)
+    return _bootstrap(lambda idx: [values[idx].mean()], len(values), draws, seed, confidence)[0]
 
 
 def _bootstrap(
-    statistic: Callable[[np.ndarray], float], n: int, draws: int, seed: int, confidence: float
-) -> tuple[float, float]:
+    statistics: Callable[[np.ndarray], Sequence[float]], n: int, draws: int, seed: int, confidence: float
+) -> list[tuple[float, float]]:
+    """One percentile interval per value that ``statistics(row_indices)`` returns."""
     # The same seed gives every system the same resamples, so their intervals are paired.
     rng = np.random.default_rng(seed)
-    stats = [statistic(rng.integers(0, n, size=n)) for _ in range(draws)]
+    resampled = np.array([statistics(rng.integers(0, n, size=n)) for _ in range(draws)])
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(stats, [tail, 100 - tail])
-    point = statistic(np.arange(n))
-    # Resampled means of near-identical scores can differ from the full mean in the last bit;
-    # widening by that rounding keeps the interval from excluding its own point estimate.
-    return float(min(low, point)), float(max(high, point))
+    lows, highs = np.percentile(resampled, [tail, 100 - tail], axis=0)
+    points = statistics(np.arange(n))
+    # Resampled means of identical scores can differ from the full mean in the last bit;
+    # widening by that rounding keeps an interval from excluding its own point estimate.
+    return [(float(min(lo, pt)), float(max(hi, pt))) for lo, hi, pt in zip(lows, highs, points, strict=True)]
 
 
 def classification_scores(
     predictions: Sequence[str], references: Sequence[str], draws: int = 1000, seed: int = 0
 ) -> dict:
-    """Accuracy, macro/weighted F1 (with 95% bootstrap intervals), per-class scores and the confusion matrix.
+    """``classification_metrics`` plus 95% bootstrap intervals of accuracy, macro-F1 and weighted-F1.
 
-    Labels are ordered by reference support, most frequent first; macro-F1 averages over every
-    label that occurs in the references or the predictions (scikit-learn's convention).
+    Labels are ordered by reference support, most frequent first, in the per-class rows and the
+    confusion matrix.
 
     Example:
         >>> scores = classification_scores(["a", "b", "b"], ["a", "b", "a"], draws=50)
         >>> round(scores["accuracy"], 3), scores["confusion_matrix"]["matrix"]
         (0.667, [[1, 1], [0, 1]])
     """
-    if len(predictions) != len(references) or not references:
-        raise ValueError(f"need as many predictions as references, got {len(predictions)} and {len(references)}")
     counts = Counter(references)
     labels = sorted({*references, *predictions}, key=lambda label: (-counts[label], label))
-    code = {label: i for i, label in enumerate(labels)}
-    ref = np.array([code[label] for label in references])
-    pred = np.array([code[label] for label in predictions])
-    matrix = _confusion(ref, pred, len(labels))
-    tp, support, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
-    precision = np.divide(tp, predicted, out=np.zeros(len(labels)), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros(len(labels)), where=support > 0)
-    scores = {"accuracy": float(tp.sum() / matrix.sum()), "accuracy_ci": bootstrap_ci(ref == pred, draws, seed)}
-    for average in ("macro", "weighted"):
+    scores = classification_metrics(predictions, references, labels)
+    predicted, true = np.array(predictions, dtype=object), np.array(references, dtype=object)
+    averages = ("accuracy", "macro_f1", "weighted_f1")
 
-        def statistic(idx: np.ndarray, average: str = average) -> float:
-            return _average_f1(_confusion(ref[idx], pred[idx], len(labels)), average)
+    def statistics(idx: np.ndarray) -> list[float]:
+        resample = classification_metrics(predicted[idx].tolist(), true[idx].tolist(), labels)
+        return [resample[key] for key in averages]
 
-        scores[f"{average}_f1"] = statistic(np.arange(len(ref)))
-        scores[f"{average}_f1_ci"] = _bootstrap(statistic, len(ref), draws, seed, 0.95)
-    scores["per_class"] = {
-        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-        for label, p, r, f, s in zip(labels, precision, recall, _f1(matrix), support, strict=True)
-    }
-    scores["confusion_matrix"] = {"labels": labels, "matrix": matrix.tolist()}
+    intervals = _bootstrap(statistics, len(true), draws, seed, 0.95)
+    scores.update({f"{key}_ci": interval for key, interval in zip(averages, intervals, strict=True)})
     return scores
-
-
-def _confusion(ref: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
-    """Rows are reference labels, columns predicted labels."""
-    return np.bincount(ref * k + pred, minlength=k * k).reshape(k, k)
-
-
-def _f1(matrix: np.ndarray) -> np.ndarray:
-    tp, seen = np.diag(matrix), matrix.sum(axis=1) + matrix.sum(axis=0)
-    return np.divide(2 * tp, seen, out=np.zeros(len(tp)), where=seen > 0)
-
-
-def _average_f1(matrix: np.ndarray, average: str) -> float:
-    """Macro: plain mean over labels seen in references or predictions; weighted: by reference support."""
-    f1, support = _f1(matrix), matrix.sum(axis=1)
-    if average == "weighted":
-        return float((f1 * support).sum() / support.sum())
-    # A label absent from a resample (no reference, no prediction) has no F1 to average.
-    return float(f1[support + matrix.sum(axis=0) > 0].mean())
 
 
 class _WhitespaceTokens:

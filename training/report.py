@@ -18,6 +18,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from training.plots import plot_confusion_matrix
+
 CLASSIFICATION_COLUMNS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "weighted_f1": "weighted-F1"}
 ROUGE_COLUMNS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 
@@ -168,27 +170,6 @@ def _example(example: dict) -> list[str]:
 def _cell(text: str) -> str:
     """Text that stays inside one Markdown table cell."""
     return text.replace("|", "\\|").replace("\n", " ") or "*(empty)*"
-
-
-def plot_confusion_matrix(confusion: dict, path: Path) -> Path:
-    """Confusion-matrix PNG: counts in the cells, colour by share of the true label (row)."""
-    labels, matrix = confusion["labels"], confusion["matrix"]
-    size = max(4.0, 0.6 * len(labels) + 2)
-    fig = Figure(figsize=(size, size), layout="constrained")
-    ax = fig.add_subplot()
-    # Colour by row share so a rare class's errors show as clearly as the majority class's.
-    shares = [[count / max(sum(row), 1) for count in row] for row in matrix]
-    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    for i, row in enumerate(matrix):
-        for j, count in enumerate(row):
-            ax.text(j, i, str(count), ha="center", va="center", color="white" if shares[i][j] > 0.5 else "black")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("Confusion matrix (colour: share of the true label)")
-    fig.savefig(path, dpi=120)
-    return path
 
 
 def plot_per_class_f1(systems: dict, path: Path) -> Path:
