@@ -90,6 +90,8 @@ def render_markdown(result: dict, plots: dict[str, str]) -> str:
     lines += [f"- ⚠ {warning}" for warning in result.get("warnings", [])]
     if classification:
         lines += ["", "## Per class (model)", "", *_per_class_table(result["systems"])]
+    else:
+        lines += ["", *_trainer_rouge(result["systems"])]
     for name, title in plots.items():
         lines += ["", f"## {title.capitalize()}", "", f"![{title}]({name})"]
     if result.get("examples"):
@@ -158,6 +160,20 @@ def _per_class_table(systems: dict) -> list[str]:
         baseline_f1 = [format_score(systems[n]["per_class"].get(label, {}).get("f1", 0.0)) for n in others]
         cells = [str(s["support"]), *(format_score(s[k]) for k in ("precision", "recall", "f1")), *baseline_f1]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _trainer_rouge(systems: dict) -> list[str]:
+    """The same outputs scored the trainer's way, so this report can be matched with a training run."""
+    lines = [
+        "The trainer's `metrics.json` scores ROUGE with `training.metrics.rouge` (letters and digits only, "
+        "punctuation dropped), which gives higher figures. The same outputs scored that way:",
+        "",
+        "| system | " + " | ".join(ROUGE_COLUMNS.values()) + " |",
+        "|---" * (len(ROUGE_COLUMNS) + 1) + "|",
+    ]
+    for name, scores in systems.items():
+        lines.append(f"| {name} | " + " | ".join(f"{scores['trainer_rouge'][k]:.1f}" for k in ROUGE_COLUMNS) + " |")
     return lines
 
 
