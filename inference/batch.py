@@ -244,7 +244,7 @@ class RunStats:
 
 
 class StopFlag:
-    """Set by the first Ctrl-C (or SIGTERM): the run stops after the batch in progress.
+    """Set by the first Ctrl-C (or SIGTERM) while a batch is busy: the run stops once it is written.
 
     Example:
         >>> StopFlag().requested
@@ -252,11 +252,15 @@ class StopFlag:
     """
 
     requested = False
+    reading = False  # waiting for input rows: nothing is pending, so a signal may stop the run at once
 
 
 @contextmanager
 def stop_after_batch(notice: Callable[[str], None]) -> Iterator[StopFlag]:
-    """Turn the first SIGINT/SIGTERM into a clean stop after the current batch; a second one stops at once.
+    """Make SIGINT/SIGTERM stop the run cleanly: at once between batches, after the batch while one is busy.
+
+    Between batches nothing is pending, so stopping at once loses nothing (and does not wait
+    for a slow stdin); a busy batch is finished and written first, unless a second signal comes.
 
     Example:
         >>> with stop_after_batch(print) as stop:
@@ -266,7 +270,7 @@ def stop_after_batch(notice: Callable[[str], None]) -> Iterator[StopFlag]:
     flag = StopFlag()
 
     def handle(signum: int, frame: object) -> None:
-        if flag.requested:
+        if flag.requested or flag.reading:
             raise KeyboardInterrupt
         flag.requested = True
         notice("stopping after this batch; press Ctrl-C again to stop now")
@@ -311,8 +315,11 @@ def run(
     """
     stats, started = RunStats(), time.monotonic()
     progress = progress or _Progress()
+    stop = stop or StopFlag()
     try:
+        stop.reading = True
         for batch in _batched(_todo(rows, job.columns.id, shard or Shard(), done or Counter(), stats), batch_size):
+            stop.reading = False
             records = predict_batch(batch, job)
             bad = next((i for i, record in enumerate(records) if "error" in record), None)
             if job.strict and bad is not None:
@@ -323,11 +330,13 @@ def run(
             write(records)
             stats.count(records)
             progress.update(len(batch))
-            if stop is not None and stop.requested:
-                stats.interrupted = True
+            if stop.requested:
                 break
+            stop.reading = True
     except KeyboardInterrupt:
-        stats.interrupted = True
+        stop.requested = True
+    stop.reading = False
+    stats.interrupted = stop.requested
     stats.seconds = time.monotonic() - started
     return stats
 

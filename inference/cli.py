@@ -15,12 +15,22 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
 from inference.batch import MAX_TEXT_CHARS, Columns, Job, RunStats, run, stop_after_batch
-from inference.records import STDIO, DoneRecords, RecordWriter, UsageError, count_rows, csv_columns, load_done
+from inference.records import (
+    STDIO,
+    DoneRecords,
+    RecordWriter,
+    UsageError,
+    count_rows,
+    csv_columns,
+    load_done,
+    open_input,
+)
 from inference.records import read_rows as read_input
 from inference.shards import Shard, device_for_rank, merge_parts, shard_from_env
 
@@ -168,12 +178,18 @@ def main(argv: list[str] | None = None) -> int:
         >>> main(["predict", "missing.jsonl", "-o", "out.jsonl"])
         2
     """
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad flag already reported in one line
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return args.handler(args)
     except UsageError as exc:
         print(f"khabar {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C outside the batch loop (e.g. while a model loads): nothing to save
+        print(f"khabar {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of stdout went away (e.g. `| head`): stop quietly, as Unix tools do.
         sys.stdout = open(Path("/dev/null"), "w")  # noqa: SIM115 - absorbs the interpreter's final flush
@@ -196,7 +212,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _check_columns(path: str, columns: Columns, explicit_id: bool) -> None:
-    """Catch a misspelled column of a CSV/TSV input before any work (JSONL rows are checked one by one)."""
+    """Catch an unreadable input or a misspelled CSV/TSV column before any work (JSONL rows are checked one by one)."""
+    if path != STDIO:
+        open_input(path).close()
     header = csv_columns(path)
     if not header:
         return
@@ -248,16 +266,38 @@ def _load(kind: str, args: argparse.Namespace):
             from inference.classifier import Classifier as Model
         else:
             from inference.summarizer import Summarizer as Model
-        device = device_for_rank(args.device)
-        return Model.from_pretrained(path, device=device, quantize=args.quantize, backend=args.backend)
+        with _loading_bars(_shows_progress(args)):
+            device = device_for_rank(args.device)
+            return Model.from_pretrained(path, device=device, quantize=args.quantize, backend=args.backend)
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"--{kind} {flag or '(default)'}: {first_line}") from None
 
 
+@contextmanager
+def _loading_bars(shown: bool) -> Iterator[None]:
+    """Silence transformers' own "Loading weights" bars unless progress output is wanted."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    if not shown:
+        logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled and not shown:
+            logging.enable_progress_bar()
+
+
+def _shows_progress(args: argparse.Namespace) -> bool:
+    """Progress goes to stderr when it is a terminal or --progress asks for it, never with --quiet."""
+    quiet, asked = getattr(args, "quiet", False), getattr(args, "progress", False)
+    return not quiet and (asked or sys.stderr.isatty())
+
+
 def _progress_bar(args: argparse.Namespace, shard: Shard, done: DoneRecords):
     """A tqdm bar on stderr when it is a terminal or --progress asks for one; None otherwise."""
-    if args.quiet or not (args.progress or sys.stderr.isatty()):
+    if not _shows_progress(args):
         return None
     from tqdm import tqdm
 

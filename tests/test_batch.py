@@ -180,7 +180,13 @@ def test_resume_skips_as_many_rows_per_id_as_were_written() -> None:
     assert stats.skipped == 2
 
 
-def test_first_interrupt_finishes_the_batch_second_stops_at_once() -> None:
+def test_interrupt_while_waiting_for_input_stops_at_once() -> None:
+    with stop_after_batch(lambda _: None) as stop, pytest.raises(KeyboardInterrupt):
+        stop.reading = True
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_interrupt_in_a_busy_batch_waits_for_it_unless_repeated() -> None:
     notices: list[str] = []
     with stop_after_batch(notices.append) as stop:
         os.kill(os.getpid(), signal.SIGINT)
@@ -190,16 +196,30 @@ def test_first_interrupt_finishes_the_batch_second_stops_at_once() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_run_stops_after_the_batch_when_asked() -> None:
+def test_signal_in_a_batch_stops_the_run_after_writing_it() -> None:
     out: list[dict] = []
-    rows = (Row(i, i + 1, {"article": "خبر"}) for i in range(100))
+
+    def classify(texts: list[str]) -> list[dict]:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the model works
+        return fake_classify(texts)
+
     with stop_after_batch(lambda _: None) as stop:
-
-        def classify(texts: list[str]) -> list[dict]:
-            os.kill(os.getpid(), signal.SIGINT)
-            return fake_classify(texts)
-
+        rows = (Row(i, i + 1, {"article": "خبر"}) for i in range(100))
         stats = run(rows, Job(Columns(), classify), out.extend, batch_size=8, stop=stop)
+    assert stats.interrupted and len(out) == 8
+
+
+def test_signal_while_reading_stops_the_run_at_once() -> None:
+    out: list[dict] = []
+
+    def rows():
+        for i in range(100):
+            if i == 11:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while waiting for a slow input
+            yield Row(i, i + 1, {"article": "خبر"})
+
+    with stop_after_batch(lambda _: None) as stop:
+        stats = run(rows(), Job(Columns(), fake_classify), out.extend, batch_size=4, stop=stop)
     assert stats.interrupted and len(out) == 8
 
 
