@@ -1,0 +1,440 @@
+"""Fine-tune a sequence-to-sequence model (mT5) to write Persian news leads, from a config.
+
+``khabar-train configs/summarizer/tiny.yaml`` runs :func:`train`, which reads top to bottom:
+check the model and precision, load and tokenize the article/summary pairs, set the decoding
+settings, train with ROUGE-L early stopping, score validation and test with the best model,
+and write a model directory that plain ``transformers`` loads:
+
+* ``model.safetensors``, ``config.json`` and the tokenizer;
+* ``generation_config.json``: the config's ``generation`` section, so ``model.generate()``
+  decodes exactly as khabar does;
+* ``config.yaml`` (the resolved config), ``normalization.json``, ``metrics.json``
+  (validation and test ROUGE, mean generated length), ``samples.jsonl`` (generated summaries
+  beside their references) and ``training_log.jsonl`` (losses and metrics as training went).
+
+Several GPUs or machines: ``accelerate launch -m training CONFIG``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from functools import partial
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    EarlyStoppingCallback,
+    GenerationConfig,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+    ProgressCallback,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    TrainerCallback,
+    set_seed,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+from transformers.trainer_utils import EvalPrediction, get_last_checkpoint
+
+from inference.normalize import join_title, save_normalization
+from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig, save_config
+from training.data import Columns, load_split, split_off_validation
+from training.metrics.rouge import rouge, rouge_per_example
+
+log = logging.getLogger(__name__)
+
+# T5's feed-forward activations exceed float16's range (65504) and become inf, then NaN.
+T5_FAMILY = frozenset({"t5", "mt5", "umt5", "longt5", "switch_transformers"})
+NUM_SAMPLES = 5
+CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
+
+
+def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None) -> Path:
+    """Train the summarizer ``cfg`` describes and write its model directory; returns ``cfg.output_dir``.
+
+    ``callbacks`` are extra ``transformers`` trainer callbacks (logging, custom stopping rules).
+
+    Example:
+        >>> from training.config import load_config
+        >>> cfg = load_config("configs/summarizer/tiny.yaml", ["train.max_steps=2"])
+        >>> train(cfg)  # doctest: +SKIP
+        PosixPath('models/summarizer')
+    """
+    if cfg.task != "summarization":
+        raise ConfigError(f"task: the summarizer trains task 'summarization', not {cfg.task!r}")
+    set_seed(cfg.train.seed)
+    model_config = load_model_config(cfg)
+    bf16 = check_precision(cfg.train, model_config)
+    resume_from = checkpoint_to_resume(cfg)
+    tokenizer = _load(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, "model.tokenizer")
+    raw = load_data(cfg)
+    tokenized = {name: tokenize(split, tokenizer, cfg.train) for name, split in raw.items()}
+    model = _load_model(cfg, model_config)
+    model.generation_config = generation_config(cfg.generation, model.config)
+
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=training_arguments(cfg, bf16),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        train_dataset=tokenized["train"],
+        eval_dataset=generation_sample(tokenized["validation"], cfg.train.generation_eval_samples, cfg.train.seed),
+        processing_class=tokenizer,
+        compute_metrics=partial(summary_metrics, tokenizer=tokenizer),
+        callbacks=_callbacks(cfg.train) + list(callbacks or []),
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(LabelledProgress())
+    trained = trainer.train(resume_from_checkpoint=resume_from)
+
+    # Score the best model on whole splits against the untruncated reference texts.
+    trainer.compute_metrics = None
+    metrics = {"train": {**trained.metrics, "best_validation_rougeL": trainer.state.best_metric}}
+    predictions = {}
+    for name in ("validation", "test"):
+        if name in raw:
+            metrics[name], predictions[name] = evaluate_split(trainer, tokenized[name], raw[name], name)
+
+    out = Path(cfg.output_dir)
+    model.generation_config = generation_config(cfg.generation, model.config)
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        write_outputs(out, cfg, trainer, metrics, raw, predictions)
+        test = metrics.get("test", metrics["validation"])
+        print(
+            f"summarizer written to {out}/ (model, tokenizer, generation_config.json, config.yaml, metrics.json, "
+            f"samples.jsonl, training_log.jsonl); {'test' if 'test' in metrics else 'validation'} "
+            f"ROUGE-1/2/L {test['rouge1']:.1f}/{test['rouge2']:.1f}/{test['rougeL']:.1f}"
+        )
+    return out
+
+
+def load_model_config(cfg: ExperimentConfig) -> PretrainedConfig:
+    """The starting model's ``config.json``, checked to be a sequence-to-sequence model.
+
+    Example:
+        >>> from training.config import load_config
+        >>> load_model_config(load_config("configs/summarizer/tiny.yaml")).model_type  # doctest: +SKIP
+        'mt5'
+    """
+    key = "model.config" if cfg.model.config else "model.name_or_path"
+    source = cfg.model.config or cfg.model.name_or_path
+    config = _load(AutoConfig, source, key)
+    if config.model_type not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
+        raise ConfigError(
+            f"{key}: {source!r} is a {config.model_type} model, not a sequence-to-sequence model "
+            "(summarization starts from one such as google/mt5-small)"
+        )
+    return config
+
+
+def _load(auto_class: type, source: str, key: str):
+    """``auto_class.from_pretrained(source)``, with a one-line error naming the config key."""
+    try:
+        return auto_class.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        if not Path(source).exists():
+            hint = " (build the tiny models with `khabar-train tiny-models`)" if "tiny" in source else ""
+            raise ConfigError(
+                f"{key}: {source!r} is not a local model directory and the hub has no such model "
+                f"or cannot be reached{hint}"
+            ) from None
+        raise ConfigError(f"{key}: cannot load {source!r}: {str(error).splitlines()[0]}") from None
+
+
+def _load_model(cfg: ExperimentConfig, config: PretrainedConfig) -> torch.nn.Module:
+    if cfg.model.config:  # fresh random weights, seeded above
+        return AutoModelForSeq2SeqLM.from_config(config)
+    # float32 master weights: mixed precision casts per operation, the optimizer needs full precision.
+    return AutoModelForSeq2SeqLM.from_pretrained(cfg.model.name_or_path, dtype=torch.float32)
+
+
+def check_precision(train_cfg: TrainConfig, model_config: PretrainedConfig) -> bool:
+    """Refuse float16 for T5-family models; return whether bfloat16 will be used.
+
+    Example:
+        >>> from transformers import MT5Config
+        >>> check_precision(TrainConfig(fp16=True), MT5Config())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        training.config.ConfigError: train.fp16: mt5 models overflow to NaN in float16 ...; use train.bf16=true ...
+    """
+    if train_cfg.fp16 and model_config.model_type in T5_FAMILY:
+        raise ConfigError(
+            f"train.fp16: {model_config.model_type} models overflow to NaN in float16 (their activations exceed "
+            "its range); use train.bf16=true on a GPU that supports bfloat16, or train in float32 (train.fp16=false)"
+        )
+    if train_cfg.bf16 and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        log.warning("train.bf16: no GPU with bfloat16 support here; training in float32")
+        return False
+    return train_cfg.bf16
+
+
+def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
+    """The last checkpoint in ``output_dir`` when ``train.resume`` is set; refuse to start over on one.
+
+    A successful run removes its checkpoints, so a checkpoint means an interrupted run: starting
+    afresh would mix the two runs' checkpoints, so the user must choose.
+
+    Example:
+        >>> from training.config import load_config
+        >>> checkpoint_to_resume(load_config("configs/summarizer/tiny.yaml", ["output_dir=/nonexistent"])) is None
+        True
+    """
+    out = Path(cfg.output_dir)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if cfg.train.resume:
+        if last is None:
+            log.warning("train.resume: no checkpoint in %s yet; starting from the beginning", out)
+        else:
+            log.info("resuming from %s", last)
+        return last
+    if last is not None:
+        raise ConfigError(
+            f"output_dir: {out} holds {Path(last).name} of an interrupted run; continue it with train.resume=true, "
+            "or delete its checkpoint-* folders to start over"
+        )
+    return None
+
+
+def load_data(cfg: ExperimentConfig) -> dict[str, datasets.Dataset]:
+    """The train, validation and (when configured) test splits, with normalized ``text`` and ``summary``.
+
+    Example:
+        >>> from training.config import load_config
+        >>> sorted(load_data(load_config("configs/summarizer/tiny.yaml")))
+        ['test', 'train', 'validation']
+    """
+    data = cfg.data
+    columns = Columns(text=data.text_column, summary=data.summary_column, title=data.title_column)
+    splits = {"train": load_split(data.train_file, columns, "train", data.digits, data.max_train_samples)}
+    if data.validation_file:
+        splits["validation"] = load_split(data.validation_file, columns, "validation", data.digits)
+    else:
+        splits["train"], splits["validation"] = split_off_validation(
+            splits["train"], data.validation_fraction, cfg.train.seed
+        )
+    if data.test_file:
+        splits["test"] = load_split(data.test_file, columns, "test", data.digits)
+    for name in ("validation", "test"):
+        if name in splits and data.max_eval_samples and len(splits[name]) > data.max_eval_samples:
+            splits[name] = splits[name].select(range(data.max_eval_samples))
+    return splits
+
+
+def tokenize(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, train_cfg: TrainConfig) -> datasets.Dataset:
+    """Token ids of articles (``input_ids``) and summaries (``labels``), truncated, not padded.
+
+    Padding happens per batch in the collator, so a batch of short articles stays short.
+
+    Example:
+        >>> from transformers import AutoTokenizer
+        >>> split = datasets.Dataset.from_dict({"text": ["متن خبر"], "summary": ["خلاصه"]})
+        >>> tokenize(split, AutoTokenizer.from_pretrained("models/tiny/summarizer"), TrainConfig()).column_names
+        ['input_ids', 'attention_mask', 'labels']
+    """
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        texts = batch["text"]
+        if "title" in batch:
+            texts = [join_title(title, text) for title, text in zip(batch["title"], texts, strict=True)]
+        features = tokenizer(texts, max_length=train_cfg.max_length, truncation=True)
+        targets = tokenizer(text_target=batch["summary"], max_length=train_cfg.max_target_length, truncation=True)
+        features["labels"] = targets["input_ids"]
+        return features
+
+    return split.map(encode, batched=True, remove_columns=split.column_names, desc="tokenizing")
+
+
+def generation_sample(validation: datasets.Dataset, size: int | None, seed: int) -> datasets.Dataset:
+    """The validation rows summarised at each evaluation: a seeded random ``size`` of them (all when ``None``).
+
+    Generation dominates evaluation time on a CPU; a fixed sample keeps scores comparable across epochs.
+
+    Example:
+        >>> len(generation_sample(datasets.Dataset.from_dict({"x": list(range(10))}), 4, seed=0))
+        4
+    """
+    if size is not None and size <= 0:
+        raise ConfigError(f"train.generation_eval_samples must be positive or null, got {size}")
+    if size is None or size >= len(validation):
+        return validation
+    return validation.shuffle(seed=seed).select(range(size))
+
+
+def generation_config(settings: GenerationSettings, model_config: PretrainedConfig) -> GenerationConfig:
+    """The decoding settings saved as ``generation_config.json``.
+
+    Example:
+        >>> from transformers import MT5Config
+        >>> generation_config(GenerationSettings(), MT5Config()).no_repeat_ngram_size
+        3
+    """
+    decoding = {
+        "num_beams": settings.num_beams,
+        "no_repeat_ngram_size": settings.no_repeat_ngram_size,
+        "max_new_tokens": settings.max_new_tokens,
+        "decoder_start_token_id": model_config.decoder_start_token_id,
+        "pad_token_id": model_config.pad_token_id,
+        "eos_token_id": model_config.eos_token_id,
+    }
+    if settings.min_new_tokens:
+        decoding["min_new_tokens"] = settings.min_new_tokens
+    # transformers refuses to save beam-only flags without beams.
+    if settings.num_beams > 1:
+        decoding |= {"length_penalty": settings.length_penalty, "early_stopping": settings.early_stopping}
+    return GenerationConfig(**decoding)
+
+
+def training_arguments(cfg: ExperimentConfig, bf16: bool) -> Seq2SeqTrainingArguments:
+    """Map the config onto ``Seq2SeqTrainingArguments`` (checkpoints follow evaluations; best ROUGE-L kept).
+
+    Example:
+        >>> from training.config import load_config
+        >>> training_arguments(load_config("configs/summarizer/tiny.yaml"), bf16=False).metric_for_best_model
+        'rougeL'
+    """
+    t = cfg.train
+    return Seq2SeqTrainingArguments(
+        output_dir=cfg.output_dir,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a share of all steps
+        seed=t.seed,
+        data_seed=t.seed,
+        fp16=t.fp16,
+        bf16=bf16,
+        eval_strategy=t.eval_strategy,
+        eval_steps=t.eval_steps,
+        save_strategy=t.eval_strategy,
+        save_steps=t.eval_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="rougeL",
+        greater_is_better=True,
+        logging_steps=t.logging_steps,
+        predict_with_generate=True,
+        # Articles of similar length share a batch, so dynamic padding adds few pad tokens.
+        train_sampling_strategy="group_by_length",
+        dataloader_num_workers=t.num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        report_to="none",
+        disable_tqdm=False,
+    )
+
+
+def _callbacks(train_cfg: TrainConfig) -> list[TrainerCallback]:
+    if train_cfg.early_stopping_patience is None:
+        return []
+    return [EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)]
+
+
+class LabelledProgress(ProgressCallback):
+    """The trainer's progress bars (with ETA), labelled so training and summary generation are told apart."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.training_bar is not None:
+            self.training_bar.set_description("training")
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        new_bar = self.prediction_bar is None
+        super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
+        if new_bar and self.prediction_bar is not None:
+            self.prediction_bar.set_description("generating summaries")
+
+
+def decode(token_ids: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """Texts of generated or label ids; ``-100`` (ignored label positions, gather padding) counts as padding.
+
+    Example:
+        >>> from transformers import AutoTokenizer
+        >>> tok = AutoTokenizer.from_pretrained("models/tiny/summarizer")
+        >>> decode(np.array([tok("خبر").input_ids + [-100]]), tok)
+        ['خبر']
+    """
+    ids = np.where(token_ids == -100, tokenizer.pad_token_id, token_ids)
+    return [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def _mean_length(token_ids: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> float:
+    real = (token_ids != tokenizer.pad_token_id) & (token_ids != -100)
+    return float(np.count_nonzero(real, axis=1).mean())
+
+
+def summary_metrics(prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+    """ROUGE of generated summaries against the label summaries, and their mean length in tokens.
+
+    Example:
+        >>> from transformers import AutoTokenizer
+        >>> tok = AutoTokenizer.from_pretrained("models/tiny/summarizer")
+        >>> ids = np.array([tok("تیم ملی برد").input_ids])
+        >>> summary_metrics(EvalPrediction(predictions=ids, label_ids=ids), tok)["rougeL"]
+        100.0
+    """
+    scores = rouge(decode(prediction.predictions, tokenizer), decode(prediction.label_ids, tokenizer))
+    return {**scores, "gen_len": _mean_length(prediction.predictions, tokenizer)}
+
+
+def evaluate_split(
+    trainer: Seq2SeqTrainer, tokenized: datasets.Dataset, raw: datasets.Dataset, name: str
+) -> tuple[dict[str, float], list[str]]:
+    """Summarise a whole split with the trained model: its metrics and the generated summaries.
+
+    Example:
+        >>> metrics, summaries = evaluate_split(trainer, tokenized["test"], raw["test"], "test")  # doctest: +SKIP
+    """
+    output = trainer.predict(tokenized, metric_key_prefix=name)
+    summaries = decode(output.predictions, trainer.processing_class)
+    metrics = rouge(summaries, raw["summary"])
+    metrics["gen_len"] = _mean_length(output.predictions, trainer.processing_class)
+    metrics["gen_words"] = float(np.mean([len(summary.split()) for summary in summaries]))
+    metrics["loss"] = output.metrics[f"{name}_loss"]
+    metrics["rows"] = len(summaries)
+    return metrics, summaries
+
+
+def write_outputs(
+    out: Path,
+    cfg: ExperimentConfig,
+    trainer: Seq2SeqTrainer,
+    metrics: dict,
+    raw: dict[str, datasets.Dataset],
+    predictions: dict[str, list[str]],
+) -> None:
+    """Write config, normalization, metrics, samples and the training log beside the model; drop checkpoints.
+
+    Example:
+        >>> write_outputs(Path("models/summarizer"), cfg, trainer, metrics, raw, predictions)  # doctest: +SKIP
+    """
+    save_config(cfg, out / "config.yaml")
+    save_normalization(out, cfg.data.digits)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    split = "test" if "test" in predictions else "validation"
+    rows = raw[split].select(range(min(NUM_SAMPLES, len(raw[split]))))
+    summaries = predictions[split][: len(rows)]
+    scores = rouge_per_example(summaries, rows["summary"])["rougeL"]
+    with (out / "samples.jsonl").open("w", encoding="utf-8") as f:
+        for row, summary, score in zip(rows, summaries, scores, strict=True):
+            sample = {"split": split, "article": row["text"], "reference": row["summary"], "generated": summary}
+            f.write(json.dumps({**sample, "rougeL": round(score, 2)}, ensure_ascii=False) + "\n")
+    with (out / "training_log.jsonl").open("w", encoding="utf-8") as f:
+        for entry in trainer.state.log_history:
+            f.write(json.dumps(entry) + "\n")
+    # The checkpoints existed to resume an interrupted run; the best model is now the directory itself.
+    for checkpoint in out.iterdir():
+        if checkpoint.is_dir() and CHECKPOINT_RE.match(checkpoint.name):
+            shutil.rmtree(checkpoint)
