@@ -1,0 +1,249 @@
+"""``Classifier``: the topic of Persian news articles from a trained model directory or hub id.
+
+Texts are normalized the way the model was trained, tokenized, and articles longer than the
+model reads at once are split into overlapping windows whose logits are averaged. Windows are
+batched by length and the input order restored. The forward pass is a small function chosen at
+load time: ``transformers`` on CPU/GPU (``backend="torch"``) or a fast CPU engine from
+:mod:`inference.fast`; everything else here is shared by all backends.
+
+Example:
+    >>> import tempfile
+    >>> from training.tiny import build_tiny_classifier
+    >>> classifier = Classifier.from_pretrained(build_tiny_classifier(tempfile.mkdtemp()), device="cpu")
+    >>> sorted(classifier("تیم ملی فوتبال ایران برد"))
+    ['label', 'score']
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from inference.loading import (
+    check_positive,
+    engine_device,
+    length_sorted_batches,
+    load_config_and_tokenizer,
+    load_weights,
+    model_max_length,
+    prepare_texts,
+    resolve_device,
+    resolve_dtype,
+    text_digits,
+)
+from inference.normalize import DigitPolicy
+
+LongText = Literal["windows", "truncate"]
+# (input_ids, attention_mask) -> float32 logits on the CPU, one row per window.
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Prediction = dict[str, str | float]
+
+# Consecutive windows share a quarter of their tokens, so a sentence cut at one window's edge
+# is read whole by the next.
+WINDOW_OVERLAP = 0.25
+
+
+class Classifier:
+    """A topic classifier: ``predict`` / ``predict_proba`` on one text or a list; callable.
+
+    Build it with :meth:`from_pretrained`. ``labels`` are the topics in the model's id order,
+    ``max_length`` the tokens it reads at once (longer texts: see ``long_text``).
+
+    Example:
+        >>> import tempfile
+        >>> from training.tiny import build_tiny_classifier
+        >>> classifier = Classifier.from_pretrained(build_tiny_classifier(tempfile.mkdtemp()), device="cpu")
+        >>> len(classifier(["خبر اول", "خبر دوم"])), classifier.max_length
+        (2, 512)
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        forward: Forward,
+        labels: list[str],
+        *,
+        max_length: int,
+        digits: DigitPolicy = "persian",
+        long_text: LongText = "windows",
+        device: torch.device | None = None,
+        name: str = "",
+    ) -> None:
+        if long_text not in ("windows", "truncate"):
+            raise ValueError(f"long_text must be 'windows' or 'truncate', got {long_text!r}")
+        self.tokenizer = tokenizer
+        self.forward = forward
+        self.labels = labels
+        self.max_length = max_length
+        self.digits = digits
+        self.long_text = long_text
+        self.device = device or torch.device("cpu")
+        self.name = name
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str | os.PathLike,
+        device: str | torch.device | None = "auto",
+        dtype: str | torch.dtype | None = None,
+        quantize: Literal["int8"] | None = None,
+        long_text: LongText = "windows",
+        backend: str = "torch",
+    ) -> Classifier:
+        """Load a classifier from a ``save_pretrained`` directory or a hub id.
+
+        ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        ``dtype``: default float32 on CPU, bfloat16 (or float16) on GPU. ``quantize="int8"``:
+        dynamic int8 linear layers, CPU only. ``long_text``: ``"windows"`` averages overlapping
+        windows of a long article, ``"truncate"`` reads only its start. ``backend``: ``"torch"``
+        or a fast CPU engine (``"onnx"``), which needs a local directory.
+
+        Example:
+            >>> import tempfile
+            >>> from training.tiny import build_tiny_classifier
+            >>> path = build_tiny_classifier(tempfile.mkdtemp())
+            >>> Classifier.from_pretrained(path, device="cpu", quantize="int8").labels[:2]
+            ['culture-art', 'economy']
+        """
+        source = str(path_or_id)
+        config, tokenizer = load_config_and_tokenizer(source, "classifier")
+        if backend == "torch":
+            target = resolve_device(device)
+            forward = _torch_forward(
+                source, target, resolve_dtype(dtype, target, config.model_type, quantize), quantize
+            )
+        else:
+            target = engine_device(device, dtype, backend, source)
+            from inference.fast import classifier_engine
+
+            forward = classifier_engine(Path(source), backend, quantize)
+        return cls(
+            tokenizer,
+            forward,
+            [config.id2label[i] for i in range(config.num_labels)],
+            max_length=model_max_length(tokenizer, config),
+            digits=text_digits(source),
+            long_text=long_text,
+            device=target,
+            name=source,
+        )
+
+    def predict(
+        self, texts: str | Iterable[str], batch_size: int = 16, top_k: int = 1
+    ) -> Prediction | list[Prediction] | list[list[Prediction]]:
+        """The most likely topic of each text: ``{"label": ..., "score": ...}``.
+
+        A string gives one result, a list gives a list in input order. With ``top_k > 1`` each
+        result is a list of the ``top_k`` best topics, best first (at most all labels).
+        ``batch_size`` counts windows per forward pass.
+
+        Example:
+            >>> import tempfile
+            >>> from training.tiny import build_tiny_classifier
+            >>> classifier = Classifier.from_pretrained(build_tiny_classifier(tempfile.mkdtemp()), device="cpu")
+            >>> len(classifier.predict("بازار بورس امروز", top_k=3))
+            3
+        """
+        check_positive(batch_size=batch_size, top_k=top_k)
+        probs, single = self._probabilities(texts, batch_size)
+        k = min(top_k, len(self.labels))
+        scores, indices = probs.topk(k, dim=-1)
+        results = [
+            [{"label": self.labels[i], "score": float(s)} for s, i in zip(row_scores, row_indices, strict=True)]
+            for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True)
+        ]
+        if top_k == 1:
+            results = [best for (best,) in results]
+        return results[0] if single else results
+
+    __call__ = predict
+
+    def predict_proba(self, texts: str | Iterable[str], batch_size: int = 16) -> dict[str, float] | list[dict]:
+        """The probability of every topic: ``{label: prob}`` per text, summing to 1.
+
+        Example:
+            >>> import tempfile
+            >>> from training.tiny import build_tiny_classifier
+            >>> classifier = Classifier.from_pretrained(build_tiny_classifier(tempfile.mkdtemp()), device="cpu")
+            >>> round(sum(classifier.predict_proba("خبر ورزشی").values()), 4)
+            1.0
+        """
+        check_positive(batch_size=batch_size)
+        probs, single = self._probabilities(texts, batch_size)
+        results = [dict(zip(self.labels, row, strict=True)) for row in probs.tolist()]
+        return results[0] if single else results
+
+    def _probabilities(self, texts: str | Iterable[str], batch_size: int) -> tuple[torch.Tensor, bool]:
+        prepared, single = prepare_texts(texts, self.digits)
+        if not prepared:
+            return torch.empty(0, len(self.labels)), single
+        return self.logits(prepared, batch_size).softmax(dim=-1), single
+
+    def logits(self, texts: list[str], batch_size: int = 16) -> torch.Tensor:
+        """Float32 logits, one row per (already normalized) text; long texts average their windows.
+
+        Example:
+            >>> import tempfile
+            >>> from training.tiny import build_tiny_classifier
+            >>> classifier = Classifier.from_pretrained(build_tiny_classifier(tempfile.mkdtemp()), device="cpu")
+            >>> classifier.logits(["خبر", "خبر دیگر"]).shape
+            torch.Size([2, 7])
+        """
+        windows, owners = self.windows(texts)
+        logits = torch.empty(len(windows), len(self.labels))
+        for batch in length_sorted_batches([len(ids) for ids in windows], batch_size):
+            padded = self.tokenizer.pad({"input_ids": [windows[i] for i in batch]}, return_tensors="pt")
+            logits[batch] = self.forward(padded["input_ids"], padded["attention_mask"]).float()
+        # Average the windows of each text: sum them by owner, then divide by the window count.
+        owner = torch.tensor(owners)
+        sums = torch.zeros(len(texts), len(self.labels)).index_add_(0, owner, logits)
+        return sums / torch.bincount(owner, minlength=len(texts)).unsqueeze(1)
+
+    def windows(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
+        """Token ids of each window the model reads, and the index of the text each belongs to.
+
+        A text within ``max_length`` is one window; a longer one is several overlapping windows
+        (``long_text="windows"``) or its first window only (``"truncate"``).
+
+        Example:
+            >>> import tempfile
+            >>> from training.tiny import build_tiny_classifier
+            >>> classifier = Classifier.from_pretrained(build_tiny_classifier(tempfile.mkdtemp()), device="cpu")
+            >>> classifier.windows(["کوتاه", "خبر " * 2000])[1][:3]
+            [0, 1, 1]
+        """
+        overlap = int((self.max_length - self.tokenizer.num_special_tokens_to_add()) * WINDOW_OVERLAP)
+        encoded = self.tokenizer(
+            texts, truncation=True, max_length=self.max_length, stride=overlap, return_overflowing_tokens=True
+        )
+        owners = list(encoded["overflow_to_sample_mapping"])
+        windows = list(encoded["input_ids"])
+        if self.long_text == "truncate":
+            # The first window of each text is its start; drop the rest.
+            firsts = [i for i, owner in enumerate(owners) if i == 0 or owners[i - 1] != owner]
+            windows, owners = [windows[i] for i in firsts], [owners[i] for i in firsts]
+        return windows, owners
+
+    def __repr__(self) -> str:
+        return (
+            f"Classifier({self.name!r}, labels={len(self.labels)}, max_length={self.max_length}, device={self.device})"
+        )
+
+
+def _torch_forward(source: str, device: torch.device, dtype: torch.dtype, quantize: str | None) -> Forward:
+    """The ``transformers`` forward pass, in inference mode, returning float32 logits on the CPU."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = load_weights(AutoModelForSequenceClassification, source, device, dtype, quantize)
+
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            output = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device))
+        return output.logits.float().cpu()
+
+    forward.model = model  # kept reachable for inspection and tests
+    return forward

@@ -1,0 +1,259 @@
+"""``Summarizer``: short Persian summaries of news articles from a trained mT5 directory or hub id.
+
+Texts are normalized the way the model was trained and truncated to the length the model reads
+(how many were cut is logged once per call, at INFO). Decoding defaults come from the model's
+``generation_config``; each call may override them. Batches are sorted by length and the input
+order restored. Generation is a small function chosen at load time: ``transformers`` on CPU/GPU
+(``backend="torch"``) or a fast CPU engine from :mod:`inference.fast`.
+
+Example:
+    >>> import tempfile
+    >>> from training.tiny import build_tiny_summarizer
+    >>> summarizer = Summarizer.from_pretrained(build_tiny_summarizer(tempfile.mkdtemp()), device="cpu")
+    >>> isinstance(summarizer("تیم ملی فوتبال ایران دیشب برد.", max_new_tokens=8), str)
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import GenerationConfig
+
+from inference.loading import (
+    check_positive,
+    engine_device,
+    length_sorted_batches,
+    load_config_and_tokenizer,
+    load_weights,
+    model_max_length,
+    prepare_texts,
+    resolve_device,
+    resolve_dtype,
+    text_digits,
+)
+from inference.normalize import DigitPolicy
+
+logger = logging.getLogger(__name__)
+
+# (source token ids per text, decoding settings) -> summary token ids per text, in the same order.
+Generate = Callable[[list[list[int]], GenerationConfig], list[list[int]]]
+# The decoding settings every backend understands; the fast engines receive exactly these.
+ENGINE_SETTINGS = (
+    "num_beams",
+    "max_new_tokens",
+    "min_new_tokens",
+    "no_repeat_ngram_size",
+    "length_penalty",
+    "early_stopping",
+)
+
+
+class Summarizer:
+    """A news summarizer: ``summarize`` one text or a list; callable.
+
+    Build it with :meth:`from_pretrained`. ``max_length`` is the source tokens the model reads;
+    longer articles are truncated. ``generation_config`` holds the default decoding settings.
+
+    Example:
+        >>> import tempfile
+        >>> from training.tiny import build_tiny_summarizer
+        >>> summarizer = Summarizer.from_pretrained(build_tiny_summarizer(tempfile.mkdtemp()), device="cpu")
+        >>> summarizer.max_length, summarizer.generation_config.num_beams
+        (512, 4)
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        generate: Generate,
+        generation_config: GenerationConfig,
+        *,
+        max_length: int,
+        digits: DigitPolicy = "persian",
+        device: torch.device | None = None,
+        name: str = "",
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.generate = generate
+        self.generation_config = generation_config
+        self.max_length = max_length
+        self.digits = digits
+        self.device = device or torch.device("cpu")
+        self.name = name
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str | os.PathLike,
+        device: str | torch.device | None = "auto",
+        dtype: str | torch.dtype | None = None,
+        quantize: Literal["int8"] | None = None,
+        backend: str = "torch",
+    ) -> Summarizer:
+        """Load a summarizer from a ``save_pretrained`` directory or a hub id.
+
+        ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        ``dtype``: default float32 on CPU, bfloat16 on a GPU that has it (float32 otherwise:
+        float16 breaks mT5 and is refused). ``quantize="int8"``: dynamic int8 linear layers, CPU
+        only. ``backend``: ``"torch"`` or a fast CPU engine (``"ctranslate2"``), which needs a
+        local directory.
+
+        Example:
+            >>> import tempfile
+            >>> from training.tiny import build_tiny_summarizer
+            >>> path = build_tiny_summarizer(tempfile.mkdtemp())
+            >>> Summarizer.from_pretrained(path, device="cpu", quantize="int8").device
+            device(type='cpu')
+        """
+        source = str(path_or_id)
+        config, tokenizer = load_config_and_tokenizer(source, "summarizer")
+        if backend == "torch":
+            target = resolve_device(device)
+            model = load_weights(
+                _seq2seq_class(), source, target, resolve_dtype(dtype, target, config.model_type, quantize), quantize
+            )
+            generate, generation_config = _torch_generate(model, target, tokenizer), model.generation_config
+        else:
+            target = engine_device(device, dtype, backend, source)
+            from inference.fast import summarizer_engine
+
+            generate = _engine_generate(summarizer_engine(Path(source), backend, quantize))
+            generation_config = _saved_generation_config(source, config)
+        return cls(
+            tokenizer,
+            generate,
+            generation_config,
+            max_length=model_max_length(tokenizer, config),
+            digits=text_digits(source),
+            device=target,
+            name=source,
+        )
+
+    def summarize(
+        self,
+        texts: str | Iterable[str],
+        batch_size: int = 8,
+        num_beams: int | None = None,
+        max_new_tokens: int | None = None,
+        **generate_kwargs,
+    ) -> str | list[str]:
+        """A summary of each text: a string gives a string, a list gives a list in input order.
+
+        ``num_beams``, ``max_new_tokens`` and other ``generate_kwargs`` (``min_new_tokens``,
+        ``no_repeat_ngram_size``, ``length_penalty``, ...) override the model's saved defaults.
+
+        Example:
+            >>> import tempfile
+            >>> from training.tiny import build_tiny_summarizer
+            >>> summarizer = Summarizer.from_pretrained(build_tiny_summarizer(tempfile.mkdtemp()), device="cpu")
+            >>> len(summarizer(["خبر اول", "خبر دوم"], num_beams=1, max_new_tokens=4))
+            2
+        """
+        check_positive(batch_size=batch_size)
+        generation = self.decoding(num_beams=num_beams, max_new_tokens=max_new_tokens, **generate_kwargs)
+        prepared, single = prepare_texts(texts, self.digits)
+        sources = self.encode(prepared)
+        summaries = [""] * len(sources)
+        for batch in length_sorted_batches([len(ids) for ids in sources], batch_size):
+            outputs = self.generate([sources[i] for i in batch], generation)
+            for i, ids in zip(batch, outputs, strict=True):
+                summaries[i] = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return summaries[0] if single else summaries
+
+    __call__ = summarize
+
+    def decoding(self, **overrides) -> GenerationConfig:
+        """The model's decoding settings with ``overrides`` (those not ``None``) applied and checked.
+
+        Example:
+            >>> import tempfile
+            >>> from training.tiny import build_tiny_summarizer
+            >>> summarizer = Summarizer.from_pretrained(build_tiny_summarizer(tempfile.mkdtemp()), device="cpu")
+            >>> summarizer.decoding(num_beams=2, max_new_tokens=None).num_beams
+            2
+        """
+        given = {name: value for name, value in overrides.items() if value is not None}
+        check_positive(**{name: given[name] for name in ("num_beams", "max_new_tokens") if name in given})
+        generation = copy.deepcopy(self.generation_config)
+        unknown = generation.update(**given)
+        if unknown:
+            raise TypeError(f"unknown generation option(s): {', '.join(sorted(unknown))}")
+        return generation
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Source token ids of each (already normalized) text, cut to ``max_length`` tokens.
+
+        Logs at INFO, once per call, how many texts were longer and cut.
+
+        Example:
+            >>> import tempfile
+            >>> from training.tiny import build_tiny_summarizer
+            >>> summarizer = Summarizer.from_pretrained(build_tiny_summarizer(tempfile.mkdtemp()), device="cpu")
+            >>> [len(ids) for ids in summarizer.encode(["خبر", "خبر " * 2000])]
+            [2, 512]
+        """
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_overflowing_tokens=True)
+        owners = encoded["overflow_to_sample_mapping"]
+        # Overflow windows follow their text's first window; only the first one is read.
+        firsts = [i for i, owner in enumerate(owners) if i == 0 or owners[i - 1] != owner]
+        cut = len(texts) - sum(1 for count in Counter(owners).values() if count == 1)
+        if cut:
+            logger.info(
+                "%d of %d texts were longer than %d tokens and were truncated", cut, len(texts), self.max_length
+            )
+        return [encoded["input_ids"][i] for i in firsts]
+
+    def __repr__(self) -> str:
+        return f"Summarizer({self.name!r}, max_length={self.max_length}, device={self.device})"
+
+
+def _seq2seq_class():
+    from transformers import AutoModelForSeq2SeqLM
+
+    return AutoModelForSeq2SeqLM
+
+
+def _torch_generate(model, device: torch.device, tokenizer) -> Generate:
+    """``model.generate`` in inference mode, on padded batches, returning token ids per text."""
+
+    def generate(input_ids: list[list[int]], generation: GenerationConfig) -> list[list[int]]:
+        batch = tokenizer.pad({"input_ids": input_ids}, return_tensors="pt").to(device)
+        # Only the settings a call changed go in as arguments: transformers then checks them
+        # against the saved defaults without warning about defaults the caller never touched.
+        saved = model.generation_config.to_dict()
+        changed = {key: value for key, value in generation.to_dict().items() if saved.get(key) != value}
+        changed.pop("transformers_version", None)
+        with torch.inference_mode():
+            output = model.generate(**batch, **changed)
+        return output.cpu().tolist()
+
+    generate.model = model  # kept reachable for inspection and tests
+    return generate
+
+
+def _engine_generate(engine) -> Generate:
+    """Adapt a fast engine, which takes the decoding settings as a plain dict."""
+
+    def generate(input_ids: list[list[int]], generation: GenerationConfig) -> list[list[int]]:
+        settings = {name: getattr(generation, name, None) for name in ENGINE_SETTINGS}
+        if settings["max_new_tokens"] is None:
+            settings["max_new_tokens"] = generation.max_length
+        return engine.generate(input_ids, settings)
+
+    return generate
+
+
+def _saved_generation_config(source: str, config) -> GenerationConfig:
+    """The directory's ``generation_config.json``, else the defaults its model config implies."""
+    try:
+        return GenerationConfig.from_pretrained(source)
+    except OSError:
+        return GenerationConfig.from_model_config(config)
