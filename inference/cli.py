@@ -50,9 +50,10 @@ bad rows:
   Shorter long articles are handled as the inference API does (windows / truncation).
 
 resume and shards:
-  Ctrl-C stops after the batch in progress (press it twice to stop at once); rerun the same
-  command with --resume to finish: ids already in OUTPUT are skipped and a half-written last
-  record is repaired. With --num-shards N each process writes OUTPUT.shard-I-of-N.EXT; under
+  Ctrl-C (or SIGTERM) stops cleanly: a batch in the models is finished and written first
+  (press Ctrl-C twice to drop it). Rerun the same command with --resume to finish: ids already
+  in OUTPUT are skipped and a half-written last record is repaired.
+  With --num-shards N each process writes OUTPUT.shard-I-of-N.EXT; under
   `accelerate launch -m inference.cli predict ...` N and I come from WORLD_SIZE and RANK.
   Join the parts with: khabar merge OUTPUT.shard-*-of-N.EXT -o OUTPUT
 
@@ -235,10 +236,19 @@ def _open_output(output: str, args: argparse.Namespace) -> DoneRecords:
         done = load_done(output)
         if done.repaired_bytes and not args.quiet:
             _notice(f"repaired {output}: removed a half-written last record ({done.repaired_bytes} bytes)")
+        _check_same_tasks(output, done, args.tasks)
         return done
     if exists and not args.overwrite:
         raise UsageError(f"-o {output}: already exists; add --resume to continue it or --overwrite to replace it")
     return DoneRecords(Counter(), 0)
+
+
+def _check_same_tasks(output: str, done: DoneRecords, tasks: list[str]) -> None:
+    """Refuse to resume a file written for other tasks: its rows would lack a topic or a summary."""
+    results = {"topic", "summary"}
+    if done.fields & results and done.fields & results != set(tasks):
+        had = ",".join(sorted(done.fields & results))
+        raise UsageError(f"-o {output}: was written with --tasks {had}; resume with the same --tasks")
 
 
 def _load_models(args: argparse.Namespace) -> tuple[Callable | None, Callable | None]:
@@ -271,7 +281,8 @@ def _load(kind: str, args: argparse.Namespace):
             return Model.from_pretrained(path, device=device, quantize=args.quantize, backend=args.backend)
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"--{kind} {flag or '(default)'}: {first_line}") from None
+        first_line = first_line.replace("pass model=...", f"pass --{kind} DIR")  # the API's advice, in flags
+        raise UsageError(f"--{kind} {flag}: {first_line}" if flag else first_line) from None
 
 
 @contextmanager

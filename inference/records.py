@@ -342,7 +342,7 @@ def csv_header(path: str) -> list[str]:
 
 @dataclass
 class DoneRecords:
-    """What an earlier run left in the output: how often each id occurs, and bytes cut off.
+    """What an earlier run left in the output: how often each id occurs, bytes cut off, fields seen.
 
     Example:
         >>> DoneRecords(Counter({"a": 1}), 0).ids["a"]
@@ -351,6 +351,7 @@ class DoneRecords:
 
     ids: Counter
     repaired_bytes: int
+    fields: frozenset[str] = frozenset()
 
 
 def load_done(path: str) -> DoneRecords:
@@ -371,16 +372,17 @@ def load_done(path: str) -> DoneRecords:
         raise UsageError("--resume needs an output file, not stdout")
     if not Path(path).is_file() or Path(path).stat().st_size == 0:
         return DoneRecords(Counter(), 0)
-    ids, good_end = (_done_jsonl if file_format(path, "-o") == "jsonl" else _done_csv)(path)
+    ids, fields, good_end = (_done_jsonl if file_format(path, "-o") == "jsonl" else _done_csv)(path)
     size = Path(path).stat().st_size
     if good_end < size:
         with open(path, "r+b") as f:
             f.truncate(good_end)
-    return DoneRecords(ids, size - good_end)
+    return DoneRecords(ids, size - good_end, frozenset(fields))
 
 
-def _done_jsonl(path: str) -> tuple[Counter, int]:
+def _done_jsonl(path: str) -> tuple[Counter, set[str], int]:
     ids: Counter = Counter()
+    fields: set[str] = set()
     good_end = 0
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
@@ -390,8 +392,9 @@ def _done_jsonl(path: str) -> tuple[Counter, int]:
                     raise UsageError(f"-o {path} line {line_no}: not a khabar record; cannot resume this file")
                 break
             ids[str(record["id"])] += 1
+            fields.update(record)
             good_end += len(raw)
-    return ids, good_end
+    return ids, fields, good_end
 
 
 def _json_record(raw: bytes) -> dict | None:
@@ -402,7 +405,7 @@ def _json_record(raw: bytes) -> dict | None:
     return record if isinstance(record, dict) and "id" in record else None
 
 
-def _done_csv(path: str) -> tuple[Counter, int]:
+def _done_csv(path: str) -> tuple[Counter, set[str], int]:
     ids: Counter = Counter()
     with open(path, "rb") as f:
         lines = _Lines(f)
@@ -410,7 +413,7 @@ def _done_csv(path: str) -> tuple[Counter, int]:
         reader = csv.reader(lines, delimiter=_DELIMITERS[file_format(path, "-o")], strict=True)
         header = _complete_record(reader, lines)
         if header is None:
-            return ids, 0  # even the header was cut short: start the file again
+            return ids, set(), 0  # even the header was cut short: start the file again
         if "id" not in header:
             raise UsageError(f"-o {path}: no 'id' column; cannot resume this file")
         good_end = lines.offset
@@ -419,7 +422,7 @@ def _done_csv(path: str) -> tuple[Counter, int]:
             good_end = lines.offset
         if f.read(1):
             raise UsageError(f"-o {path} line {lines.line_no}: not a khabar record; cannot resume this file")
-    return ids, good_end
+    return ids, set(header), good_end
 
 
 def _complete_record(reader: Iterator[list[str]], lines: _Lines) -> list[str] | None:

@@ -151,28 +151,30 @@ def test_summarize_prints_one_summary_per_text(summarizer_flags, capsys) -> None
 
 def test_every_bad_row_kind_gets_an_error_record_and_exit_3(tmp_path, models, capsys) -> None:
     good = sample_rows(2)
-    path = tmp_path / "in.jsonl"
-    bad_lines = [
+    lines = [
+        json.dumps(good[0], ensure_ascii=False),
         "{not json",
         json.dumps({"id": "no-text", "title": "x"}),
         json.dumps({"id": "empty", "article": "   "}),
         json.dumps({"id": "number", "article": 12}),
         json.dumps({"id": "huge", "article": "خبر " * 60_000}),
+        json.dumps({"id": "invisible", "article": "\u200b\u200d"}),  # passes our checks, the model rejects it
+        json.dumps({"id": "long", "article": good[1]["article"] * 20}, ensure_ascii=False),  # under the limit
     ]
-    path.write_text(
-        "\n".join([json.dumps(good[0], ensure_ascii=False), *bad_lines, json.dumps(good[1], ensure_ascii=False)]),
-        encoding="utf-8",
-    )
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8")
     out = tmp_path / "out.jsonl"
     code, _, err = khabar(capsys, "predict", path, "-o", out, "--tasks", "topic", *models)
     assert code == 3
     records = read_jsonl(out)
-    assert [r["id"] for r in records] == ["n00000", 2, "no-text", "empty", "number", "huge", "n00001"]
+    assert [r["id"] for r in records] == ["n00000", 2, "no-text", "empty", "number", "huge", "invisible", "long"]
     errors = {r["line"]: r["error"] for r in records if "error" in r}
-    assert list(errors) == [2, 3, 4, 5, 6]
+    assert list(errors) == [2, 3, 4, 5, 6, 7]
     assert errors[2].startswith("malformed JSON") and "missing" in errors[3] and "empty" in errors[4]
     assert "not a string" in errors[5] and "over the 200,000 limit" in errors[6]
-    assert "7 rows read, 2 written, 5 failed" in err
+    assert errors[7].startswith("topic: ") and "index" not in errors[7]
+    assert records[-1]["topic"] in LABELS  # its batch-mates survive the rejected row
+    assert "8 rows read, 2 written, 6 failed" in err
 
 
 def test_strict_stops_at_the_first_bad_row(tmp_path, models, capsys) -> None:
