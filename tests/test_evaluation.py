@@ -90,7 +90,9 @@ def test_classifier_metrics_are_in_range_and_consistent(classifier_report) -> No
 @pytest.fixture(scope="module")
 def summarizer_report(tiny_summarizer_dir, eval_file, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report") / "summarizer"
-    assert run_evaluate("--model", tiny_summarizer_dir, "--data", eval_file, "--limit", "4", "-o", out) == 0
+    # Short greedy decoding keeps a random-weight model from spending seconds per article.
+    decoding = ("--num-beams", 1, "--max-new-tokens", 6)
+    assert run_evaluate("--model", tiny_summarizer_dir, "--data", eval_file, "--limit", 4, *decoding, "-o", out) == 0
     return out
 
 
@@ -100,6 +102,7 @@ def test_summarizer_report_writes_every_file(summarizer_report) -> None:
     assert "![summary lengths](lengths.png)" in report
     assert "## Examples" in report and report.count("| reference |") == 4
     assert "| rows skipped | 1 (missing or empty `article` or `summary`) |" in report
+    assert "| decoding | num_beams 1, max_new_tokens 6 (overriding the saved settings) |" in report
 
 
 def test_summarizer_metrics_are_in_range_with_intervals(summarizer_report) -> None:
@@ -110,6 +113,8 @@ def test_summarizer_metrics_are_in_range_with_intervals(summarizer_report) -> No
         for key in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
             assert_interval_holds(scores, key, top=100)
         assert scores["mean_length"] > 0
+    # Six new tokens make at most six words: the decoding override reached the model.
+    assert metrics["systems"]["model"]["mean_length"] <= 6
     # Lead-2 contains lead-1, so it can only be longer.
     assert metrics["systems"]["lead-2"]["mean_length"] > metrics["systems"]["lead-1"]["mean_length"]
 

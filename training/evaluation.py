@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -193,43 +193,58 @@ def _result(
 def predict_topics(
     model_dir: str | Path, texts: Sequence[str], batch_size: int = 16, device: str | None = None
 ) -> list[str]:
-    """Topic labels from a classifier directory, with a progress bar over batches.
+    """Topic labels from a classifier directory, in input order, with a progress bar.
 
     Example:
-        >>> predict_topics("models/tiny/classifier", ["تیم ملی برد"])  # doctest: +SKIP
-        ['sports']
+        >>> import tempfile
+        >>> from training.tiny import build_tiny_classifier
+        >>> model = build_tiny_classifier(tempfile.mkdtemp())
+        >>> labels = predict_topics(model, ["تیم ملی برد", "بازار ارز"], device="cpu")
+        >>> len(labels), all(isinstance(label, str) for label in labels)
+        (2, True)
     """
-    from tqdm.auto import tqdm
-
     from inference import Classifier
 
-    classifier = Classifier.from_pretrained(model_dir, device=device)
-    labels: list[str] = []
-    for start in tqdm(range(0, len(texts), batch_size), desc="classifying", unit="batch"):
-        labels += [
-            p["label"] for p in classifier.predict(list(texts[start : start + batch_size]), batch_size=batch_size)
-        ]
-    return labels
+    classifier = Classifier.from_pretrained(model_dir, device=device or "auto")
+    predict = lambda chunk: [p["label"] for p in classifier.predict(chunk, batch_size=batch_size)]  # noqa: E731
+    return _in_chunks(predict, texts, batch_size, "classifying")
 
 
 def generate_summaries(
-    model_dir: str | Path, texts: Sequence[str], batch_size: int = 8, device: str | None = None
+    model_dir: str | Path, texts: Sequence[str], batch_size: int = 8, device: str | None = None, **decoding: int
 ) -> list[str]:
-    """Summaries from a summarizer directory (its saved decoding settings), with a progress bar over batches.
+    """Summaries from a summarizer directory, in input order, with a progress bar.
+
+    The model's saved decoding settings apply unless ``decoding`` overrides them
+    (``num_beams``, ``max_new_tokens``).
 
     Example:
-        >>> generate_summaries("models/tiny/summarizer", ["متن خبر"])  # doctest: +SKIP
-        ['...']
+        >>> import tempfile
+        >>> from training.tiny import build_tiny_summarizer
+        >>> len(generate_summaries(build_tiny_summarizer(tempfile.mkdtemp()), ["متن خبر"], device="cpu"))
+        1
     """
-    from tqdm.auto import tqdm
-
     from inference import Summarizer
 
-    summarizer = Summarizer.from_pretrained(model_dir, device=device)
-    summaries: list[str] = []
-    for start in tqdm(range(0, len(texts), batch_size), desc="summarizing", unit="batch"):
-        summaries += summarizer.summarize(list(texts[start : start + batch_size]), batch_size=batch_size)
-    return summaries
+    summarizer = Summarizer.from_pretrained(model_dir, device=device or "auto")
+    summarize = lambda chunk: summarizer.summarize(chunk, batch_size=batch_size, **decoding)  # noqa: E731
+    return _in_chunks(summarize, texts, batch_size, "summarizing")
+
+
+def _in_chunks(model: Callable[[list[str]], list], texts: Sequence[str], batch_size: int, desc: str) -> list:
+    """Run ``model`` over ``texts`` a batch at a time (longest first), advancing a progress bar."""
+    from tqdm.auto import tqdm
+
+    # Chunks of similar length pad least, and the slowest come first so the time estimate is honest.
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    outputs: list = [None] * len(texts)
+    with tqdm(total=len(texts), desc=desc, unit="article") as bar:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            for i, output in zip(chunk, model([texts[i] for i in chunk]), strict=True):
+                outputs[i] = output
+            bar.update(len(chunk))
+    return outputs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline-train", help="training file for the majority and TF-IDF baselines (classifiers)")
     parser.add_argument("--batch-size", type=_positive, help="rows per model call (default: 16 classify, 8 summarize)")
     parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: the best available)")
+    parser.add_argument("--num-beams", type=_positive, help="summarizers: beams (default: the model's saved setting)")
+    parser.add_argument(
+        "--max-new-tokens", type=_positive, help="summarizers: longest summary in tokens (default: the model's setting)"
+    )
     parser.add_argument("--bootstrap", type=_positive, default=1000, help="bootstrap resamples (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed for resampling, examples and baselines (default: 0)")
     return parser
@@ -294,9 +313,11 @@ def run(args: argparse.Namespace) -> dict:
     else:
         if args.baseline_train:
             print("khabar-train evaluate: note: lead-k baselines need no --baseline-train; ignored", file=sys.stderr)
-        summaries = generate_summaries(args.model, inputs, args.batch_size or 8, args.device)
+        decoding = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if v}
+        summaries = generate_summaries(args.model, inputs, args.batch_size or 8, args.device, **decoding)
         # Lead-k takes the article's own first sentences, never the headline.
         result = evaluate_summarization(rows["text"], rows["summary"], summaries, args.bootstrap, args.seed)
+        result["decoding"] = decoding or "the model's saved settings"
     result.update(
         model=str(args.model),
         data=str(args.data),
@@ -337,9 +358,11 @@ def main(argv: list[str] | None = None) -> int:
         2
     """
     args = build_parser().parse_args(argv)
+    from inference.loading import DeviceError, ModelNotFoundError
+
     try:
         result = run(args)
-    except DataError as error:
+    except (DataError, DeviceError, ModelNotFoundError) as error:
         print(f"khabar-train evaluate: error: {error}", file=sys.stderr)
         return 2
     model = result["systems"]["model"]

@@ -114,9 +114,16 @@ def _header(result: dict) -> list[str]:
         f"| columns | {', '.join(f'{role} `{name}`' for role, name in result['columns'].items())} |",
         f"| rows evaluated | {rows} |",
         f"| rows skipped | {skipped} (missing or empty {fields}) |",
+        *([f"| decoding | {_decoding(result['decoding'])} |"] if "decoding" in result else []),
         f"| date | {result['date']} |",
         f"| khabar | {result['khabar_version']} |",
     ]
+
+
+def _decoding(decoding: dict | str) -> str:
+    if isinstance(decoding, str):
+        return decoding
+    return ", ".join(f"{key} {value}" for key, value in decoding.items()) + " (overriding the saved settings)"
 
 
 def _score_legend(result: dict) -> str:
