@@ -73,8 +73,7 @@ class Classifier:
         device: torch.device | None = None,
         name: str = "",
     ) -> None:
-        if long_text not in ("windows", "truncate"):
-            raise ValueError(f"long_text must be 'windows' or 'truncate', got {long_text!r}")
+        _check_long_text(long_text)
         self.tokenizer = tokenizer
         self.forward = forward
         self.labels = labels
@@ -109,6 +108,7 @@ class Classifier:
             >>> Classifier.from_pretrained(path, device="cpu", quantize="int8").labels[:2]
             ['culture-art', 'economy']
         """
+        _check_long_text(long_text)
         source = str(path_or_id)
         config, tokenizer = load_config_and_tokenizer(source, "classifier")
         if backend == "torch":
@@ -247,3 +247,8 @@ def _torch_forward(source: str, device: torch.device, dtype: torch.dtype, quanti
 
     forward.model = model  # kept reachable for inspection and tests
     return forward
+
+
+def _check_long_text(long_text: str) -> None:
+    if long_text not in ("windows", "truncate"):
+        raise ValueError(f"long_text must be 'windows' or 'truncate', got {long_text!r}")

@@ -244,10 +244,14 @@ def load_config_and_tokenizer(path_or_id: str, kind: ModelKind):
     """
     from transformers import AutoConfig, AutoTokenizer
 
+    if is_local(path_or_id) and not (Path(path_or_id).expanduser() / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"cannot load {path_or_id}: it has no config.json, so it is not a saved model directory"
+        )
     try:
         config = AutoConfig.from_pretrained(path_or_id, trust_remote_code=False)
         tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=False)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         where = "" if is_local(path_or_id) else " (not a local directory; is the hub id right and reachable?)"
         raise ModelNotFoundError(f"cannot load {path_or_id}{where}: {_first_line(exc)}") from None
     seq2seq = bool(getattr(config, "is_encoder_decoder", False))

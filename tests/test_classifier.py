@@ -1,0 +1,189 @@
+"""Classifier: results per input, order under length sorting, long articles, int8, text handling, bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sys
+import types
+
+import pytest
+import torch
+
+from inference.classifier import Classifier
+from inference.loading import DeviceError, ModelNotFoundError
+
+
+@pytest.fixture(scope="module")
+def classifier(fitted_classifier_dir) -> Classifier:
+    return Classifier.from_pretrained(fitted_classifier_dir, device="cpu")
+
+
+def test_a_string_gives_one_result_and_a_list_gives_a_list(classifier):
+    one = classifier("تیم ملی فوتبال ایران دیشب برد")
+    many = classifier(["بازار بورس تهران امروز", "انتخابات مجلس"])
+
+    assert set(one) == {"label", "score"} and one["label"] in classifier.labels
+    assert isinstance(one["score"], float) and 0 < one["score"] <= 1
+    assert isinstance(many, list) and len(many) == 2 and all(set(r) == {"label", "score"} for r in many)
+    assert classifier([]) == []
+
+
+def test_shuffled_input_gives_the_same_answers_in_the_new_order(classifier, sample_articles):
+    texts = sample_articles[:12]
+    alone = [classifier.predict_proba(text) for text in texts]
+    order = list(range(len(texts)))
+    random.Random(0).shuffle(order)
+
+    batched = classifier.predict_proba([texts[i] for i in order], batch_size=5)
+
+    for got, i in zip(batched, order, strict=True):
+        assert got == pytest.approx(alone[i], abs=1e-4)
+
+
+def test_top_k_lists_the_best_labels_best_first(classifier):
+    probs = classifier.predict_proba("قیمت دلار در بازار آزاد")
+    top = classifier.predict("قیمت دلار در بازار آزاد", top_k=3)
+    both = classifier.predict(["خبر اول", "خبر دوم"], top_k=2)
+
+    assert [r["label"] for r in top] == sorted(probs, key=probs.get, reverse=True)[:3]
+    assert [r["score"] for r in top] == sorted((r["score"] for r in top), reverse=True)
+    assert len(both) == 2 and all(len(r) == 2 for r in both)
+    assert len(classifier.predict("خبر", top_k=100)) == len(classifier.labels)
+
+
+def test_probabilities_cover_every_label_and_sum_to_one(classifier):
+    many = classifier.predict_proba(["ورزش", "اقتصاد و بازار", "سیاست خارجی ایران"])
+
+    for probs in many:
+        assert set(probs) == set(classifier.labels)
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+    best = classifier.predict("ورزش")
+    assert best["score"] == pytest.approx(max(many[0].values()))
+
+
+def test_a_long_article_is_read_as_overlapping_windows_whose_logits_are_averaged(fitted_classifier_dir):
+    short = Classifier.from_pretrained(fitted_classifier_dir, device="cpu")
+    short.max_length = 32
+    article = " ".join(["تیم ملی فوتبال ایران در بازی دیشب برد."] * 6 + ["نرخ تورم و قیمت دلار بالا رفت."] * 6)
+
+    windows, owners = short.windows([article])
+    expected = torch.stack([short.forward(*_as_batch(ids))[0] for ids in windows]).mean(dim=0)
+
+    assert len(windows) > 2 and set(owners) == {0}
+    assert max(len(ids) for ids in windows) <= 32
+    # A quarter of the 30 content tokens (7) is shared: the next window starts 7 tokens back.
+    assert windows[1][1:8] == windows[0][-8:-1]
+    assert short.logits([article])[0].tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_windows_read_the_end_of_an_article_and_truncate_reads_only_its_start(fitted_classifier_dir):
+    windowed = Classifier.from_pretrained(fitted_classifier_dir, device="cpu")
+    truncated = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", long_text="truncate")
+    windowed.max_length = truncated.max_length = 32
+    start = "تیم ملی فوتبال ایران در بازی دیشب برد. " * 4
+    one, other = start + "نرخ تورم بالا رفت. " * 8, start + "جشنواره فیلم فجر آغاز شد. " * 8
+
+    assert truncated.predict_proba(one) == truncated.predict_proba(other)
+    assert windowed.predict_proba(one) != pytest.approx(windowed.predict_proba(other), abs=1e-4)
+    assert len(truncated.windows([one])[0]) == 1
+
+
+def test_int8_runs_and_agrees_with_float32_on_most_articles(fitted_classifier_dir, sample_articles):
+    exact = Classifier.from_pretrained(fitted_classifier_dir, device="cpu")
+    int8 = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", quantize="int8")
+
+    expected, got = exact(sample_articles), int8(sample_articles)
+
+    assert isinstance(int8.forward.model.classifier, torch.ao.nn.quantized.dynamic.Linear)
+    agree = sum(a["label"] == b["label"] for a, b in zip(expected, got, strict=True)) / len(expected)
+    assert agree >= 0.9
+
+
+def test_arabic_letters_and_other_digits_give_the_same_answer_as_the_normalized_text(classifier):
+    raw, normalized = "كتاب عربي ١٢٣ درباره فوتبال", "کتاب عربی ۱۲۳ درباره فوتبال"
+    # Without normalization the model would see other tokens, so equal answers mean it ran.
+    assert classifier.tokenizer(raw).input_ids != classifier.tokenizer(normalized).input_ids
+
+    assert classifier.predict_proba(raw) == classifier.predict_proba(normalized)
+
+
+def test_the_digit_policy_recorded_in_the_model_directory_is_applied(fitted_classifier_dir, tmp_path):
+    latin_dir = tmp_path / "latin"
+    shutil.copytree(fitted_classifier_dir, latin_dir)
+    (latin_dir / "normalization.json").write_text(json.dumps({"normalizer": "khabar", "version": 1, "digits": "latin"}))
+
+    latin = Classifier.from_pretrained(latin_dir, device="cpu")
+
+    assert latin.digits == "latin"
+    assert latin.predict_proba("سال ۱۴۰۲") == latin.predict_proba("سال 1402")
+
+
+@pytest.mark.parametrize(
+    ("texts", "error", "message"),
+    [
+        (None, TypeError, "text at index 0: expected a string or a list"),
+        (["خبر", 42], TypeError, "text at index 1: expected a string, got int"),
+        (["خبر", "خبر", None], TypeError, "text at index 2: expected a string, got NoneType"),
+        (["خبر", " \n\t "], ValueError, "text at index 1: empty or whitespace only"),
+        ("", ValueError, "text at index 0: empty"),
+        (["خبر", "\u200c\u064b\u0640"], ValueError, "text at index 1: nothing left after normalization"),
+    ],
+)
+def test_bad_input_is_refused_naming_its_index_before_any_model_work(classifier, texts, error, message):
+    calls = []
+    checked = Classifier(classifier.tokenizer, lambda *batch: calls.append(batch), classifier.labels, max_length=32)
+
+    with pytest.raises(error, match=message):
+        checked.predict(texts)
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"device": "gpu"}, DeviceError, "unknown device 'gpu'"),
+        ({"device": "cuda:99"}, DeviceError, "cuda:99"),
+        ({"quantize": "int4"}, ValueError, "unknown quantize 'int4'"),
+        ({"quantize": "int8", "dtype": "bfloat16"}, ValueError, "starts from float32"),
+        ({"dtype": "int3"}, ValueError, "unknown dtype"),
+        ({"long_text": "summary"}, ValueError, "long_text must be 'windows' or 'truncate'"),
+    ],
+)
+def test_bad_load_options_are_one_line_errors(tiny_classifier_dir, options, error, message):
+    with pytest.raises(error, match=message) as caught:
+        Classifier.from_pretrained(tiny_classifier_dir, **options)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_summarizer_or_a_missing_model_is_not_loaded_as_a_classifier(tiny_summarizer_dir, tmp_path):
+    with pytest.raises(ModelNotFoundError, match="mt5 summarizer, not a topic classifier"):
+        Classifier.from_pretrained(tiny_summarizer_dir, device="cpu")
+    with pytest.raises(ModelNotFoundError, match="cannot load"):
+        Classifier.from_pretrained(tmp_path, device="cpu")
+
+
+def test_other_backends_get_the_same_token_ids_from_the_fast_engine_package(
+    classifier, fitted_classifier_dir, monkeypatch
+):
+    asked = {}
+
+    def classifier_engine(model_dir, backend, quantize):
+        asked.update(model_dir=model_dir, backend=backend, quantize=quantize)
+        return classifier.forward  # the torch model behind an engine's interface
+
+    monkeypatch.setitem(sys.modules, "inference.fast", types.SimpleNamespace(classifier_engine=classifier_engine))
+    fast = Classifier.from_pretrained(fitted_classifier_dir, device="auto", backend="onnx", quantize="int8")
+
+    assert asked == {"model_dir": fitted_classifier_dir, "backend": "onnx", "quantize": "int8"}
+    assert fast.device.type == "cpu"
+    texts = ["تیم ملی برد", "بازار بورس امروز بالا رفت و شاخص کل رکورد زد"]
+    assert fast.predict_proba(texts) == classifier.predict_proba(texts)
+    with pytest.raises(ValueError, match="dtype is for backend='torch'"):
+        Classifier.from_pretrained(fitted_classifier_dir, backend="onnx", dtype="bf16")
+
+
+def _as_batch(ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    tensor = torch.tensor([ids])
+    return tensor, torch.ones_like(tensor)
