@@ -138,6 +138,12 @@ def test_bad_baseline_train_fails_before_the_model_runs(tiny_classifier_dir, eva
     assert code == 2 and err.count("\n") == 0 and "nope.jsonl: no such file" in err
 
 
+def test_bad_device_is_a_one_line_error(tiny_classifier_dir, eval_file, tmp_path, capsys) -> None:
+    assert run_evaluate("--model", tiny_classifier_dir, "--data", eval_file, "--device", "gpu", "-o", tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown device 'gpu'" in err
+
+
 def test_not_a_model_directory_is_a_one_line_error(tmp_path, eval_file, capsys) -> None:
     assert run_evaluate("--model", tmp_path, "--data", eval_file, "-o", tmp_path / "out") == 2
     err = capsys.readouterr().err.strip()
