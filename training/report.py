@@ -65,7 +65,7 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
 
 
 def _write_predictions(result: dict, path: Path) -> None:
-    """One line per evaluated row: its reference and every system's output, in row order."""
+    """One line per evaluated row (``row``: its position among the evaluated rows): reference and every output."""
     systems = result["predictions"]
     with path.open("w", encoding="utf-8") as f:
         for index, reference in enumerate(result["references"]):
@@ -196,7 +196,14 @@ def _cell(text: str) -> str:
 
 
 def plot_per_class_f1(systems: dict, path: Path) -> Path:
-    """Grouped bars: F1 of each label for the model and every baseline."""
+    """Grouped bars: F1 of each label for the model and every baseline.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> systems = {"model": {"per_class": {"sports": {"f1": 0.9}}}, "baseline": {"per_class": {}}}
+        >>> plot_per_class_f1(systems, pathlib.Path(tempfile.mkdtemp()) / "f1.png").read_bytes()[:4]
+        b'\x89PNG'
+    """
     labels = list(systems["model"]["per_class"])
     fig = Figure(figsize=(max(6.0, 0.9 * len(labels) + 2), 4), layout="constrained")
     ax = fig.add_subplot()
@@ -214,7 +221,13 @@ def plot_per_class_f1(systems: dict, path: Path) -> Path:
 
 
 def plot_lengths(generated: Sequence[str], references: Sequence[str], path: Path) -> Path:
-    """Overlaid histograms of generated and reference summary lengths in words."""
+    """Overlaid histograms of generated and reference summary lengths in words.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> plot_lengths(["یک دو", "سه"], ["یک دو سه", "چهار"], pathlib.Path(tempfile.mkdtemp()) / "l.png").suffix
+        '.png'
+    """
     generated_lengths = [len(text.split()) for text in generated]
     reference_lengths = [len(text.split()) for text in references]
     top = max([*generated_lengths, *reference_lengths, 1])
