@@ -5,9 +5,9 @@ Rows are read lazily, grouped into batches, checked, sent through the models and
 becomes an error record and the run goes on; a row the models reject is found by retrying
 its batch row by row, so it never takes the rest of its batch down with it.
 
-Sharding splits the input by record position (record ``i`` goes to shard ``i % N``), so N
-processes cover every row exactly once; :func:`merge_parts` joins their outputs back in
-input order by the ``line`` each record carries.
+Each record carries the input ``line`` it came from, so shard outputs (see
+:mod:`inference.shards`) can be merged back into input order, and ``--resume`` skips rows
+whose id is already in the output.
 
 Example:
     >>> from inference.records import Row

@@ -217,6 +217,14 @@ def test_missing_input_and_existing_output_are_usage_errors(tmp_path, models, ca
     assert [r["id"] for r in read_jsonl(out)] == ["n00000"]
 
 
+def test_resume_refuses_an_output_of_other_tasks(tmp_path, models, capsys) -> None:
+    out = write_jsonl(tmp_path / "out.jsonl", [{"id": "n00000", "line": 1, "topic": "sports", "topic_score": 0.9}])
+    source = write_jsonl(tmp_path / "in.jsonl", sample_rows(2))
+    code, _, err = khabar(capsys, "predict", source, "-o", out, "--resume", "--tasks", "summary", *models)
+    assert code == 2 and "was written with --tasks topic" in err
+    assert len(read_jsonl(out)) == 1
+
+
 def test_help_documents_the_exit_codes(capsys) -> None:
     code, help_text, _ = khabar(capsys, "predict", "--help")
     assert code == 0
