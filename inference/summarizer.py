@@ -160,6 +160,8 @@ class Summarizer:
         check_positive(batch_size=batch_size)
         generation = self.decoding(num_beams=num_beams, max_new_tokens=max_new_tokens, **generate_kwargs)
         prepared, single = prepare_texts(texts, self.digits)
+        if not prepared:
+            return []
         sources = self.encode(prepared)
         summaries = [""] * len(sources)
         for batch in length_sorted_batches([len(ids) for ids in sources], batch_size):

@@ -1,0 +1,161 @@
+"""classify() and summarize(): where the model comes from, and loading it once."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+import inference
+from inference import api
+from inference.classifier import Classifier
+from inference.loading import ModelNotFoundError, resolve_device, resolve_model
+
+
+@pytest.fixture(autouse=True)
+def no_model_settings(monkeypatch, tmp_path):
+    """Each test starts with no environment variables, an empty working directory and no loaded models."""
+    monkeypatch.delenv("KHABAR_CLASSIFIER", raising=False)
+    monkeypatch.delenv("KHABAR_SUMMARIZER", raising=False)
+    monkeypatch.chdir(tmp_path)
+    api.clear_cache()
+    yield
+    api.clear_cache()
+
+
+@pytest.fixture
+def load_count(monkeypatch) -> list[str]:
+    """The sources ``Classifier.from_pretrained`` loaded, in order."""
+    loaded: list[str] = []
+    original = Classifier.from_pretrained.__func__
+
+    def counting(cls, source, *args, **kwargs):
+        loaded.append(source)
+        return original(cls, source, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "from_pretrained", classmethod(counting))
+    return loaded
+
+
+def test_one_call_classifies_a_text_or_a_list_in_order(tiny_classifier_dir):
+    texts = ["تیم ملی فوتبال برد", "بازار بورس", "انتخابات"]
+
+    one = inference.classify(texts[0], model=tiny_classifier_dir, device="cpu")
+    many = inference.classify(texts, model=tiny_classifier_dir, device="cpu", batch_size=2, top_k=1)
+
+    assert set(one) == {"label", "score"}
+    assert many[0] == pytest.approx(one) and len(many) == 3
+    assert len(inference.classify(texts[0], model=tiny_classifier_dir, device="cpu", top_k=2)) == 2
+
+
+def test_one_call_summarizes_a_text_or_a_list(tiny_summarizer_dir):
+    quick = {"num_beams": 1, "max_new_tokens": 4}
+
+    one = inference.summarize("تیم ملی فوتبال ایران برد.", model=tiny_summarizer_dir, device="cpu", **quick)
+    many = inference.summarize(["خبر اول", "خبر دوم"], model=tiny_summarizer_dir, device="cpu", **quick)
+
+    assert isinstance(one, str) and isinstance(many, list) and len(many) == 2
+
+
+def test_without_a_model_the_error_says_how_to_get_one():
+    with pytest.raises(ModelNotFoundError) as caught:
+        inference.classify("خبر")
+
+    message = str(caught.value)
+    assert message == (
+        "no classifier model: pass model=..., set KHABAR_CLASSIFIER, or train one with "
+        "`khabar-train configs/classifier/tiny.yaml`"
+    )
+    with pytest.raises(ModelNotFoundError, match="set KHABAR_SUMMARIZER"):
+        inference.summarize("خبر")
+
+
+def test_the_environment_variable_names_the_model(tiny_classifier_dir, monkeypatch, load_count):
+    monkeypatch.setenv("KHABAR_CLASSIFIER", str(tiny_classifier_dir))
+
+    assert set(inference.classify("خبر", device="cpu")) == {"label", "score"}
+    assert load_count == [str(tiny_classifier_dir.resolve())]
+
+
+def test_models_in_the_working_directory_are_the_default(tiny_classifier_dir, tiny_summarizer_dir, tmp_path):
+    shutil.copytree(tiny_classifier_dir, tmp_path / "models" / "classifier")
+
+    assert resolve_model("classifier", None) == "models/classifier"
+    assert inference.classify("خبر", device="cpu")["label"] in api.load_model("classifier", device="cpu").labels
+    with pytest.raises(ModelNotFoundError, match="no summarizer model"):
+        resolve_model("summarizer", None)
+
+
+def test_the_argument_wins_over_the_variable_which_wins_over_the_default(tiny_classifier_dir, monkeypatch, tmp_path):
+    (tmp_path / "models" / "classifier").mkdir(parents=True)
+    (tmp_path / "models" / "classifier" / "config.json").write_text("{}")
+    monkeypatch.setenv("KHABAR_CLASSIFIER", "env/model")
+
+    assert resolve_model("classifier", None) == "env/model"
+    assert resolve_model("classifier", str(tiny_classifier_dir)) == str(tiny_classifier_dir)
+    monkeypatch.setenv("KHABAR_CLASSIFIER", "")
+    assert resolve_model("classifier", None) == "models/classifier"
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("./missing", "model './missing': no such model directory"),
+        ("a/b/c", "no such model directory"),
+        (".", "has no config.json"),
+    ],
+)
+def test_a_model_that_is_not_there_is_a_one_line_error(model, message):
+    with pytest.raises(ModelNotFoundError, match=message):
+        resolve_model("classifier", model)
+
+
+def test_hub_ids_are_accepted_without_a_local_directory(monkeypatch):
+    assert resolve_model("summarizer", "google/mt5-small") == "google/mt5-small"
+    monkeypatch.setenv("KHABAR_CLASSIFIER", "HooshvareLab/bert-fa-base-uncased-clf-persiannews")
+    assert resolve_model("classifier", None) == "HooshvareLab/bert-fa-base-uncased-clf-persiannews"
+
+
+def test_an_unreachable_hub_id_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    with pytest.raises(ModelNotFoundError, match="cannot load no-such-org/no-such-model") as caught:
+        inference.classify("خبر", model="no-such-org/no-such-model", device="cpu")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_model_is_loaded_once_per_model_device_and_options(tiny_classifier_dir, tmp_path, load_count):
+    relative = tiny_classifier_dir.relative_to(tiny_classifier_dir.anchor)
+    (tmp_path / "root").symlink_to(tiny_classifier_dir.anchor)
+
+    for _ in range(3):
+        inference.classify("خبر", model=tiny_classifier_dir, device="cpu", top_k=2, batch_size=4)
+    inference.classify("خبر", model=f"root/{relative}", device="cpu")  # the same directory, relatively
+    assert len(load_count) == 1
+
+    inference.classify("خبر", model=tiny_classifier_dir, device="cpu", long_text="truncate")
+    inference.classify("خبر", model=tiny_classifier_dir, device="cpu", quantize="int8")
+    assert len(load_count) == 3
+    assert api.load_model("classifier", tiny_classifier_dir, "cpu") is api.load_model("classifier", tiny_classifier_dir)
+
+
+def test_auto_and_the_device_it_picks_share_one_loaded_model(tiny_classifier_dir, load_count):
+    inference.classify("خبر", model=tiny_classifier_dir, device="auto")
+    inference.classify("خبر", model=tiny_classifier_dir, device=str(resolve_device("auto")))
+
+    assert len(load_count) == 1
+
+
+def test_clear_cache_forgets_loaded_models(tiny_classifier_dir, load_count):
+    inference.classify("خبر", model=tiny_classifier_dir, device="cpu")
+    api.clear_cache()
+    inference.classify("خبر", model=tiny_classifier_dir, device="cpu")
+
+    assert len(load_count) == 2
+
+
+def test_auto_picks_cuda_only_when_it_is_there():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device(None).type == expected

@@ -1,0 +1,170 @@
+"""Summarizer: results per input, order under length sorting, decoding defaults, truncation, text handling."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import sys
+import types
+
+import pytest
+import torch
+
+from inference.loading import DeviceError, ModelNotFoundError
+from inference.summarizer import Summarizer
+
+# Greedy and short, so each call takes a fraction of a second on the tiny model.
+QUICK = {"num_beams": 1, "max_new_tokens": 6}
+
+
+@pytest.fixture(scope="module")
+def summarizer(tiny_summarizer_dir) -> Summarizer:
+    return Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu")
+
+
+def test_a_string_gives_a_string_and_a_list_gives_a_list(summarizer):
+    one = summarizer("تیم ملی فوتبال ایران دیشب برد.", **QUICK)
+    many = summarizer(["خبر اول درباره بازار", "خبر دوم درباره فوتبال"], **QUICK)
+
+    assert isinstance(one, str) and one
+    assert isinstance(many, list) and len(many) == 2 and all(isinstance(s, str) for s in many)
+    assert summarizer([], **QUICK) == []
+
+
+def test_shuffled_input_gives_the_same_summaries_in_the_new_order(summarizer, sample_articles):
+    texts = [article[: 40 * (i + 1)] for i, article in enumerate(sample_articles[:6])]  # varied lengths
+    alone = [summarizer(text, **QUICK) for text in texts]
+    order = list(range(len(texts)))
+    random.Random(1).shuffle(order)
+
+    batched = summarizer([texts[i] for i in order], batch_size=4, **QUICK)
+
+    assert batched == [alone[i] for i in order]
+
+
+def test_decoding_defaults_come_from_the_saved_generation_config(tiny_summarizer_dir, tmp_path):
+    short_dir = tmp_path / "short"
+    shutil.copytree(tiny_summarizer_dir, short_dir)
+    config = json.loads((short_dir / "generation_config.json").read_text())
+    (short_dir / "generation_config.json").write_text(json.dumps({**config, "max_new_tokens": 3, "num_beams": 1}))
+    short = Summarizer.from_pretrained(short_dir, device="cpu")
+    text = "تیم ملی فوتبال ایران دیشب در ورزشگاه آزادی برد."
+
+    default = short(text)
+    longer = short(text, max_new_tokens=8)
+
+    # Greedy decoding: the 3-token summary is the start of the 8-token one.
+    assert longer.startswith(default) and len(longer) > len(default)
+    assert short.generation_config.max_new_tokens == 3  # a call's override does not stick
+
+
+def test_generate_kwargs_override_the_defaults_and_unknown_ones_are_refused(summarizer):
+    assert summarizer.decoding(no_repeat_ngram_size=0, length_penalty=2.0).length_penalty == 2.0
+    assert summarizer.decoding(num_beams=None).num_beams == summarizer.generation_config.num_beams
+
+    with pytest.raises(TypeError, match="unknown generation option.*beam_count"):
+        summarizer("خبر", beam_count=2)
+    with pytest.raises(ValueError, match="max_new_tokens must be a positive integer"):
+        summarizer("خبر", max_new_tokens=0)
+
+
+def test_long_articles_are_truncated_and_counted_once_per_call(summarizer, caplog):
+    long_article = "تیم ملی فوتبال ایران دیشب برد. " * 400
+
+    with caplog.at_level(logging.INFO, logger="inference.summarizer"):
+        ids = summarizer.encode(["خبر کوتاه", long_article, long_article])
+        summarizer([long_article, "خبر کوتاه"], **QUICK)
+
+    assert [len(x) for x in ids][1:] == [summarizer.max_length] * 2
+    assert ids[1][-1] == summarizer.tokenizer.eos_token_id
+    assert [r.getMessage() for r in caplog.records] == [
+        f"2 of 3 texts were longer than {summarizer.max_length} tokens and were truncated",
+        f"1 of 2 texts were longer than {summarizer.max_length} tokens and were truncated",
+    ]
+
+
+def test_arabic_letters_give_the_same_summary_as_the_normalized_text(summarizer):
+    raw, normalized = "كتاب عربي درباره فوتبال ١٤٠٢", "کتاب عربی درباره فوتبال ۱۴۰۲"
+    assert summarizer.tokenizer(raw).input_ids != summarizer.tokenizer(normalized).input_ids
+
+    assert summarizer(raw, **QUICK) == summarizer(normalized, **QUICK)
+
+
+@pytest.mark.parametrize(
+    ("texts", "error", "message"),
+    [
+        (None, TypeError, "text at index 0: expected a string or a list"),
+        (["خبر", b"bytes"], TypeError, "text at index 1: expected a string, got bytes"),
+        (["خبر", "خبر", ""], ValueError, "text at index 2: empty or whitespace only"),
+        (["\u064b\u200d"], ValueError, "text at index 0: nothing left after normalization"),
+    ],
+)
+def test_bad_input_is_refused_naming_its_index_before_any_model_work(summarizer, texts, error, message):
+    calls = []
+    checked = Summarizer(
+        summarizer.tokenizer, lambda *batch: calls.append(batch), summarizer.generation_config, max_length=32
+    )
+
+    with pytest.raises(error, match=message):
+        checked.summarize(texts)
+    assert calls == []
+
+
+def test_int8_runs_on_the_cpu(tiny_summarizer_dir):
+    int8 = Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu", quantize="int8")
+
+    assert isinstance(int8("تیم ملی فوتبال ایران برد.", **QUICK), str)
+    linears = [m for m in int8.generate.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
+    assert linears
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"dtype": "float16"}, ValueError, "float16 breaks mt5 models"),
+        ({"dtype": torch.float16}, ValueError, "float16 breaks mt5 models"),
+        ({"device": "tpu"}, DeviceError, "unknown device 'tpu'"),
+        ({"device": "cuda:99"}, DeviceError, "cuda:99"),
+    ],
+)
+def test_bad_load_options_are_one_line_errors(tiny_summarizer_dir, options, error, message):
+    with pytest.raises(error, match=message) as caught:
+        Summarizer.from_pretrained(tiny_summarizer_dir, **{"device": "cpu", **options})
+    assert "\n" not in str(caught.value)
+
+
+def test_a_classifier_is_not_loaded_as_a_summarizer(tiny_classifier_dir):
+    with pytest.raises(ModelNotFoundError, match="bert model, not a sequence-to-sequence summarizer"):
+        Summarizer.from_pretrained(tiny_classifier_dir, device="cpu")
+
+
+def test_other_backends_get_token_ids_and_plain_decoding_settings(summarizer, tiny_summarizer_dir, monkeypatch):
+    asked = {}
+
+    class Engine:  # the torch model behind a fast engine's interface
+        def generate(self, input_ids, generation):
+            asked["generation"] = generation
+            return summarizer.generate(input_ids, summarizer.decoding(**generation))
+
+    def summarizer_engine(model_dir, backend, quantize):
+        asked.update(model_dir=model_dir, backend=backend, quantize=quantize)
+        return Engine()
+
+    monkeypatch.setitem(sys.modules, "inference.fast", types.SimpleNamespace(summarizer_engine=summarizer_engine))
+    fast = Summarizer.from_pretrained(tiny_summarizer_dir, backend="ctranslate2", quantize="int8")
+    texts = ["تیم ملی برد", "بازار بورس امروز بالا رفت و شاخص کل رکورد زد"]
+
+    assert fast(texts, **QUICK) == summarizer(texts, **QUICK)
+    assert asked["model_dir"] == tiny_summarizer_dir and asked["backend"] == "ctranslate2"
+    assert asked["generation"] == {
+        "num_beams": 1,
+        "max_new_tokens": 6,
+        "min_new_tokens": None,
+        "no_repeat_ngram_size": 3,
+        "length_penalty": 1.0,
+        "early_stopping": True,
+    }
+    with pytest.raises(DeviceError):  # the fast engines are CPU engines
+        Summarizer.from_pretrained(tiny_summarizer_dir, device="cuda", backend="ctranslate2")
