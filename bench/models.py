@@ -1,0 +1,121 @@
+"""Real-size architectures with random weights: the work of the real models, without the hub.
+
+Random weights cost exactly what trained ones do per token; only the output text is meaningless,
+which is why the benchmark forces every summary to the same length. The tokenizers are trained on
+the Persian news articles, so the articles split into about as many tokens as with the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertForSequenceClassification, GenerationConfig, MT5Config
+from transformers import MT5ForConditionalGeneration as MT5
+
+from inference.normalize import save_normalization
+from training.tiny import train_unigram_tokenizer, train_wordpiece_tokenizer
+
+# HooshvareLab/bert-fa-base-uncased
+PARSBERT_BASE = {
+    "vocab_size": 100_000,
+    "num_hidden_layers": 12,
+    "hidden_size": 768,
+    "num_attention_heads": 12,
+    "intermediate_size": 3_072,
+    "max_position_embeddings": 512,
+}
+# google/mt5-small
+MT5_SMALL = {
+    "vocab_size": 250_112,
+    "d_model": 512,
+    "d_kv": 64,
+    "d_ff": 1_024,
+    "num_layers": 8,
+    "num_decoder_layers": 8,
+    "num_heads": 6,
+    "feed_forward_proj": "gated-gelu",
+}
+TOPICS = ["culture-art", "economy", "health", "international", "politics", "science-tech", "society", "sports"]
+DONE = "bench-model.json"
+# The shipped decoding (beam 4, no-repeat 3) with the length fixed: min = max = 48 new tokens.
+SUMMARY_DECODING = {
+    "num_beams": 4,
+    "no_repeat_ngram_size": 3,
+    "length_penalty": 1.0,
+    "early_stopping": True,
+    "min_new_tokens": 48,
+    "max_new_tokens": 48,
+}
+
+
+def build_classifier(out: Path, texts: list[str]) -> Path:
+    """A ParsBERT-base-sized topic classifier with random weights in ``out`` (reused when present).
+
+    Example:
+        >>> PARSBERT_BASE["hidden_size"] * PARSBERT_BASE["num_hidden_layers"]
+        9216
+    """
+    if (out / DONE).is_file():
+        return out
+    tokenizer = train_wordpiece_tokenizer(texts, vocab_size=PARSBERT_BASE["vocab_size"])
+    config = BertConfig(
+        **PARSBERT_BASE,
+        pad_token_id=tokenizer.pad_token_id,
+        id2label=dict(enumerate(TOPICS)),
+        label2id={label: i for i, label in enumerate(TOPICS)},
+    )
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return _finish(out, config.vocab_size)
+
+
+def build_summarizer(out: Path, texts: list[str], tokenizer_vocab: int = 32_000) -> Path:
+    """An mT5-small-sized summarizer with random weights and an untied output layer in ``out``.
+
+    transformers 5 builds mT5 from a config with the output layer tied to the embeddings (172M
+    parameters); google/mt5-small has its own 250k x 512 output layer (300M). Saving a separate
+    ``lm_head.weight`` makes ``from_pretrained`` load it untied, so the work matches the real model.
+
+    Example:
+        >>> MT5_SMALL["vocab_size"] * MT5_SMALL["d_model"] * 4 // 2**20  # MB of fp32 output layer
+        488
+    """
+    if (out / DONE).is_file():
+        return out
+    tokenizer = train_unigram_tokenizer(texts, vocab_size=tokenizer_vocab)
+    config = MT5Config(**MT5_SMALL, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    torch.manual_seed(0)
+    model = MT5(config)
+    lm_head = torch.randn_like(model.shared.weight) * config.d_model**-0.5
+    # Rows past the trained tokenizer's vocabulary score 0 while some real token scores above 0, so the
+    # summaries decode to real Persian tokens; the layer keeps its full 250k-row size and cost.
+    lm_head[len(tokenizer) :] = 0
+    model.lm_head.weight = torch.nn.Parameter(lm_head)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, **SUMMARY_DECODING
+    )
+    # Both weights are saved on purpose; silence the "tied in config but different" warning.
+    logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return _finish(out, sum(p.numel() for p in model.parameters()))
+
+
+def _finish(out: Path, size: int) -> Path:
+    save_normalization(out)
+    (out / DONE).write_text(json.dumps({"size": size}) + "\n")
+    return out
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    """Distinct parameters of ``model`` (tied ones once), to check the architecture built is real-size.
+
+    Example:
+        >>> parameter_count(torch.nn.Linear(2, 3))
+        9
+    """
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

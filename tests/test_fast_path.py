@@ -1,0 +1,163 @@
+"""The fast CPU path (ONNX Runtime, CTranslate2) against the transformers reference, and its cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import pytest
+import torch
+
+from inference.fast import cache, classifier_engine, summarizer_engine
+from inference.normalize import normalize
+
+
+@pytest.fixture(scope="module")
+def articles(sample_dir) -> list[str]:
+    with (sample_dir / "test.jsonl").open(encoding="utf-8") as f:
+        return [normalize(json.loads(line)["article"]) for line in f]
+
+
+@pytest.fixture
+def classifier_dir(tiny_classifier_dir, tmp_path):
+    """A private copy, so conversions written beside it never leak into other tests' model folders."""
+    return shutil.copytree(tiny_classifier_dir, tmp_path / "classifier")
+
+
+@pytest.fixture
+def summarizer_dir(tiny_summarizer_dir, tmp_path):
+    return shutil.copytree(tiny_summarizer_dir, tmp_path / "summarizer")
+
+
+def test_unknown_backend_names_the_known_ones():
+    with pytest.raises(ValueError, match="choose one of: torch, onnx"):
+        classifier_engine("unused", "tensorrt", None)
+    with pytest.raises(ValueError, match="choose one of: torch, ctranslate2"):
+        summarizer_engine("unused", "onnx", None)
+
+
+def test_unknown_quantization_is_rejected(classifier_dir):
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(ValueError, match="quantize"):
+        classifier_engine(classifier_dir, "onnx", "int4")
+
+
+def test_missing_engine_says_how_to_install(classifier_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    with pytest.raises(ImportError, match=r"pip install khabar\[fast\]"):
+        classifier_engine(classifier_dir, "onnx", "int8")
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_onnx_classifier_agrees_with_torch(classifier_dir, articles, quantize):
+    pytest.importorskip("onnxruntime")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(classifier_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(classifier_dir).eval()
+    engine = classifier_engine(classifier_dir, "onnx", quantize)
+    agree, worst = 0, 0.0
+    for start in range(0, len(articles), 8):  # padded batches of mixed lengths, as the classes send
+        batch = tokenizer(
+            articles[start : start + 8], truncation=True, max_length=512, padding=True, return_tensors="pt"
+        )
+        with torch.no_grad():
+            reference = model(**batch).logits
+        logits = engine(batch["input_ids"], batch["attention_mask"])
+        agree += (logits.argmax(-1) == reference.argmax(-1)).sum().item()
+        worst = max(worst, (logits - reference).abs().max().item())
+    assert agree / len(articles) >= 0.99
+    assert worst < (1e-4 if quantize is None else 0.05)
+
+
+def _reference_summaries(model_dir, inputs, generation):
+    from transformers import AutoModelForSeq2SeqLM
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
+    summaries = []
+    for ids in inputs:
+        with torch.no_grad():
+            out = model.generate(torch.tensor([ids]), **generation)[0].tolist()[1:]  # drop the start token
+        summaries.append(out[: out.index(model.config.eos_token_id)] if model.config.eos_token_id in out else out)
+    return summaries
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_ctranslate2_summaries_equal_torch(summarizer_dir, articles, num_beams):
+    pytest.importorskip("ctranslate2")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(summarizer_dir)
+    inputs = [tokenizer(text, truncation=True, max_length=512).input_ids for text in articles[:12]]
+    # Every setting explicit: the tiny model's saved defaults (no-repeat 3) must not reach only one side.
+    generation = {"num_beams": num_beams, "max_new_tokens": 16, "min_new_tokens": 0, "no_repeat_ngram_size": 0}
+    generation |= {"length_penalty": 1.0, "early_stopping": True}
+    reference = _reference_summaries(summarizer_dir, inputs, generation)
+    got = summarizer_engine(summarizer_dir, "ctranslate2", None).generate(inputs, generation)
+    equal = sum(a == b for a, b in zip(got, reference, strict=True)) / len(inputs)
+    assert equal >= 0.9
+
+
+def test_ctranslate2_fixed_length_and_order(summarizer_dir, articles):
+    pytest.importorskip("ctranslate2")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(summarizer_dir)
+    inputs = [tokenizer(text, max_length=64, truncation=True).input_ids for text in articles[:3]]
+    engine = summarizer_engine(summarizer_dir, "ctranslate2", "int8")
+    generation = {"num_beams": 4, "max_new_tokens": 7, "min_new_tokens": 7, "no_repeat_ngram_size": 3}
+    together = engine.generate(inputs, generation)
+    assert [len(ids) for ids in together] == [7, 7, 7]
+    assert together == [engine.generate([ids], generation)[0] for ids in inputs]  # batching keeps the order
+
+
+def test_conversion_is_reused_then_rebuilt_after_retraining(classifier_dir, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from inference.fast import onnx_classifier
+
+    calls = []
+    real = onnx_classifier.convert_classifier
+    monkeypatch.setattr(onnx_classifier, "convert_classifier", lambda *a: calls.append(a) or real(*a))
+    first = classifier_engine(classifier_dir, "onnx", "int8").path
+    second = classifier_engine(classifier_dir, "onnx", "int8").path
+    assert len(calls) == 1 and first == second
+    assert first.parent.parent == classifier_dir / cache.CACHE_DIRNAME  # beside the model
+    weights = classifier_dir / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # "retrained"
+    third = classifier_engine(classifier_dir, "onnx", "int8").path
+    assert len(calls) == 2 and third != first
+    assert not first.exists()  # the stale conversion is removed, not left to pile up
+
+
+def test_unwritable_model_dir_falls_back_to_the_user_cache(tmp_path, monkeypatch):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    # A file where the cache folder would go makes the model directory unusable for conversions
+    # even for root (for whom a read-only mode bit would not stop writes).
+    (model_dir / cache.CACHE_DIRNAME).write_text("not a folder")
+    monkeypatch.setenv("KHABAR_CACHE", str(tmp_path / "user"))
+    folder = cache.cached_conversion(model_dir, "demo-int8", {"v": 1}, lambda out: (out / "engine").write_text("x"))
+    assert folder.is_relative_to(tmp_path / "user") and (folder / "engine").read_text() == "x"
+    assert cache.cached_conversion(model_dir, "demo-int8", {"v": 1}, pytest.fail) == folder  # found there next time
+
+
+def test_cache_key_follows_settings(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    first = cache.cached_conversion(tmp_path, "demo-int8", {"engine": "1.0"}, lambda out: None)
+    upgraded = cache.cached_conversion(tmp_path, "demo-int8", {"engine": "1.1"}, lambda out: None)
+    assert upgraded != first and not first.exists()
+
+
+def test_failed_conversion_leaves_nothing_behind(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+
+    def broken(out):
+        (out / "half-written.onnx").write_text("...")
+        raise RuntimeError("exporter crashed")
+
+    with pytest.raises(RuntimeError, match="exporter crashed"):
+        cache.cached_conversion(tmp_path, "demo-int8", {}, broken)
+    assert list((tmp_path / cache.CACHE_DIRNAME).iterdir()) == []
