@@ -221,7 +221,7 @@ def _int8_dtype(dtype: str | torch.dtype | None, device: torch.device, quantize:
         raise ValueError(f"unknown quantize {quantize!r}; choose 'int8' or None")
     if device.type != "cpu":
         raise DeviceError(
-            f"quantize='int8' is dynamic quantization for the CPU; on {device} leave it out "
+            f"quantize='int8' is dynamic quantization for the CPU: add device='cpu', or leave it out on {device} "
             "(half precision is the GPU default)"
         )
     if dtype not in (None, "auto", torch.float32, "float32", "fp32"):

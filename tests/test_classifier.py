@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from inference.classifier import Classifier
-from inference.loading import DeviceError, ModelNotFoundError
+from inference.loading import DeviceError, ModelNotFoundError, resolve_dtype
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +187,54 @@ def test_other_backends_get_the_same_token_ids_from_the_fast_engine_package(
 def _as_batch(ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     tensor = torch.tensor([ids])
     return tensor, torch.ones_like(tensor)
+
+
+@pytest.mark.parametrize(
+    ("bf16", "model_type", "expected"),
+    [
+        (True, "bert", torch.bfloat16),
+        (False, "bert", torch.float16),
+        (True, "mt5", torch.bfloat16),
+        (False, "mt5", torch.float32),
+    ],
+)
+def test_gpus_default_to_half_precision_but_never_float16_for_t5(monkeypatch, bf16, model_type, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+
+    assert resolve_dtype(None, torch.device("cuda"), model_type) == expected
+    assert resolve_dtype(None, torch.device("cpu"), model_type) == torch.float32
+
+
+def test_int8_is_refused_on_a_gpu():
+    with pytest.raises(DeviceError, match="quantize='int8' is dynamic quantization for the CPU"):
+        resolve_dtype(None, torch.device("cuda:0"), "bert", "int8")
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_on_a_gpu_the_classifier_runs_in_half_precision_and_agrees_with_the_cpu(fitted_classifier_dir, sample_articles):
+    on_cpu = Classifier.from_pretrained(fitted_classifier_dir, device="cpu")
+    on_gpu = Classifier.from_pretrained(fitted_classifier_dir)  # auto picks the GPU
+
+    expected, got = on_cpu(sample_articles), on_gpu(sample_articles)
+
+    assert on_gpu.device.type == "cuda"
+    assert on_gpu.forward.model.dtype in (torch.bfloat16, torch.float16)
+    agree = sum(a["label"] == b["label"] for a, b in zip(expected, got, strict=True)) / len(expected)
+    assert agree >= 0.9
+    assert [b["score"] for b in got] == pytest.approx([a["score"] for a in expected], abs=0.05)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_on_a_gpu_int8_and_missing_devices_are_refused(tiny_classifier_dir):
+    with pytest.raises(DeviceError, match="dynamic quantization for the CPU"):
+        Classifier.from_pretrained(tiny_classifier_dir, device="cuda", quantize="int8")
+    with pytest.raises(DeviceError, match="this machine has"):
+        Classifier.from_pretrained(tiny_classifier_dir, device=f"cuda:{torch.cuda.device_count()}")
+    assert Classifier.from_pretrained(tiny_classifier_dir, device="cuda:0", dtype="float32").forward.model.dtype == (
+        torch.float32
+    )

@@ -168,3 +168,19 @@ def test_other_backends_get_token_ids_and_plain_decoding_settings(summarizer, ti
     }
     with pytest.raises(DeviceError):  # the fast engines are CPU engines
         Summarizer.from_pretrained(tiny_summarizer_dir, device="cuda", backend="ctranslate2")
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_on_a_gpu_the_summarizer_runs_without_float16(tiny_summarizer_dir):
+    on_gpu = Summarizer.from_pretrained(tiny_summarizer_dir)  # auto picks the GPU
+
+    assert on_gpu.device.type == "cuda"
+    assert on_gpu.generate.model.dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32)
+    assert isinstance(on_gpu("تیم ملی فوتبال ایران برد.", **QUICK), str)
+    assert len(on_gpu(["خبر اول", "خبر دوم درباره بازار"], **QUICK)) == 2
+    with pytest.raises(ValueError, match="float16 breaks mt5"):
+        Summarizer.from_pretrained(tiny_summarizer_dir, device="cuda", dtype="fp16")
