@@ -226,3 +226,18 @@ def test_confusion_matrix_plot_is_a_png_and_checks_its_shape(tmp_path) -> None:
     assert path.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="2x2"):
         plot_confusion_matrix({"labels": ["a", "b"], "matrix": [[3, 1]]}, tmp_path / "bad.png")
+
+
+def test_labels_held_out_of_the_training_file_still_count() -> None:
+    import datasets
+
+    from training.classifier import label_set
+
+    cfg = load_config(TINY_CLASSIFIER_CONFIG, ["data.validation_file=null"])
+    splits = {
+        "train": datasets.Dataset.from_dict({"label": ["sports", "sports", "economy"]}),
+        "validation": datasets.Dataset.from_dict({"label": ["health"]}),  # its only row was held out
+    }
+    labels = label_set(splits, cfg)
+    assert labels == ["economy", "health", "sports"]
+    assert torch.isfinite(class_weights(splits["train"]["label"], labels)).all()

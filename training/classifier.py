@@ -87,6 +87,8 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     tokenized = {name: tokenize(split, tokenizer, labels, cfg.train.max_length) for name, split in raw.items()}
 
     mixed = cfg.train.fp16 or cfg.train.bf16
+    balanced = cfg.train.class_weights == "balanced"
+    loss = weighted_loss(class_weights(raw["train"]["label"], labels)) if balanced else None
     trainer = Trainer(
         model=model,
         args=training_arguments(cfg),
@@ -96,9 +98,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
         compute_metrics=partial(epoch_metrics, labels=labels),
-        compute_loss_func=weighted_loss(class_weights(raw["train"]["label"], labels))
-        if cfg.train.class_weights
-        else None,
+        compute_loss_func=loss,  # None: the model's own unweighted cross-entropy
         callbacks=_callbacks(cfg.train) + list(callbacks or []),
     )
     trainer.remove_callback(ProgressCallback)
@@ -122,7 +122,8 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
         print(
             f"topic classifier written to {out}/ (model, tokenizer, config.yaml, metrics.json, confusion_matrix.png, "
             f"training_log.jsonl); {split} accuracy {metrics[split]['accuracy']:.3f}, "
-            f"macro-F1 {metrics[split]['macro_f1']:.3f} over {len(labels)} labels"
+            f"macro-F1 {metrics[split]['macro_f1']:.3f} over {len(labels)} labels; "
+            f"trained in {metrics['train']['train_runtime']:.0f} s"
         )
     return out
 
@@ -207,7 +208,9 @@ def label_set(splits: dict[str, datasets.Dataset], cfg: ExperimentConfig) -> lis
         >>> label_set({"train": datasets.Dataset.from_dict({"label": ["sports", "economy", "sports"]})}, cfg)
         ['economy', 'sports']
     """
-    labels = sorted(set(splits["train"]["label"]))
+    # Rows held out of the training file for validation still belong to the training data's labels.
+    held_out = splits["validation"]["label"] if "validation" in splits and not cfg.data.validation_file else []
+    labels = sorted({*splits["train"]["label"], *held_out})
     if len(labels) < 2:
         raise DataError(
             f"{cfg.data.train_file}: column {cfg.data.label_column!r} has {len(labels)} distinct label(s) "
@@ -326,7 +329,9 @@ def class_weights(train_labels: list[str], labels: list[str]) -> torch.Tensor:
         [2.0, 0.667]
     """
     counts = Counter(train_labels)
-    return torch.tensor([len(train_labels) / (len(labels) * counts[label]) for label in labels], dtype=torch.float32)
+    # A topic seen only in held-out rows has no training rows to weigh; any finite weight will do.
+    weights = [len(train_labels) / (len(labels) * counts[label]) if counts[label] else 1.0 for label in labels]
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def weighted_loss(weights: torch.Tensor):
