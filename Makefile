@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint tiny-models train-classifier train-summarizer demo bench clean
+.PHONY: help install install-fast test test-all lint tiny-models train-classifier train-summarizer demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ $(STAMP): pyproject.toml
 	touch $@
 
 install: $(STAMP)  ## create .venv and install khabar with its dev tools
+
+install-fast: $(STAMP)  ## add the fast CPU engines (ONNX Runtime, CTranslate2)
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS),fast]'
 
 test: $(STAMP)  ## run the fast offline test suite
 	$(BIN)/python -m pytest -q
@@ -46,6 +49,12 @@ train-classifier: tiny-models  ## train the tiny topic classifier on the bundled
 
 train-summarizer: tiny-models  ## train the tiny summarizer on the bundled sample
 	$(BIN)/khabar-train configs/summarizer/tiny.yaml
+
+demo: $(STAMP)  ## the main job: train the tiny models if missing, then read the demo articles
+	$(BIN)/python scripts/demo.py
+
+bench: install-fast  ## inference speed: naive transformers vs khabar's default and fast CPU paths
+	$(BIN)/python -m bench.run
 
 clean:  ## remove the environment, models and caches
 	rm -rf $(VENV) models .pytest_cache .hypothesis *.egg-info

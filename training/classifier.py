@@ -115,6 +115,8 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
             metrics[name] = evaluate_split(trainer, tokenized[name], labels, name)
 
     out = Path(cfg.output_dir)
+    # Inference reads its input length from the saved tokenizer: record the length trained on.
+    tokenizer.model_max_length = cfg.train.max_length
     trainer.save_model(str(out))
     if trainer.is_world_process_zero():
         write_outputs(out, cfg, trainer.state.log_history, metrics)

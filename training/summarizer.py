@@ -104,6 +104,8 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
             metrics[name], predictions[name] = evaluate_split(trainer, tokenized[name], raw[name], name)
 
     out = Path(cfg.output_dir)
+    # Inference reads its input length from the saved tokenizer: record the length trained on.
+    tokenizer.model_max_length = cfg.train.max_length
     model.generation_config = generation_config(cfg.generation, model.config)
     trainer.save_model(str(out))
     if trainer.is_world_process_zero():

@@ -4,6 +4,6 @@
 """
 
 from training.metrics.classification import classification_metrics
-from training.metrics.rouge import rouge
+from training.metrics.rouge import rouge, rouge_per_example
 
-__all__ = ["classification_metrics", "rouge"]
+__all__ = ["classification_metrics", "rouge", "rouge_per_example"]
