@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -68,9 +69,10 @@ def build_classifier(out: Path, texts: list[str]) -> Path:
         label2id={label: i for i, label in enumerate(TOPICS)},
     )
     torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(out)
+    model = BertForSequenceClassification(config)
+    model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    return _finish(out, config.vocab_size)
+    return _finish(out, parameter_count(model))
 
 
 def build_summarizer(out: Path, texts: list[str], tokenizer_vocab: int = 32_000) -> Path:
@@ -102,12 +104,12 @@ def build_summarizer(out: Path, texts: list[str], tokenizer_vocab: int = 32_000)
     logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    return _finish(out, sum(p.numel() for p in model.parameters()))
+    return _finish(out, parameter_count(model))
 
 
-def _finish(out: Path, size: int) -> Path:
+def _finish(out: Path, parameters: int) -> Path:
     save_normalization(out)
-    (out / DONE).write_text(json.dumps({"size": size}) + "\n")
+    (out / DONE).write_text(json.dumps({"parameters": parameters}) + "\n")
     return out
 
 
@@ -119,3 +121,42 @@ def parameter_count(model: torch.nn.Module) -> int:
         9
     """
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def with_output_vocabulary(model_dir: Path, out: Path) -> Path:
+    """A copy of ``model_dir`` (hard links, no extra disk) with the output vocabulary of the training articles.
+
+    The vocabulary lists every token of the train split's articles and summaries, as a user would
+    write it after training (``python -m inference.fast.vocab``).
+
+    Example:
+        >>> import tempfile
+        >>> from training.tiny import build_tiny_summarizer
+        >>> copy = with_output_vocabulary(build_tiny_summarizer(tempfile.mkdtemp()), Path(tempfile.mkdtemp()) / "v")
+        >>> vocabulary_size(copy) > 100
+        True
+    """
+    from bench.workloads import read_articles, read_summaries
+    from inference.fast.vocab import OUTPUT_VOCAB_FILE, write_output_vocabulary
+
+    if (out / OUTPUT_VOCAB_FILE).is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    for path in model_dir.iterdir():
+        if path.is_file() and not (out / path.name).exists():
+            os.link(path, out / path.name)
+    write_output_vocabulary(out, read_articles("train") + read_summaries("train"))
+    return out
+
+
+def vocabulary_size(model_dir: Path) -> int | None:
+    """How many tokens the output vocabulary of ``model_dir`` holds (``None``: the full vocabulary).
+
+    Example:
+        >>> vocabulary_size(Path("/nonexistent")) is None
+        True
+    """
+    from inference.fast.vocab import read_output_vocabulary
+
+    ids = read_output_vocabulary(model_dir)
+    return len(ids) if ids is not None else None

@@ -95,19 +95,21 @@ def table(records: list[dict]) -> str:
         >>> row = {"model": "classifier", "workload": "512", "decoding": None, "route": "naive",
         ...        "docs": 4, "docs_per_s": {"median": 1.0, "min": 0.9, "max": 1.1},
         ...        "ratio_to_naive": {"median": 1.0, "min": 1.0, "max": 1.0}, "peak_rss_mb": 900.0,
+        ...        "cpu_seconds_per_doc": {"median": 1.9},
         ...        "gflop_per_s": 97, "label": "naive (transformers, batch 1)"}
         >>> print(table([row]).splitlines()[2])
-        | classifier | 512 | - | naive (transformers, batch 1) | 4 | 1.00 (0.90–1.10) | 1.00× | 900 | 97 |
+        | classifier | 512 | - | naive (transformers, batch 1) | 4 | 1.00 (0.90–1.10) | 1.00× | 1.90 | 900 | 97 |
     """
     lines = [
-        "| model | workload | decoding | route | docs | docs/s median (min–max) | × naive | peak RSS MB | GFLOP/s |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
+        "| model | workload | decoding | route | docs | docs/s median (min–max) | × naive | CPU-s/doc | peak RSS MB "
+        "| GFLOP/s |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in records:
         rate, ratio = r["docs_per_s"], r["ratio_to_naive"]
         lines.append(
             f"| {r['model']} | {r['workload']} | {r['decoding'] or '-'} | {r['label']} | {r['docs']} "
             f"| {rate['median']:.2f} ({rate['min']:.2f}–{rate['max']:.2f}) | {ratio['median']:.2f}× "
-            f"| {r['peak_rss_mb']:.0f} | {r.get('gflop_per_s') or '-'} |"
+            f"| {r['cpu_seconds_per_doc']['median']:.2f} | {r['peak_rss_mb']:.0f} | {r.get('gflop_per_s') or '-'} |"
         )
     return "\n".join(lines)

@@ -7,6 +7,8 @@
   length-sorted batches.
 * ``fast``: khabar's fastest CPU path: the same classes on ONNX Runtime int8 (classifier) and
   CTranslate2 int8 (summarizer).
+* ``fast-vocab`` (summarizer): ``fast`` on a model directory holding an output vocabulary of the
+  tokens Persian news uses (:mod:`inference.fast.vocab`), so each step scores those rows only.
 
 Each loader returns ``run(texts, decoding)``; ``decoding`` is ignored by the classifier.
 """
@@ -36,6 +38,8 @@ class Route:
     Example:
         >>> Route("summarizer", "fast", "ctranslate2", "int8", 16).label
         'fast (ctranslate2 int8, batch 16)'
+        >>> Route("summarizer", "fast-vocab", "ctranslate2", "int8", 16, vocab=26535).label
+        'fast-vocab (ctranslate2 int8, 26.5k output vocab, batch 16)'
     """
 
     task: str
@@ -45,12 +49,15 @@ class Route:
     batch_size: int
     device: str = "cpu"
     dtype: str = "float32"
+    vocab: int | None = None  # size of the restricted output vocabulary, when there is one
 
     @property
     def label(self) -> str:
         engine = {"naive": "transformers"}.get(self.name, self.backend)
-        details = " ".join(x for x in (engine, self.quantize, None if self.dtype == "float32" else self.dtype) if x)
-        return f"{self.name} ({details}, batch {self.batch_size})"
+        dtype = None if self.dtype == "float32" else self.dtype
+        vocab = f"{self.vocab / 1000:.1f}k output vocab" if self.vocab else None
+        details = " ".join(x for x in (engine, self.quantize, dtype) if x)
+        return f"{self.name} ({', '.join(x for x in (details, vocab, f'batch {self.batch_size}') if x)})"
 
 
 def generation(decoding: str) -> dict:
@@ -101,11 +108,13 @@ def _naive_summarizer(model_dir: Path, route: Route) -> RunFn:
 
 def _khabar(route: Route, model_dir: Path) -> tuple[RunFn, str]:
     model, via = _khabar_model(route, model_dir)
+    # No batch size given means the class's own default: that is khabar's default path.
+    batch = {"batch_size": route.batch_size} if route.batch_size else {}
     if route.task == "classifier":
-        return (lambda texts, decoding: model.predict(texts, batch_size=route.batch_size)), via
+        return (lambda texts, decoding: model.predict(texts, **batch)), via
 
     def run(texts: list[str], decoding: str) -> None:
-        model.summarize(texts, batch_size=route.batch_size, **generation(decoding))
+        model.summarize(texts, **batch, **generation(decoding))
 
     return run, via
 
@@ -122,7 +131,10 @@ def _khabar_model(route: Route, model_dir: Path):
 
         direct = DirectClassifier if route.task == "classifier" else DirectSummarizer
         return direct(model_dir, route.backend, route.quantize), "bench.direct"
-    model = Model.from_pretrained(model_dir, device=route.device, backend=route.backend, quantize=route.quantize)
+    dtype = {"dtype": route.dtype} if route.dtype != "float32" else {}
+    model = Model.from_pretrained(
+        model_dir, device=route.device, backend=route.backend, quantize=route.quantize, **dtype
+    )
     return model, f"inference.{Model.__name__}"
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from bench import models, report
 from bench.measure import Worker, sgemm_gflops, spread
 from bench.routes import DECODINGS, Route, load
-from bench.workloads import fit, fixed_length, read_articles, real_mix, token_lengths
+from bench.workloads import fit, fixed_length, read_articles, real_mix, spread_subset, token_lengths
 from inference.fast.cache import user_cache_dir
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -32,34 +32,51 @@ WORKLOADS = ("512", "real")
 # batched routes need enough documents to fill their batches.
 DOCS = {
     "classifier": {"naive": 8, "default": 16, "fast": 32},
-    "summarizer": {"naive": 3, "default": 16, "fast": 32},
+    "summarizer": {"naive": 3, "default": 8, "fast": 16, "fast-vocab": 16},
 }
 QUICK_DOCS = {
     "classifier": {"naive": 2, "default": 4, "fast": 4},
-    "summarizer": {"naive": 1, "default": 2, "fast": 4},
+    "summarizer": {"naive": 1, "default": 2, "fast": 2, "fast-vocab": 2},
 }
+FAST_BATCH = 16
 
 
-def routes(task: str, device: str, batch: dict[str, int]) -> list[Route]:
-    """The naive, default and fast routes of ``task`` on ``device``.
+def default_batch(task: str) -> int:
+    """The batch size khabar's class uses when none is given: what its default path runs.
+
+    Example:
+        >>> default_batch("classifier") > 0
+        True
+    """
+    import inspect
+
+    try:
+        from inference import Classifier, Summarizer
+    except ImportError:  # the classes have not landed: bench.direct stands in, with 16
+        return 16
+    method = Classifier.predict if task == "classifier" else Summarizer.summarize
+    return inspect.signature(method).parameters["batch_size"].default
+
+
+def routes(task: str, device: str, batch: dict[str, int], vocab: int | None = None) -> list[Route]:
+    """The routes of ``task`` on ``device``: naive, default, fast (and fast-vocab when ``vocab`` is given).
 
     On a GPU the fast route is the torch backend in bf16 with a large batch: the engines here are
     CPU engines.
 
     Example:
-        >>> [r.name for r in routes("summarizer", "cpu", {"default": 16, "fast": 32})]
-        ['naive', 'default', 'fast']
+        >>> [r.name for r in routes("summarizer", "cpu", {"default": 8, "fast": 16}, vocab=26535)]
+        ['naive', 'default', 'fast', 'fast-vocab']
     """
-    fast_backend = "onnx" if task == "classifier" else "ctranslate2"
+    naive = Route(task, "naive", "torch", None, 1, device)
+    default = Route(task, "default", "torch", None, batch["default"], device)
     if device != "cpu":
-        fast = Route(task, "fast", "torch", None, batch["fast"], device, "bfloat16")
-    else:
-        fast = Route(task, "fast", fast_backend, "int8", batch["fast"], device)
-    return [
-        Route(task, "naive", "torch", None, 1, device),
-        Route(task, "default", "torch", None, batch["default"], device),
-        fast,
-    ]
+        return [naive, default, Route(task, "fast", "torch", None, batch["fast"], device, "bfloat16")]
+    engine = "onnx" if task == "classifier" else "ctranslate2"
+    fast = [Route(task, "fast", engine, "int8", batch["fast"], device)]
+    if task == "summarizer" and vocab:
+        fast.append(Route(task, "fast-vocab", engine, "int8", batch["fast"], device, vocab=vocab))
+    return [naive, default, *fast]
 
 
 def build_workloads(task: str, model_dir: Path, docs: int) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
@@ -74,7 +91,7 @@ def build_workloads(task: str, model_dir: Path, docs: int) -> tuple[dict[str, li
 
 def prepare(route: Route, model_dir: Path) -> None:
     """Convert the model for ``route`` in a throwaway process, so conversion memory is nobody's RSS."""
-    if route.name != "fast" or route.backend == "torch":
+    if route.backend == "torch":
         return
     process = mp.get_context("spawn").Process(target=load, args=(route, model_dir))
     process.start()
@@ -83,32 +100,45 @@ def prepare(route: Route, model_dir: Path) -> None:
         raise RuntimeError(f"converting {model_dir} for {route.label} failed")
 
 
-def measure(task: str, model_dir: Path, args: argparse.Namespace) -> list[dict]:
+def measure(task: str, model_dirs: dict[str, Path], args: argparse.Namespace) -> list[dict]:
     """Time every route of ``task``, interleaved, and return one record per workload x decoding x route."""
     counts = (QUICK_DOCS if args.quick else DOCS)[task]
-    texts, lengths = build_workloads(task, model_dir, max(counts.values()))
-    task_routes = routes(task, args.device, {"default": args.batch_size, "fast": args.fast_batch_size})
-    workers = []
+    texts, lengths = build_workloads(task, model_dirs["default"], max(counts.values()))
+    batch = {"default": args.batch_size or default_batch(task), "fast": args.fast_batch_size}
+    vocab = models.vocabulary_size(model_dirs["fast-vocab"]) if "fast-vocab" in model_dirs else None
+    task_routes = routes(task, args.device, batch, vocab)
+    workers, route_lengths = [], {}
     for route in task_routes:
+        model_dir = model_dirs.get(route.name, model_dirs["default"])
         prepare(route, model_dir)
-        mine = {name: t[: counts[route.name]] for name, t in texts.items()}
+        # A route reading fewer documents reads the same mix of lengths (see spread_subset).
+        mine = {name: spread_subset(t, lengths[name], counts[route.name]) for name, t in texts.items()}
+        route_lengths[route.name] = {name: spread_subset(n, n, counts[route.name]) for name, n in lengths.items()}
         workers.append(Worker(route, model_dir, mine, args.threads))
         _say(f"{task}: loaded {route.label} via {workers[-1].via}")
     decodings = list(DECODINGS) if task == "summarizer" else [None]
     seconds: dict[tuple, list[float]] = {}
+    cpu: dict[tuple, list[float]] = {}
     for rep in range(args.reps):
         for workload in WORKLOADS:
             for decoding in decodings:
                 # Rotate the order each repetition so no route always runs first (or right after another).
-                for worker in workers[rep % 3 :] + workers[: rep % 3]:
-                    elapsed = worker.run(workload, decoding or "greedy")
+                shift = rep % len(workers)
+                for worker in workers[shift:] + workers[:shift]:
+                    elapsed, busy = worker.run(workload, decoding or "greedy")
                     seconds.setdefault((workload, decoding, worker.route.name), []).append(elapsed)
-                    _say(f"rep {rep + 1} {task} {workload} {decoding or ''} {worker.route.name}: {elapsed:.1f}s")
+                    cpu.setdefault((workload, decoding, worker.route.name), []).append(busy)
+                    _say(
+                        f"rep {rep + 1} {task} {workload} {decoding or ''} {worker.route.name}: "
+                        f"{elapsed:.1f}s ({busy:.1f} CPU-s)"
+                    )
     peaks = [worker.close() for worker in workers]
-    return _records(task, task_routes, workers, peaks, counts, seconds, lengths, decodings, args)
+    timings = {"seconds": seconds, "cpu": cpu}
+    return _records(task, task_routes, workers, peaks, counts, timings, route_lengths, decodings, args)
 
 
-def _records(task, task_routes, workers, peaks, counts, seconds, lengths, decodings, args) -> list[dict]:
+def _records(task, task_routes, workers, peaks, counts, timings, lengths, decodings, args) -> list[dict]:
+    seconds, cpu = timings["seconds"], timings["cpu"]
     records = []
     for workload in WORKLOADS:
         for decoding in decodings:
@@ -126,15 +156,16 @@ def _records(task, task_routes, workers, peaks, counts, seconds, lengths, decodi
                     "via": worker.via,
                     "docs": n,
                     "repetitions": args.reps,
-                    "mean_input_tokens": round(sum(lengths[workload][:n]) / n, 1),
+                    "mean_input_tokens": round(sum(lengths[route.name][workload]) / n, 1),
                     "summary_tokens": 48 if task == "summarizer" else None,
                     "docs_per_s": spread(rates),
                     # Ratios pair by pair: each repetition's rate over the naive rate of the same repetition.
                     "ratio_to_naive": spread([r / b for r, b in zip(rates, naive, strict=True)]),
                     "peak_rss_mb": round(peak),
+                    "cpu_seconds_per_doc": spread([c / n for c in cpu[(workload, decoding, route.name)]]),
                 }
                 if task == "classifier":
-                    gflop = report.encoder_gflop(lengths[workload][:n])
+                    gflop = report.encoder_gflop(lengths[route.name][workload])
                     record["gflop_per_s"] = round(gflop * record["docs_per_s"]["median"] / n, 1)
                 records.append(record)
     return records
@@ -146,16 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="classifier,summarizer", help="comma-separated: classifier,summarizer")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of every route (medians over them)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU run (bf16, batch 64)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default route batch (16 on CPU, 64 on GPU)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default route batch (the class's; 64 on GPU)")
     parser.add_argument("--fast-batch-size", type=int, default=None, help="fast route batch (16 on CPU, 64 on GPU)")
+    parser.add_argument("--no-vocab", action="store_true", help="skip the fast-vocab summarizer route")
     parser.add_argument("--threads", type=int, default=None, help="torch/engine threads (default: physical cores)")
     parser.add_argument("--work", type=Path, default=user_cache_dir() / "bench", help="where the models are built")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (records of other devices are kept)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few documents, one repetition")
     args = parser.parse_args(argv)
+    _quiet()
     gpu = args.device != "cpu"
-    args.batch_size = args.batch_size or (64 if gpu else 16)
-    args.fast_batch_size = args.fast_batch_size or (64 if gpu else 16)
+    args.batch_size = args.batch_size or (64 if gpu else None)
+    args.fast_batch_size = args.fast_batch_size or (64 if gpu else FAST_BATCH)
     if args.quick:
         args.reps = 1
     started = time.time()
@@ -164,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     _say(f"{info['cpu']}, {info['physical_cores']} cores; fp32 sgemm {info['sgemm_gflops_before']} GFLOP/s")
     records = []
     for task in args.models.split(","):
-        records += measure(task, _model(task, args.work), args)
+        records += measure(task, _models(task, args), args)
     info["sgemm_gflops_after"] = sgemm_gflops()
     info["minutes"] = round((time.time() - started) / 60, 1)
     report.save(records, info, args.out)
@@ -176,12 +209,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _model(task: str, work: Path) -> Path:
+def _models(task: str, args: argparse.Namespace) -> dict[str, Path]:
+    """The model directory of each route: one shared, plus the vocabulary-restricted copy when asked."""
     builder = models.build_classifier if task == "classifier" else models.build_summarizer
-    out = work / task
+    out = args.work / task
     if not (out / models.DONE).is_file():
         _say(f"building the real-size {task} with random weights in {out} (once)")
-    return builder(out, read_articles("train", limit=3000))
+    dirs = {"default": builder(out, read_articles("train", limit=3000))}
+    if task == "summarizer" and args.device == "cpu" and not args.no_vocab:
+        _say("writing the Persian output vocabulary of the summarizer (once)")
+        dirs["fast-vocab"] = models.with_output_vocabulary(dirs["default"], args.work / "summarizer-vocab")
+    return dirs
+
+
+def _quiet() -> None:
+    """Silence transformers' advice (over-long texts are cut on purpose; the untied weights are intended)."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
 
 
 def _say(message: str) -> None:

@@ -46,6 +46,18 @@ def read_articles(split: str, limit: int | None = None) -> list[str]:
     return texts
 
 
+def read_summaries(split: str) -> list[str]:
+    """Normalized, non-empty summaries (agency leads) of ``split``.
+
+    Example:
+        >>> all(read_summaries("test"))
+        True
+    """
+    with (data_dir() / f"{split}.jsonl").open(encoding="utf-8") as f:
+        rows = [json.loads(line).get("summary") or "" for line in f]
+    return [normalize(summary) for summary in rows if summary.strip()]
+
+
 def real_mix(articles: list[str], n: int, seed: int = 0) -> list[str]:
     """``n`` articles drawn at random: the lengths users actually send.
 
@@ -110,6 +122,23 @@ class WhitespaceTokenizer:
         if return_offsets_mapping:
             encoded["offset_mapping"] = spans
         return encoded
+
+
+def spread_subset(texts: list[str], lengths: list[int], n: int) -> list[str]:
+    """``n`` of ``texts`` at evenly spaced ranks of length, in their original order.
+
+    A route that reads fewer documents (the slow naive one) then reads the same mix of lengths
+    as the others, so docs/s compare the same work.
+
+    Example:
+        >>> spread_subset(["a", "bbbb", "cc", "ddd", "e"], [1, 4, 2, 3, 1], 3)
+        ['a', 'bbbb', 'cc']
+    """
+    if n >= len(texts):
+        return list(texts)
+    ranked = sorted(range(len(texts)), key=lambda i: lengths[i])
+    picked = {ranked[round(k * (len(texts) - 1) / (n - 1))] for k in range(n)} if n > 1 else {ranked[len(texts) // 2]}
+    return [texts[i] for i in sorted(picked)]
 
 
 def token_lengths(texts: list[str], tokenizer) -> list[int]:

@@ -7,6 +7,7 @@ reordering copies that dominate beam search in ``transformers`` on CPU, and batc
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -52,12 +53,12 @@ def convert_summarizer(model_dir: str | Path, out_dir: str | Path, quantize: str
             return spec
 
     out = Path(out_dir)
-    vmap = _write_vmap(model_dir, out / "vmap-source.txt")
-    _Converter(str(model_dir), low_cpu_mem_usage=True).convert(
-        str(out), vmap=str(vmap) if vmap else None, quantization=quantize, force=True
-    )
-    if vmap:
-        vmap.unlink()
+    # The vocabulary map is written outside `out`: the converter empties `out` before saving.
+    with tempfile.TemporaryDirectory() as scratch:
+        vmap = _write_vmap(model_dir, Path(scratch) / VMAP_FILE)
+        _Converter(str(model_dir), low_cpu_mem_usage=True).convert(
+            str(out), vmap=str(vmap) if vmap else None, quantization=quantize, force=True
+        )
     return out
 
 

@@ -5,16 +5,21 @@ for every beam: for a model as small as mT5-small it is most of the decoding cos
 summarizer only ever writes a small part of that multilingual vocabulary, so listing the tokens
 seen when tokenizing the training articles and summaries and scoring only those cuts the work.
 
-The list is opt-in: write it once with :func:`write_output_vocabulary` (it is saved in the model
-directory as ``output_vocabulary.json``); the ctranslate2 backend then decodes with it. A summary
-can only differ from the full-vocabulary one where the full model would have picked a token that
-never appears in the texts given.
+The list is opt-in: write it once with :func:`write_output_vocabulary` or
+
+    python -m inference.fast.vocab MODEL_DIR train.jsonl [more.jsonl ...]
+
+(it is saved in the model directory as ``output_vocabulary.json``); the ctranslate2 backend then
+decodes with it. A summary can only differ from the full-vocabulary one where the full model would
+have picked a token that never appears in the texts given.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 OUTPUT_VOCAB_FILE = "output_vocabulary.json"
@@ -62,3 +67,36 @@ def read_output_vocabulary(model_dir: str | Path) -> list[int] | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))["ids"]
+
+
+def jsonl_texts(paths: Iterable[str | Path], fields: Iterable[str] = ("article", "summary", "title")) -> Iterator[str]:
+    """Every non-empty string under ``fields`` in the JSONL files ``paths``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "d.jsonl"
+        >>> _ = p.write_text('{"article": "متن", "summary": null}\\n', encoding="utf-8")
+        >>> list(jsonl_texts([p]))
+        ['متن']
+    """
+    fields = tuple(fields)
+    for path in paths:
+        with Path(path).open(encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                yield from (row[key] for key in fields if isinstance(row.get(key), str) and row[key].strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m inference.fast.vocab MODEL_DIR DATA.jsonl...``: write the summarizer's output vocabulary."""
+    parser = argparse.ArgumentParser(prog="python -m inference.fast.vocab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model_dir", type=Path, help="a trained summarizer directory")
+    parser.add_argument("data", nargs="+", type=Path, help="JSONL files whose article/summary/title texts to cover")
+    args = parser.parse_args(argv)
+    path = write_output_vocabulary(args.model_dir, jsonl_texts(args.data))
+    print(f"{len(read_output_vocabulary(args.model_dir)):,} tokens written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
