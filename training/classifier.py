@@ -46,11 +46,12 @@ from transformers import (
     set_seed,
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
-from transformers.trainer_utils import EvalPrediction, get_last_checkpoint
+from transformers.trainer_utils import EvalPrediction
 
 from inference.normalize import join_title, save_normalization
+from training.checkpoints import checkpoint_to_resume
 from training.config import ConfigError, ExperimentConfig, TrainConfig, save_config
-from training.data import Columns, DataError, load_split, split_off_validation
+from training.data import Columns, DataError, load_splits
 from training.metrics.classification import classification_metrics
 from training.plots import plot_confusion_matrix
 
@@ -80,7 +81,8 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     resume_from = checkpoint_to_resume(cfg)
     tokenizer_key = "model.tokenizer" if cfg.model.tokenizer else "model.name_or_path"
     tokenizer = _load(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, tokenizer_key)
-    raw = load_data(cfg)
+    columns = Columns(text=cfg.data.text_column, label=cfg.data.label_column, title=cfg.data.title_column)
+    raw = load_splits(cfg.data, columns, cfg.train.seed)
     labels = label_set(raw, cfg)
     model = load_model(cfg, labels)
     check_max_length(cfg.train, model.config)
@@ -145,58 +147,6 @@ def check_precision(train_cfg: TrainConfig) -> None:
             "train.bf16: bfloat16 needs a GPU that supports it (NVIDIA Ampere or newer) and none is visible; "
             "set train.bf16=false, or train.fp16=true on an older GPU"
         )
-
-
-def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
-    """The last checkpoint in ``output_dir`` when ``train.resume`` is set; refuse to start over on one.
-
-    A finished run removes its checkpoints, so one left behind means an interrupted run; starting
-    afresh would mix the two runs' checkpoints, so the user must choose.
-
-    Example:
-        >>> from training.config import load_config
-        >>> checkpoint_to_resume(load_config("configs/classifier/tiny.yaml", ["output_dir=/nonexistent"])) is None
-        True
-    """
-    out = Path(cfg.output_dir)
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
-    if cfg.train.resume:
-        if last is None:
-            log.warning("train.resume: no checkpoint in %s yet; starting from the beginning", out)
-        else:
-            log.info("resuming from %s", last)
-        return last
-    if last is not None:
-        raise ConfigError(
-            f"output_dir: {out} holds {Path(last).name} of an interrupted run; continue it with train.resume=true, "
-            "or delete its checkpoint-* folders to start over"
-        )
-    return None
-
-
-def load_data(cfg: ExperimentConfig) -> dict[str, datasets.Dataset]:
-    """The train, validation and (when configured) test splits with normalized ``text``, ``label`` (and ``title``).
-
-    Example:
-        >>> from training.config import load_config
-        >>> sorted(load_data(load_config("configs/classifier/tiny.yaml")))
-        ['test', 'train', 'validation']
-    """
-    data = cfg.data
-    columns = Columns(text=data.text_column, label=data.label_column, title=data.title_column)
-    splits = {"train": load_split(data.train_file, columns, "train", data.digits, data.max_train_samples)}
-    if data.validation_file:
-        splits["validation"] = load_split(data.validation_file, columns, "validation", data.digits)
-    else:
-        splits["train"], splits["validation"] = split_off_validation(
-            splits["train"], data.validation_fraction, cfg.train.seed
-        )
-    if data.test_file:
-        splits["test"] = load_split(data.test_file, columns, "test", data.digits)
-    for name in ("validation", "test"):
-        if name in splits and data.max_eval_samples and len(splits[name]) > data.max_eval_samples:
-            splits[name] = splits[name].select(range(data.max_eval_samples))
-    return splits
 
 
 def label_set(splits: dict[str, datasets.Dataset], cfg: ExperimentConfig) -> list[str]:

@@ -14,10 +14,14 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 
 from inference.normalize import DigitPolicy, normalize
+
+if TYPE_CHECKING:
+    from training.config import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +188,27 @@ def split_off_validation(
         raise DataError(f"validation fraction must be between 0 and 1, got {fraction}")
     parts = train.train_test_split(test_size=fraction, seed=seed, shuffle=True)
     return parts["train"], parts["test"]
+
+
+def load_splits(data: DataConfig, columns: Columns, seed: int) -> dict[str, datasets.Dataset]:
+    """The train, validation and (when configured) test splits a config names, normalized.
+
+    Without ``data.validation_file`` a seeded ``data.validation_fraction`` of the training rows is held out.
+
+    Example:
+        >>> from training.config import load_config
+        >>> cfg = load_config("configs/classifier/tiny.yaml")
+        >>> sorted(load_splits(cfg.data, Columns(label="category"), cfg.train.seed))
+        ['test', 'train', 'validation']
+    """
+    splits = {"train": load_split(data.train_file, columns, "train", data.digits, data.max_train_samples)}
+    if data.validation_file:
+        splits["validation"] = load_split(data.validation_file, columns, "validation", data.digits)
+    else:
+        splits["train"], splits["validation"] = split_off_validation(splits["train"], data.validation_fraction, seed)
+    if data.test_file:
+        splits["test"] = load_split(data.test_file, columns, "test", data.digits)
+    for name in ("validation", "test"):
+        if name in splits and data.max_eval_samples and len(splits[name]) > data.max_eval_samples:
+            splits[name] = splits[name].select(range(data.max_eval_samples))
+    return splits

@@ -43,11 +43,12 @@ from transformers import (
     set_seed,
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
-from transformers.trainer_utils import EvalPrediction, get_last_checkpoint
+from transformers.trainer_utils import EvalPrediction
 
 from inference.normalize import join_title, save_normalization
+from training.checkpoints import checkpoint_to_resume
 from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig, save_config
-from training.data import Columns, load_split, split_off_validation
+from training.data import Columns, load_splits
 from training.metrics.rouge import rouge, rouge_per_example
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     bf16 = check_precision(cfg.train, model_config)
     resume_from = checkpoint_to_resume(cfg)
     tokenizer = _load(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, "model.tokenizer")
-    raw = load_data(cfg)
+    columns = Columns(text=cfg.data.text_column, summary=cfg.data.summary_column, title=cfg.data.title_column)
+    raw = load_splits(cfg.data, columns, cfg.train.seed)
     tokenized = {name: tokenize(split, tokenizer, cfg.train) for name, split in raw.items()}
     model = _load_model(cfg, model_config)
     model.generation_config = generation_config(cfg.generation, model.config)
@@ -178,58 +180,6 @@ def check_precision(train_cfg: TrainConfig, model_config: PretrainedConfig) -> b
         log.warning("train.bf16: no GPU with bfloat16 support here; training in float32")
         return False
     return train_cfg.bf16
-
-
-def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
-    """The last checkpoint in ``output_dir`` when ``train.resume`` is set; refuse to start over on one.
-
-    A successful run removes its checkpoints, so a checkpoint means an interrupted run: starting
-    afresh would mix the two runs' checkpoints, so the user must choose.
-
-    Example:
-        >>> from training.config import load_config
-        >>> checkpoint_to_resume(load_config("configs/summarizer/tiny.yaml", ["output_dir=/nonexistent"])) is None
-        True
-    """
-    out = Path(cfg.output_dir)
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
-    if cfg.train.resume:
-        if last is None:
-            log.warning("train.resume: no checkpoint in %s yet; starting from the beginning", out)
-        else:
-            log.info("resuming from %s", last)
-        return last
-    if last is not None:
-        raise ConfigError(
-            f"output_dir: {out} holds {Path(last).name} of an interrupted run; continue it with train.resume=true, "
-            "or delete its checkpoint-* folders to start over"
-        )
-    return None
-
-
-def load_data(cfg: ExperimentConfig) -> dict[str, datasets.Dataset]:
-    """The train, validation and (when configured) test splits, with normalized ``text`` and ``summary``.
-
-    Example:
-        >>> from training.config import load_config
-        >>> sorted(load_data(load_config("configs/summarizer/tiny.yaml")))
-        ['test', 'train', 'validation']
-    """
-    data = cfg.data
-    columns = Columns(text=data.text_column, summary=data.summary_column, title=data.title_column)
-    splits = {"train": load_split(data.train_file, columns, "train", data.digits, data.max_train_samples)}
-    if data.validation_file:
-        splits["validation"] = load_split(data.validation_file, columns, "validation", data.digits)
-    else:
-        splits["train"], splits["validation"] = split_off_validation(
-            splits["train"], data.validation_fraction, cfg.train.seed
-        )
-    if data.test_file:
-        splits["test"] = load_split(data.test_file, columns, "test", data.digits)
-    for name in ("validation", "test"):
-        if name in splits and data.max_eval_samples and len(splits[name]) > data.max_eval_samples:
-            splits[name] = splits[name].select(range(data.max_eval_samples))
-    return splits
 
 
 def tokenize(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, train_cfg: TrainConfig) -> datasets.Dataset:
