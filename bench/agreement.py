@@ -56,22 +56,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summarizer", type=Path, help="a trained summarizer directory")
     parser.add_argument("--split", default="test", help="which split of the data to read")
     parser.add_argument("--summaries", type=int, default=100, help="articles to summarize per setting")
+    parser.add_argument("--note", default="", help="what the models are, for the record")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     texts = read_articles(args.split)
     rows = []
     if args.classifier:
-        rows += [
-            {"model": str(args.classifier), **classifier_agreement(args.classifier, texts, q)} for q in ("int8", None)
-        ]
+        rows += [{"model": "classifier", **classifier_agreement(args.classifier, texts, q)} for q in ("int8", None)]
     if args.summarizer:
         some = texts[: args.summaries]
         for quantize in ("int8", None):
             for beams in (1, 4):
-                rows.append({"model": str(args.summarizer), **summary_equality(args.summarizer, some, quantize, beams)})
+                rows.append({"model": "summarizer", **summary_equality(args.summarizer, some, quantize, beams)})
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {"machines": {}, "results": []}
-    results["agreement"] = {"measured": time.strftime("%Y-%m-%d"), "split": args.split, "rows": rows}
+    results["agreement"] = {
+        "measured": time.strftime("%Y-%m-%d"),
+        "models": args.note,
+        "split": args.split,
+        "rows": rows,
+    }
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     for row in rows:
         print(json.dumps(row))

@@ -61,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classifier", type=Path, required=True, help="a (tiny) classifier directory")
     parser.add_argument("--summarizer", type=Path, required=True, help="a (tiny) summarizer directory")
     parser.add_argument("--rows", default="1000,10000", help="comma-separated input sizes")
+    parser.add_argument("--tasks", default="topic,summary", help="what khabar predict computes")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     # Short greedy summaries keep 10k rows to minutes; memory growth would come from the rows.
     flags = ["--classifier", str(args.classifier), "--summarizer", str(args.summarizer), "--device", "cpu"]
-    flags += ["--num-beams", "1", "--max-new-tokens", "8"]
+    flags += ["--tasks", args.tasks, "--num-beams", "1", "--max-new-tokens", "8"]
     measured = {}
     with tempfile.TemporaryDirectory() as scratch:
         for n in map(int, args.rows.split(",")):
