@@ -108,29 +108,20 @@ def _naive_summarizer(model_dir: Path, route: Route) -> RunFn:
 
 def _khabar(route: Route, model_dir: Path) -> tuple[RunFn, str]:
     model, via = _khabar_model(route, model_dir)
-    # No batch size given means the class's own default: that is khabar's default path.
-    batch = {"batch_size": route.batch_size} if route.batch_size else {}
     if route.task == "classifier":
-        return (lambda texts, decoding: model.predict(texts, **batch)), via
+        return (lambda texts, decoding: model.predict(texts, batch_size=route.batch_size)), via
 
     def run(texts: list[str], decoding: str) -> None:
-        model.summarize(texts, **batch, **generation(decoding))
+        model.summarize(texts, batch_size=route.batch_size, **generation(decoding))
 
     return run, via
 
 
 def _khabar_model(route: Route, model_dir: Path):
-    """The public class when it exists; the engine-direct stand-in (bench/direct.py) otherwise."""
-    try:
-        if route.task == "classifier":
-            from inference.classifier import Classifier as Model
-        else:
-            from inference.summarizer import Summarizer as Model
-    except ImportError:
-        from bench.direct import DirectClassifier, DirectSummarizer
-
-        direct = DirectClassifier if route.task == "classifier" else DirectSummarizer
-        return direct(model_dir, route.backend, route.quantize), "bench.direct"
+    if route.task == "classifier":
+        from inference.classifier import Classifier as Model
+    else:
+        from inference.summarizer import Summarizer as Model
     dtype = {"dtype": route.dtype} if route.dtype != "float32" else {}
     model = Model.from_pretrained(
         model_dir, device=route.device, backend=route.backend, quantize=route.quantize, **dtype

@@ -50,10 +50,8 @@ def default_batch(task: str) -> int:
     """
     import inspect
 
-    try:
-        from inference import Classifier, Summarizer
-    except ImportError:  # the classes have not landed: bench.direct stands in, with 16
-        return 16
+    from inference import Classifier, Summarizer
+
     method = Classifier.predict if task == "classifier" else Summarizer.summarize
     return inspect.signature(method).parameters["batch_size"].default
 
