@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="classifier,summarizer", help="comma-separated: classifier,summarizer")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of every route (medians over them)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU run (bf16, batch 64)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default route batch (the class's; 64 on GPU)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default route batch (default: the class's own)")
     parser.add_argument("--fast-batch-size", type=int, default=None, help="fast route batch (16 on CPU, 64 on GPU)")
     parser.add_argument("--no-vocab", action="store_true", help="skip the fast-vocab summarizer route")
     parser.add_argument("--threads", type=int, default=None, help="torch/engine threads (default: physical cores)")
@@ -185,7 +185,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _quiet()
     gpu = args.device != "cpu"
-    args.batch_size = args.batch_size or (64 if gpu else None)
     args.fast_batch_size = args.fast_batch_size or (64 if gpu else FAST_BATCH)
     if args.quick:
         args.reps = 1
