@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from inference.memory import release_freed_memory
 from inference.normalize import join_title
 from inference.records import Row, type_name
 from inference.shards import Shard
@@ -330,6 +331,8 @@ def run(
             write(records)
             stats.count(records)
             progress.update(len(batch))
+            # Without this glibc keeps each batch's freed buffers and peak RSS grows with the input.
+            release_freed_memory()
             if stop.requested:
                 break
             stop.reading = True

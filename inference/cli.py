@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 
 from inference.batch import MAX_TEXT_CHARS, Columns, Job, RunStats, run, stop_after_batch
+from inference.memory import keep_large_buffers_separate
 from inference.records import (
     STDIO,
     DoneRecords,
@@ -36,6 +37,8 @@ from inference.shards import Shard, device_for_rank, merge_parts, shard_from_env
 
 EXIT_OK, EXIT_USAGE, EXIT_ROWS_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 TASKS = ("topic", "summary")
+# The engines each model can run on (inference.fast lists the same; kept here so `--help` stays light).
+BACKENDS = {"classifier": ("torch", "fast", "onnx"), "summarizer": ("torch", "fast", "ctranslate2")}
 
 PREDICT_EPILOG = f"""\
 formats:
@@ -109,7 +112,14 @@ def _add_model_flags(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) ->
         )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
     parser.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
-    parser.add_argument("--backend", default="torch", help="inference engine (default: torch)")
+    choices = [name for name in ("torch", "fast", "onnx", "ctranslate2") if any(name in BACKENDS[k] for k in kinds)]
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=choices,
+        help="inference engine: torch (default, CPU or GPU); fast = the fastest CPU engine of each model "
+        "(onnx for topics, ctranslate2 for summaries; pip install khabar[fast])",
+    )
     if "summarizer" in kinds:
         parser.add_argument("--num-beams", type=_positive, help="beam width (default: the model's)")
         parser.add_argument("--max-new-tokens", type=_positive, help="summary length cap (default: the model's)")
@@ -202,7 +212,9 @@ def _predict(args: argparse.Namespace) -> int:
     shard = shard_from_env(args.num_shards, args.shard_index)
     output = shard.output_path(args.output)
     _check_columns(args.input, columns, explicit_id=args.id_column is not None)
+    _check_backend(args.backend, args.tasks)
     done = _open_output(output, args)
+    keep_large_buffers_separate()  # with release_freed_memory() per batch: flat memory on long inputs
     job = Job(columns, *_load_models(args), strict=args.strict)
     progress = _progress_bar(args, shard, done)
     with RecordWriter(output, job.output_fields(), append=args.resume) as writer, stop_after_batch(_notice) as stop:
@@ -227,6 +239,19 @@ def _check_columns(path: str, columns: Columns, explicit_id: bool) -> None:
     for flag, name in named:
         if name is not None and name not in header:
             raise UsageError(f"{flag} {name}: no such column in {path} {listed}")
+
+
+def _check_backend(backend: str, tasks: list[str]) -> None:
+    """Refuse, before loading anything, an engine that only one of the requested models has."""
+    kinds = {"topic": "classifier", "summary": "summarizer"}
+    for task in tasks:
+        if backend not in BACKENDS[kinds[task]]:
+            other = next(k for k in BACKENDS if backend in BACKENDS[k])
+            raise UsageError(
+                f"--backend {backend}: runs the {other} only, and --tasks includes {task}; "
+                f"use --backend fast (onnx for topics, ctranslate2 for summaries) or --tasks "
+                f"{'topic' if other == 'classifier' else 'summary'}"
+            )
 
 
 def _open_output(output: str, args: argparse.Namespace) -> DoneRecords:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import inference.batch as batch_loop
 from inference.batch import MAX_TEXT_CHARS, Columns, Job, check_row, predict_batch, row_id, run, stop_after_batch
 from inference.records import RecordWriter, Row, UsageError, load_done, read_rows
 from inference.shards import Shard, merge_parts, shard_from_env
@@ -162,6 +163,16 @@ def test_run_writes_each_batch_once_and_counts() -> None:
     stats = run(rows, Job(Columns(), fake_classify), batches.append, batch_size=2)
     assert [len(batch) for batch in batches] == [2, 2, 1]
     assert (stats.read, stats.written, stats.failed, stats.interrupted) == (5, 4, 1, False)
+
+
+def test_memory_freed_by_each_batch_goes_back_to_the_system(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Flat peak RSS over long inputs depends on this (bench/rss.py measures it).
+    released: list[int] = []
+    written: list[dict] = []
+    monkeypatch.setattr(batch_loop, "release_freed_memory", lambda: released.append(len(written)))
+    rows = [Row(i, i + 1, {"article": "خبر"}) for i in range(5)]
+    run(rows, Job(Columns(), fake_classify), written.extend, batch_size=2)
+    assert released == [2, 4, 5]  # once after each batch is written
 
 
 def test_strict_stops_at_the_first_bad_row_after_writing_the_ones_before() -> None:

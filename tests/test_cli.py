@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -193,6 +194,11 @@ def test_strict_stops_at_the_first_bad_row(tmp_path, models, capsys) -> None:
         (["--batch-size", "0"], "argument --batch-size: '0' must be at least 1"),
         (["--tasks", "topic,sentiment"], "unknown task 'sentiment'"),
         (["--quantize", "int4"], "argument --quantize: invalid choice"),
+        (
+            ["--backend", "onnx"],
+            "--backend onnx: runs the classifier only, and --tasks includes summary; use --backend fast",
+        ),
+        (["--backend", "ctranslate2", "--tasks", "topic"], "--backend ctranslate2: runs the summarizer only"),
         (["--classifier", "no/such/model"], "--classifier no/such/model:"),
         (["--text-column", "body"], "--text-column body: no such column in"),
         (["--num-shards", "2", "--shard-index", "5"], "--shard-index 5: must be in 0..1"),
@@ -203,6 +209,28 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, models, capsys, args, messa
     code, _, err = khabar(capsys, "predict", source, "-o", tmp_path / "out.jsonl", *models, *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_backend_fast_runs_each_model_on_its_fast_engine(
+    tmp_path, tiny_classifier_dir, tiny_summarizer_dir, capsys
+) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("ctranslate2")
+    # Private copies: the engines cache their conversions beside the model.
+    classifier = shutil.copytree(tiny_classifier_dir, tmp_path / "classifier")
+    summarizer = shutil.copytree(tiny_summarizer_dir, tmp_path / "summarizer")
+    source = write_jsonl(tmp_path / "in.jsonl", sample_rows(3))
+    out = tmp_path / "out.jsonl"
+    flags = ["--classifier", classifier, "--summarizer", summarizer, "--max-new-tokens", "4"]
+    code, _, err = khabar(capsys, "predict", source, "-o", out, *flags, "--backend", "fast", "--quantize", "int8")
+    assert code == 0, err
+    records = read_jsonl(out)
+    assert [r["id"] for r in records] == ["n00000", "n00001", "n00002"]
+    assert all(r["topic"] in LABELS and isinstance(r["summary"], str) for r in records)
+    converted = {
+        p.name.split("-")[0] for model in (classifier, summarizer) for p in (model / ".khabar-cache").iterdir()
+    }
+    assert converted == {"onnx", "ctranslate2"}
 
 
 def test_missing_input_and_existing_output_are_usage_errors(tmp_path, models, capsys) -> None:

@@ -1,7 +1,9 @@
 """Fast CPU engines behind ``Classifier`` and ``Summarizer``: ONNX Runtime and CTranslate2.
 
 ``Classifier.from_pretrained(..., backend="onnx", quantize="int8")`` and
-``Summarizer.from_pretrained(..., backend="ctranslate2", quantize="int8")`` come here. The model
+``Summarizer.from_pretrained(..., backend="ctranslate2", quantize="int8")`` come here;
+``backend="fast"`` names each model's fastest engine, so one flag serves both models of
+``khabar predict --backend fast``. The model
 directory is converted on first use and the result cached beside it (see
 :mod:`inference.fast.cache`); tokenization, normalization, batching and length sorting stay in
 the classes, so both backends see exactly the same token ids.
@@ -25,12 +27,21 @@ from typing import Protocol
 
 import torch
 
-__all__ = ["CLASSIFIER_BACKENDS", "SUMMARIZER_BACKENDS", "classifier_engine", "summarizer_engine"]
+__all__ = [
+    "CLASSIFIER_BACKENDS",
+    "FASTEST",
+    "SUMMARIZER_BACKENDS",
+    "classifier_engine",
+    "engine_name",
+    "summarizer_engine",
+]
 
 # "torch" is served by the classes themselves through transformers; it is listed so the error for
 # an unknown name shows every choice a user has.
-CLASSIFIER_BACKENDS = ("torch", "onnx")
-SUMMARIZER_BACKENDS = ("torch", "ctranslate2")
+CLASSIFIER_BACKENDS = ("torch", "onnx", "fast")
+SUMMARIZER_BACKENDS = ("torch", "ctranslate2", "fast")
+# What "fast" means per model: the engines that won in `make bench` (bench/README.md).
+FASTEST = {"classifier": "onnx", "summarizer": "ctranslate2"}
 
 
 class ClassifierEngine(Protocol):
@@ -49,7 +60,7 @@ def classifier_engine(model_dir: str | Path, backend: str, quantize: str | None 
         ...     classifier_engine("models/tiny/classifier", "tensorrt", None)
         ... except ValueError as err:
         ...     print(err)
-        unknown classifier backend 'tensorrt'; choose one of: torch, onnx
+        unknown classifier backend 'tensorrt'; choose one of: torch, onnx, fast
     """
     _check(backend, CLASSIFIER_BACKENDS, "classifier")
     from inference.fast.onnx_classifier import OnnxClassifier
@@ -65,12 +76,22 @@ def summarizer_engine(model_dir: str | Path, backend: str, quantize: str | None 
         ...     summarizer_engine("models/tiny/summarizer", "onnx", None)
         ... except ValueError as err:
         ...     print(err)
-        unknown summarizer backend 'onnx'; choose one of: torch, ctranslate2
+        unknown summarizer backend 'onnx'; choose one of: torch, ctranslate2, fast
     """
     _check(backend, SUMMARIZER_BACKENDS, "summarizer")
     from inference.fast.ct2_summarizer import Ct2Summarizer
 
     return Ct2Summarizer.from_model_dir(model_dir, quantize)
+
+
+def engine_name(kind: str, backend: str) -> str:
+    """The engine ``backend`` selects for a ``"classifier"`` or ``"summarizer"``: ``"fast"`` resolved.
+
+    Example:
+        >>> engine_name("summarizer", "fast"), engine_name("classifier", "onnx")
+        ('ctranslate2', 'onnx')
+    """
+    return FASTEST[kind] if backend == "fast" else backend
 
 
 def _check(backend: str, known: tuple[str, ...], task: str) -> None:
