@@ -71,20 +71,24 @@ def encoder_gflop(lengths: list[int], layers: int = 12, hidden: int = 768, inter
 
 
 def save(records: list[dict], info: dict, path: Path) -> None:
-    """Write ``records`` into ``path``, replacing earlier records of the same device and keeping others.
+    """Write ``records`` into ``path``, replacing earlier records of the same device and model, keeping others.
+
+    So ``--models classifier`` reruns the classifier without dropping the summarizer's numbers.
 
     Example:
         >>> import tempfile, pathlib, json
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.json"
-        >>> save([{"device": "cpu", "x": 1}], {"device": "cpu"}, p)
-        >>> save([{"device": "cuda", "x": 2}], {"device": "cuda"}, p)
-        >>> [r["device"] for r in json.loads(p.read_text())["results"]]
-        ['cpu', 'cuda']
+        >>> save([{"device": "cpu", "model": "classifier", "x": 1}], {"device": "cpu"}, p)
+        >>> save([{"device": "cuda", "model": "classifier", "x": 2}], {"device": "cuda"}, p)
+        >>> save([{"device": "cpu", "model": "classifier", "x": 3}], {"device": "cpu"}, p)
+        >>> [(r["device"], r["x"]) for r in json.loads(p.read_text())["results"]]
+        [('cuda', 2), ('cpu', 3)]
     """
     old = json.loads(path.read_text()) if path.is_file() else {"machines": {}, "results": []}
     device = info["device"]
+    replaced = {(r["device"], r["model"]) for r in records}
     old["machines"][device] = info
-    old["results"] = [r for r in old["results"] if r["device"] != device] + records
+    old["results"] = [r for r in old["results"] if (r["device"], r.get("model")) not in replaced] + records
     path.write_text(json.dumps(old, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         records += measure(task, _models(task, args), args)
     info["sgemm_gflops_after"] = sgemm_gflops()
     info["minutes"] = round((time.time() - started) / 60, 1)
+    info["models"] = args.models.split(",")
     report.save(records, info, args.out)
     print(report.table(records))
     print(

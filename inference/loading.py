@@ -33,7 +33,7 @@ _MODEL_SOURCES = {
 # "org/name" as the Hugging Face hub spells a repository id.
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Models whose activations overflow float16 and produce empty or garbage output.
-_T5_FAMILY = ("t5", "mt5", "umt5", "longt5", "switch_transformers")
+T5_FAMILY = ("t5", "mt5", "umt5", "longt5", "switch_transformers")
 _DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -196,7 +196,7 @@ def resolve_dtype(
         ...
         ValueError: dtype float16 breaks mt5 models (activations overflow, ...); use 'bfloat16' or 'float32'
     """
-    t5_family = model_type in _T5_FAMILY
+    t5_family = model_type in T5_FAMILY
     if quantize is not None:
         return _int8_dtype(dtype, device, quantize)
     if dtype is None or dtype == "auto":
@@ -378,15 +378,27 @@ def check_positive(**values: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def length_sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
+def length_sorted_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> Iterator[list[int]]:
     """Indices of ``lengths`` in batches of similar length, longest first, to waste little padding.
 
     Longest first so a batch too large for memory fails at once, not at the end of a long run.
+    ``max_tokens`` also caps a batch's padded size (rows x its longest): on a CPU, big batches of
+    long inputs are slower per text than small ones (their activations outgrow the caches).
 
     Example:
         >>> list(length_sorted_batches([3, 9, 1, 7], batch_size=2))
         [[1, 3], [0, 2]]
+        >>> list(length_sorted_batches([3, 9, 1, 7], batch_size=4, max_tokens=16))
+        [[1], [3, 0], [2]]
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
+    batch: list[int] = []
+    for i in order:
+        # Sorted longest first, so the batch's first row sets its padded length.
+        too_many_tokens = max_tokens is not None and batch and (len(batch) + 1) * lengths[batch[0]] > max_tokens
+        if len(batch) == batch_size or too_many_tokens:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch

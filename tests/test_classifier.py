@@ -10,9 +10,11 @@ import types
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from inference.classifier import Classifier
-from inference.loading import DeviceError, ModelNotFoundError, resolve_dtype
+from inference.classifier import CPU_TOKENS_PER_BATCH, Classifier
+from inference.loading import DeviceError, ModelNotFoundError, length_sorted_batches, resolve_dtype
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,33 @@ def test_shuffled_input_gives_the_same_answers_in_the_new_order(classifier, samp
 
     for got, i in zip(batched, order, strict=True):
         assert got == pytest.approx(alone[i], abs=1e-4)
+
+
+def test_cpu_batches_stay_within_the_token_budget_and_answers_do_not_depend_on_batching(
+    fitted_classifier_dir, sample_articles
+):
+    classifier = Classifier.from_pretrained(fitted_classifier_dir, device="cpu")
+    shapes = []
+    forward = classifier.forward
+    classifier.forward = lambda ids, mask: shapes.append(tuple(ids.shape)) or forward(ids, mask)
+    texts = sample_articles[:12] + ["خبر کوتاه"] * 6
+
+    batched = classifier.predict_proba(texts, batch_size=16)
+
+    assert all(rows == 1 or rows * length <= CPU_TOKENS_PER_BATCH for rows, length in shapes)
+    assert max(rows for rows, _ in shapes) > 1  # short texts are still batched
+    one_by_one = [classifier.predict_proba(text) for text in texts]
+    for got, expected in zip(batched, one_by_one, strict=True):
+        assert got == pytest.approx(expected, abs=1e-5)
+
+
+@given(st.lists(st.integers(1, 600), max_size=40), st.integers(1, 20), st.sampled_from([None, 512, 1024]))
+def test_length_sorted_batches_cover_every_text_once_within_both_limits(lengths, batch_size, max_tokens):
+    batches = list(length_sorted_batches(lengths, batch_size, max_tokens))
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        padded = len(batch) * max(lengths[i] for i in batch)
+        assert len(batch) <= batch_size and (max_tokens is None or len(batch) == 1 or padded <= max_tokens)
 
 
 def test_top_k_lists_the_best_labels_best_first(classifier):
