@@ -134,10 +134,9 @@ def test_single_label_training_data_is_refused(tiny_classifier_dir, sample_dir, 
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
-@pytest.mark.parametrize("switch", ["train.fp16=true", "train.bf16=true"])
-def test_mixed_precision_without_gpu_is_refused(tiny_classifier_dir, sample_dir, tmp_path, switch) -> None:
-    cfg = quick_config(tiny_classifier_dir, sample_dir, tmp_path / "out", switch)
-    with pytest.raises(ConfigError, match=switch.split("=")[0]):
+def test_fp16_without_gpu_is_refused(tiny_classifier_dir, sample_dir, tmp_path) -> None:
+    cfg = quick_config(tiny_classifier_dir, sample_dir, tmp_path / "out", "train.fp16=true")
+    with pytest.raises(ConfigError, match="train.fp16: .* needs a CUDA GPU"):
         train(cfg)
 
 

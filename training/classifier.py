@@ -54,6 +54,7 @@ from training.config import ConfigError, ExperimentConfig, TrainConfig, save_con
 from training.data import Columns, DataError, load_splits
 from training.metrics.classification import classification_metrics
 from training.plots import plot_confusion_matrix
+from training.precision import Precision, training_precision
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,6 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     if cfg.task != "classification":
         raise ConfigError(f"task: the classifier trains task 'classification', not {cfg.task!r}")
     set_seed(cfg.train.seed)
-    check_precision(cfg.train)
     resume_from = checkpoint_to_resume(cfg)
     tokenizer_key = "model.tokenizer" if cfg.model.tokenizer else "model.name_or_path"
     tokenizer = _load(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, tokenizer_key)
@@ -85,15 +85,16 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     raw = load_splits(cfg.data, columns, cfg.train.seed)
     labels = label_set(raw, cfg)
     model = load_model(cfg, labels)
+    precision = training_precision(cfg.train, model.config.model_type)
     check_max_length(cfg.train, model.config)
     tokenized = {name: tokenize(split, tokenizer, labels, cfg.train.max_length) for name, split in raw.items()}
 
-    mixed = cfg.train.fp16 or cfg.train.bf16
+    mixed = precision != "float32"
     balanced = cfg.train.class_weights == "balanced"
     loss = weighted_loss(class_weights(raw["train"]["label"], labels)) if balanced else None
     trainer = Trainer(
         model=model,
-        args=training_arguments(cfg),
+        args=training_arguments(cfg, precision),
         # Pads each batch to its own longest article; multiples of 8 suit tensor cores under mixed precision.
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if mixed else None),
         train_dataset=tokenized["train"],
@@ -130,23 +131,6 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
             f"trained in {metrics['train']['train_runtime']:.0f} s"
         )
     return out
-
-
-def check_precision(train_cfg: TrainConfig) -> None:
-    """Refuse mixed precision the hardware here cannot run, with a one-line reason.
-
-    Example:
-        >>> check_precision(TrainConfig())  # float32 runs anywhere
-    """
-    if train_cfg.fp16 and not torch.cuda.is_available():
-        raise ConfigError(
-            "train.fp16: float16 mixed precision needs a CUDA GPU and none is visible; set train.fp16=false"
-        )
-    if train_cfg.bf16 and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
-        raise ConfigError(
-            "train.bf16: bfloat16 needs a GPU that supports it (NVIDIA Ampere or newer) and none is visible; "
-            "set train.bf16=false, or train.fp16=true on an older GPU"
-        )
 
 
 def label_set(splits: dict[str, datasets.Dataset], cfg: ExperimentConfig) -> list[str]:
@@ -310,7 +294,7 @@ def weighted_loss(weights: torch.Tensor):
     return compute
 
 
-def training_arguments(cfg: ExperimentConfig) -> TrainingArguments:
+def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") -> TrainingArguments:
     """Map the config onto ``TrainingArguments`` (checkpoints follow evaluations; the best macro-F1 is kept).
 
     Example:
@@ -331,8 +315,8 @@ def training_arguments(cfg: ExperimentConfig) -> TrainingArguments:
         warmup_steps=t.warmup_ratio,  # a float below 1 is a share of all steps
         seed=t.seed,
         data_seed=t.seed,
-        fp16=t.fp16,
-        bf16=t.bf16,
+        fp16=precision == "float16",
+        bf16=precision == "bfloat16",
         eval_strategy=t.eval_strategy,
         eval_steps=t.eval_steps,
         save_strategy=t.eval_strategy,

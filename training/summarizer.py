@@ -50,11 +50,11 @@ from training.checkpoints import checkpoint_to_resume
 from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig, save_config
 from training.data import Columns, load_splits
 from training.metrics.rouge import rouge, rouge_per_example
+from training.precision import Precision, training_precision
 
 log = logging.getLogger(__name__)
 
 # T5's feed-forward activations exceed float16's range (65504) and become inf, then NaN.
-T5_FAMILY = frozenset({"t5", "mt5", "umt5", "longt5", "switch_transformers"})
 NUM_SAMPLES = 5
 CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
 
@@ -74,7 +74,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
         raise ConfigError(f"task: the summarizer trains task 'summarization', not {cfg.task!r}")
     set_seed(cfg.train.seed)
     model_config = load_model_config(cfg)
-    bf16 = check_precision(cfg.train, model_config)
+    precision = training_precision(cfg.train, model_config.model_type)
     resume_from = checkpoint_to_resume(cfg)
     tokenizer = _load(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, "model.tokenizer")
     columns = Columns(text=cfg.data.text_column, summary=cfg.data.summary_column, title=cfg.data.title_column)
@@ -85,7 +85,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
 
     trainer = Seq2SeqTrainer(
         model=model,
-        args=training_arguments(cfg, bf16),
+        args=training_arguments(cfg, precision),
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         train_dataset=tokenized["train"],
         eval_dataset=generation_sample(tokenized["validation"], cfg.train.generation_eval_samples, cfg.train.seed),
@@ -161,27 +161,6 @@ def _load_model(cfg: ExperimentConfig, config: PretrainedConfig) -> torch.nn.Mod
     return AutoModelForSeq2SeqLM.from_pretrained(cfg.model.name_or_path, dtype=torch.float32)
 
 
-def check_precision(train_cfg: TrainConfig, model_config: PretrainedConfig) -> bool:
-    """Refuse float16 for T5-family models; return whether bfloat16 will be used.
-
-    Example:
-        >>> from transformers import MT5Config
-        >>> check_precision(TrainConfig(fp16=True), MT5Config())  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        training.config.ConfigError: train.fp16: mt5 models overflow to NaN in float16 ...; use train.bf16=true ...
-    """
-    if train_cfg.fp16 and model_config.model_type in T5_FAMILY:
-        raise ConfigError(
-            f"train.fp16: {model_config.model_type} models overflow to NaN in float16 (their activations exceed "
-            "its range); use train.bf16=true on a GPU that supports bfloat16, or train in float32 (train.fp16=false)"
-        )
-    if train_cfg.bf16 and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
-        log.warning("train.bf16: no GPU with bfloat16 support here; training in float32")
-        return False
-    return train_cfg.bf16
-
-
 def tokenize(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, train_cfg: TrainConfig) -> datasets.Dataset:
     """Token ids of articles (``input_ids``) and summaries (``labels``), truncated, not padded.
 
@@ -246,12 +225,12 @@ def generation_config(settings: GenerationSettings, model_config: PretrainedConf
     return GenerationConfig(**decoding)
 
 
-def training_arguments(cfg: ExperimentConfig, bf16: bool) -> Seq2SeqTrainingArguments:
+def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") -> Seq2SeqTrainingArguments:
     """Map the config onto ``Seq2SeqTrainingArguments`` (checkpoints follow evaluations; best ROUGE-L kept).
 
     Example:
         >>> from training.config import load_config
-        >>> training_arguments(load_config("configs/summarizer/tiny.yaml"), bf16=False).metric_for_best_model
+        >>> training_arguments(load_config("configs/summarizer/tiny.yaml")).metric_for_best_model
         'rougeL'
     """
     t = cfg.train
@@ -267,8 +246,8 @@ def training_arguments(cfg: ExperimentConfig, bf16: bool) -> Seq2SeqTrainingArgu
         warmup_steps=t.warmup_ratio,  # a float below 1 is a share of all steps
         seed=t.seed,
         data_seed=t.seed,
-        fp16=t.fp16,
-        bf16=bf16,
+        fp16=precision == "float16",
+        bf16=precision == "bfloat16",
         eval_strategy=t.eval_strategy,
         eval_steps=t.eval_steps,
         save_strategy=t.eval_strategy,
