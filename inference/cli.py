@@ -13,6 +13,7 @@ only turns flags into calls and errors into one line and an exit code.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a bad flag already reported in one line
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    _show_notices(shown=not getattr(args, "quiet", False))
     try:
         return args.handler(args)
     except UsageError as exc:
@@ -205,6 +207,28 @@ def main(argv: list[str] | None = None) -> int:
         # The reader of stdout went away (e.g. `| head`): stop quietly, as Unix tools do.
         sys.stdout = open(Path("/dev/null"), "w")  # noqa: SIM115 - absorbs the interpreter's final flush
         return 1
+
+
+def _show_notices(shown: bool) -> None:
+    """Print the fast engines' one-time conversion notices (a first run can take a minute) unless --quiet."""
+    notices = logging.getLogger("inference.fast")
+    if not any(isinstance(handler, _StderrHandler) for handler in notices.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("khabar: %(message)s"))
+        notices.addHandler(handler)
+    notices.setLevel(logging.INFO if shown else logging.WARNING)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes, as ``logging.lastResort`` does."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -231,6 +231,12 @@ def test_backend_fast_runs_each_model_on_its_fast_engine(
         p.name.split("-")[0] for model in (classifier, summarizer) for p in (model / ".khabar-cache").iterdir()
     }
     assert converted == {"onnx", "ctranslate2"}
+    assert err.count("(first use only;") == 2  # the wait is explained, once per model
+    for model in (classifier, summarizer):
+        shutil.rmtree(model / ".khabar-cache")
+    again = ["--overwrite", "--quiet", "--backend", "fast", "--quantize", "int8"]
+    code, _, err = khabar(capsys, "predict", source, "-o", out, *flags, *again)
+    assert code == 0 and err == ""
 
 
 def test_missing_input_and_existing_output_are_usage_errors(tmp_path, models, capsys) -> None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 CACHE_DIRNAME = ".khabar-cache"
 DONE_FILE = "khabar-conversion.json"
 
@@ -96,6 +98,7 @@ def cached_conversion(model_dir: str | Path, kind: str, settings: dict, build: C
             return root / name
     for root in roots:
         if _writable(root):
+            log.info("converting %s for the %s engine (first use only; kept in %s)", model_dir, kind, root)
             return _build(root, name, key, build)
     raise PermissionError(f"cannot write a conversion of {model_dir} to any of: {', '.join(map(str, roots))}")
 
