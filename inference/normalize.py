@@ -121,7 +121,7 @@ def split_sentences(text: str) -> list[str]:
 
 
 def join_title(title: str | None, text: str) -> str:
-    """The classifier's input when a headline is given: the title, a line break, then the article.
+    r"""The classifier's input when a headline is given: the title, a line break, then the article.
 
     Training (``data.title_column``) and inference (``--title-column``) both use this, so the
     model sees the same layout at both times.

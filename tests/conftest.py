@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-# Nothing in the tests may wait on the network.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Tiny models run many times faster on one thread than with intra-op threads fighting over 2 cores.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
+import pytest
 
 # Fixtures of each area live beside the tests that first needed them.
 pytest_plugins = ["fixtures_training", "fixtures_inference"]

@@ -237,9 +237,11 @@ def tokenize(
     """Token ids of each article (title first when mapped, as at inference) and its label id; not padded.
 
     Example:
+        >>> import tempfile
         >>> from transformers import AutoTokenizer
+        >>> from training.tiny import build_tiny_classifier
         >>> split = datasets.Dataset.from_dict({"text": ["متن خبر"], "label": ["sports"], "title": ["تیتر"]})
-        >>> tok = AutoTokenizer.from_pretrained("models/tiny/classifier")
+        >>> tok = AutoTokenizer.from_pretrained(build_tiny_classifier(tempfile.mkdtemp()))
         >>> tokenize(split, tok, ["economy", "sports"], 32)[0]["labels"]
         1
     """

@@ -167,9 +167,12 @@ def tokenize(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, train_
     Padding happens per batch in the collator, so a batch of short articles stays short.
 
     Example:
+        >>> import tempfile
         >>> from transformers import AutoTokenizer
+        >>> from training.tiny import build_tiny_summarizer
+        >>> tok = AutoTokenizer.from_pretrained(build_tiny_summarizer(tempfile.mkdtemp()))
         >>> split = datasets.Dataset.from_dict({"text": ["متن خبر"], "summary": ["خلاصه"]})
-        >>> tokenize(split, AutoTokenizer.from_pretrained("models/tiny/summarizer"), TrainConfig()).column_names
+        >>> tokenize(split, tok, TrainConfig()).column_names
         ['input_ids', 'attention_mask', 'labels']
     """
 
@@ -292,8 +295,10 @@ def decode(token_ids: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> list[st
     """Texts of generated or label ids; ``-100`` (ignored label positions, gather padding) counts as padding.
 
     Example:
+        >>> import tempfile
         >>> from transformers import AutoTokenizer
-        >>> tok = AutoTokenizer.from_pretrained("models/tiny/summarizer")
+        >>> from training.tiny import build_tiny_summarizer
+        >>> tok = AutoTokenizer.from_pretrained(build_tiny_summarizer(tempfile.mkdtemp()))
         >>> decode(np.array([tok("خبر").input_ids + [-100]]), tok)
         ['خبر']
     """
@@ -310,8 +315,10 @@ def summary_metrics(prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBa
     """ROUGE of generated summaries against the label summaries, and their mean length in tokens.
 
     Example:
+        >>> import tempfile
         >>> from transformers import AutoTokenizer
-        >>> tok = AutoTokenizer.from_pretrained("models/tiny/summarizer")
+        >>> from training.tiny import build_tiny_summarizer
+        >>> tok = AutoTokenizer.from_pretrained(build_tiny_summarizer(tempfile.mkdtemp()))
         >>> ids = np.array([tok("تیم ملی برد").input_ids])
         >>> summary_metrics(EvalPrediction(predictions=ids, label_ids=ids), tok)["rougeL"]
         100.0
