@@ -27,7 +27,6 @@ import inference
 from inference.normalize import join_title
 from training.baselines import classification_scores, lead_baseline, majority_baseline, rouge_scores, tfidf_baseline
 from training.data import Columns, DataError, load_split, read_records
-from training.metrics import rouge
 from training.report import write_report
 
 Kind = Literal["classification", "summarization"]
@@ -143,10 +142,6 @@ def evaluate_summarization(
         "lead-2": "the article's first two sentences",
     }
     systems = {name: rouge_scores(out, references, draws, seed) for name, out in outputs.items()}
-    for name, out in outputs.items():
-        # The trainer's metrics.json scores with training.metrics.rouge (punctuation dropped); keep
-        # its figures too, so a reader can match this report against the training run.
-        systems[name]["trainer_rouge"] = rouge(out, references)
     result = _result("summarization", systems, descriptions, outputs, references, draws, seed)
     result["reference_mean_length"] = float(np.mean([len(text.split()) for text in references]))
     picked = sorted(np.random.default_rng(seed).permutation(len(texts))[:examples].tolist())
