@@ -119,7 +119,7 @@ def _add_model_flags(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) ->
         default="torch",
         choices=choices,
         help="inference engine: torch (default, CPU or GPU); fast = the fastest CPU engine of each model "
-        "(onnx for topics, ctranslate2 for summaries; pip install khabar[fast])",
+        "(onnx for topics, ctranslate2 for summaries; pip install khabar[fast]), fastest with --quantize int8",
     )
     if "summarizer" in kinds:
         parser.add_argument("--num-beams", type=_positive, help="beam width (default: the model's)")
@@ -328,7 +328,7 @@ def _load(kind: str, args: argparse.Namespace):
         with _loading_bars(_shows_progress(args)):
             device = device_for_rank(args.device)
             return Model.from_pretrained(path, device=device, quantize=args.quantize, backend=args.backend)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:  # ImportError: a fast engine is not installed
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first_line = first_line.replace("pass model=...", f"pass --{kind} DIR")  # the API's advice, in flags
         raise UsageError(f"--{kind} {flag}: {first_line}" if flag else first_line) from None

@@ -239,6 +239,13 @@ def test_backend_fast_runs_each_model_on_its_fast_engine(
     assert code == 0 and err == ""
 
 
+def test_a_fast_engine_that_is_not_installed_is_a_one_line_error(classifier_flags, capsys, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    code, _, err = khabar(capsys, "classify", "خبر", *classifier_flags, "--backend", "fast")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "needs onnxruntime: pip install khabar[fast]" in err
+
+
 def test_missing_input_and_existing_output_are_usage_errors(tmp_path, models, capsys) -> None:
     out = tmp_path / "out.jsonl"
     code, _, err = khabar(capsys, "predict", tmp_path / "missing.jsonl", "-o", out, *models)
