@@ -173,8 +173,12 @@ def load_model(cfg: ExperimentConfig, labels: list[str]) -> PreTrainedModel:
     ``model.config`` every weight is fresh (seeded).
 
     Example:
+        >>> import tempfile
         >>> from training.config import load_config
-        >>> model = load_model(load_config("configs/classifier/tiny.yaml"), ["economy", "sports"])
+        >>> from training.tiny import build_tiny_classifier
+        >>> start = build_tiny_classifier(tempfile.mkdtemp())
+        >>> cfg = load_config("configs/classifier/tiny.yaml", [f"model.name_or_path={start}"])
+        >>> model = load_model(cfg, ["economy", "sports"])
         >>> model.config.id2label
         {0: 'economy', 1: 'sports'}
     """
