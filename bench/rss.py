@@ -77,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(args.out.read_text()) if args.out.is_file() else {"machines": {}, "results": []}
     # One entry per --tasks, so the topic-only and the full runs sit side by side.
     entry = {"flags": flags, "peak_rss_mb": measured, "growth": growth}
-    by_tasks = results.get("predict_rss", {})
-    by_tasks = by_tasks if "flags" not in by_tasks else {}  # older files held a single entry
-    results["predict_rss"] = {**by_tasks, args.tasks: entry}
+    results["predict_rss"] = {**results.get("predict_rss", {}), args.tasks: entry}
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(entry))
     return 0

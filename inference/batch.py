@@ -169,21 +169,22 @@ def predict_batch(rows: list[Row], job: Job) -> list[dict]:
     checked = [check_row(row, job.columns) for row in rows]
     ready = [item for item in checked if isinstance(item, _Ready)]
     if job.classify and ready:
-        labels = _isolate(job.classify, [item.classifier_text for item in ready])
-        for item, label in zip(ready, labels, strict=True):
-            if isinstance(label, Exception):
-                item.record["error"] = _reason("topic", label)
-            else:
-                item.record.update(topic=label["label"], topic_score=label["score"])
+        _run_task("topic", job.classify, ready, [item.classifier_text for item in ready])
     still_ready = [item for item in ready if "error" not in item.record]
     if job.summarize and still_ready:
-        summaries = _isolate(job.summarize, [item.text for item in still_ready])
-        for item, summary in zip(still_ready, summaries, strict=True):
-            if isinstance(summary, Exception):
-                item.record["error"] = _reason("summary", summary)
-            else:
-                item.record["summary"] = summary
+        _run_task("summary", job.summarize, still_ready, [item.text for item in still_ready])
     return [_finish(item, job.columns.kept_names()) for item in checked]
+
+
+def _run_task(task: str, model: Callable[[list[str]], list], items: list[_Ready], texts: list[str]) -> None:
+    """Put ``model``'s result for each item in its record, or the reason it failed under ``error``."""
+    for item, result in zip(items, _isolate(model, texts), strict=True):
+        if isinstance(result, Exception):
+            item.record["error"] = _reason(task, result)
+        elif task == "topic":
+            item.record.update(topic=result["label"], topic_score=result["score"])
+        else:
+            item.record["summary"] = result
 
 
 def _finish(item: _Ready | dict, kept: list[str]) -> dict:

@@ -104,7 +104,7 @@ class Classifier:
         ``dtype``: default float32 on CPU, bfloat16 (or float16) on GPU. ``quantize="int8"``:
         dynamic int8 linear layers, CPU only. ``long_text``: ``"windows"`` averages overlapping
         windows of a long article, ``"truncate"`` reads only its start. ``backend``: ``"torch"``
-        or a fast CPU engine (``"onnx"``), which needs a local directory.
+        or a fast CPU engine (``"onnx"``, or ``"fast"`` for the same), which needs a local directory.
 
         Example:
             >>> import tempfile

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+from inference.backends import CLASSIFIER_BACKENDS, SUMMARIZER_BACKENDS
 from inference.batch import MAX_TEXT_CHARS, Columns, Job, RunStats, run, stop_after_batch
 from inference.memory import keep_large_buffers_separate
 from inference.records import (
@@ -38,8 +39,7 @@ from inference.shards import Shard, device_for_rank, merge_parts, shard_from_env
 
 EXIT_OK, EXIT_USAGE, EXIT_ROWS_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 TASKS = ("topic", "summary")
-# The engines each model can run on (inference.fast lists the same; kept here so `--help` stays light).
-BACKENDS = {"classifier": ("torch", "fast", "onnx"), "summarizer": ("torch", "fast", "ctranslate2")}
+BACKENDS = {"classifier": CLASSIFIER_BACKENDS, "summarizer": SUMMARIZER_BACKENDS}
 
 PREDICT_EPILOG = f"""\
 formats:
@@ -113,7 +113,7 @@ def _add_model_flags(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) ->
         )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
     parser.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
-    choices = [name for name in ("torch", "fast", "onnx", "ctranslate2") if any(name in BACKENDS[k] for k in kinds)]
+    choices = list(dict.fromkeys(name for kind in kinds for name in BACKENDS[kind]))
     parser.add_argument(
         "--backend",
         default="torch",

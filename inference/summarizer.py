@@ -103,8 +103,8 @@ class Summarizer:
         ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         ``dtype``: default float32 on CPU, bfloat16 on a GPU that has it (float32 otherwise:
         float16 breaks mT5 and is refused). ``quantize="int8"``: dynamic int8 linear layers, CPU
-        only. ``backend``: ``"torch"`` or a fast CPU engine (``"ctranslate2"``), which needs a
-        local directory.
+        only. ``backend``: ``"torch"`` or a fast CPU engine (``"ctranslate2"``, or ``"fast"``
+        for the same), which needs a local directory.
 
         Example:
             >>> import tempfile

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from inference.normalize import normalize, split_sentences
+from inference.normalize import split_sentences
 from training.metrics import classification_metrics
 from training.metrics.rouge import rouge_per_example
 
@@ -154,7 +154,7 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[str], draws: i
     for key in ROUGE_KEYS:
         scores[key] = float(np.mean(per_example[key]))
         scores[f"{key}_ci"] = bootstrap_ci(per_example[key], draws, seed)
-    readme = _readme_rouge_per_example(predictions, references)
+    readme = rouge_per_example(predictions, references, tokenizer=_WhitespaceTokens())
     scores["readme_rouge"] = {key: float(np.mean(readme[key])) for key in ROUGE_KEYS}
     scores["mean_length"] = float(np.mean([len(text.split()) for text in predictions]))
     return scores
@@ -169,17 +169,3 @@ class _WhitespaceTokens:
 
     def tokenize(self, text: str) -> list[str]:
         return text.replace("\u200c", " ").split()
-
-
-def _readme_rouge_per_example(predictions: Sequence[str], references: Sequence[str]) -> dict[str, list[float]]:
-    from rouge_score.rouge_scorer import RougeScorer
-
-    scorer = RougeScorer(list(ROUGE_KEYS), tokenizer=_WhitespaceTokens())
-    scores: dict[str, list[float]] = {key: [] for key in ROUGE_KEYS}
-    for prediction, reference in zip(predictions, references, strict=True):
-        # One sentence per line: rouge_score reads ROUGE-Lsum's sentences from line breaks.
-        lines = ["\n".join(split_sentences(normalize(text))) for text in (reference, prediction)]
-        result = scorer.score(*lines)
-        for key in ROUGE_KEYS:
-            scores[key].append(100 * result[key].fmeasure)
-    return scores

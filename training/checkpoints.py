@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 from pathlib import Path
 
 from transformers.trainer_utils import get_last_checkpoint
@@ -10,6 +12,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from training.config import ConfigError, ExperimentConfig
 
 log = logging.getLogger(__name__)
+CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
 
 
 def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
@@ -37,3 +40,19 @@ def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
             "or delete its checkpoint-* folders to start over"
         )
     return None
+
+
+def remove_checkpoints(out: Path) -> None:
+    """Delete the ``checkpoint-N`` folders of a finished run: they existed to resume it, and the best
+    model is now the directory itself (one left behind would read as an interrupted run).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp())
+        >>> (out / "checkpoint-40").mkdir(); (out / "checkpoints-notes").mkdir()
+        >>> remove_checkpoints(out); sorted(p.name for p in out.iterdir())
+        ['checkpoints-notes']
+    """
+    for checkpoint in out.iterdir():
+        if checkpoint.is_dir() and CHECKPOINT_RE.match(checkpoint.name):
+            shutil.rmtree(checkpoint)

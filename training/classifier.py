@@ -21,8 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import re
-import shutil
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -49,9 +47,10 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICA
 from transformers.trainer_utils import EvalPrediction
 
 from inference.normalize import join_title, save_normalization
-from training.checkpoints import checkpoint_to_resume
+from training.checkpoints import checkpoint_to_resume, remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, TrainConfig, save_config
 from training.data import Columns, DataError, load_splits
+from training.hf import load_pretrained, trainer_arguments
 from training.metrics.classification import classification_metrics
 from training.plots import plot_confusion_matrix
 from training.precision import Precision, training_precision
@@ -59,7 +58,6 @@ from training.precision import Precision, training_precision
 log = logging.getLogger(__name__)
 
 BEST_METRIC = "macro_f1"
-CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
 # Scores shown in the per-epoch progress line and kept as headline numbers.
 HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
 
@@ -80,7 +78,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     set_seed(cfg.train.seed)
     resume_from = checkpoint_to_resume(cfg)
     tokenizer_key = "model.tokenizer" if cfg.model.tokenizer else "model.name_or_path"
-    tokenizer = _load(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, tokenizer_key)
+    tokenizer = load_pretrained(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, tokenizer_key)
     columns = Columns(text=cfg.data.text_column, label=cfg.data.label_column, title=cfg.data.title_column)
     raw = load_splits(cfg.data, columns, cfg.train.seed)
     labels = label_set(raw, cfg)
@@ -184,7 +182,7 @@ def load_model(cfg: ExperimentConfig, labels: list[str]) -> PreTrainedModel:
     """
     key = "model.config" if cfg.model.config else "model.name_or_path"
     source = cfg.model.config or cfg.model.name_or_path
-    original = _load(AutoConfig, source, key)
+    original = load_pretrained(AutoConfig, source, key)
     if original.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
         raise ConfigError(
             f"{key}: {source!r} is a {original.model_type} model, which has no sequence-classification head "
@@ -308,39 +306,7 @@ def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") 
         >>> training_arguments(load_config("configs/classifier/tiny.yaml")).metric_for_best_model
         'macro_f1'
     """
-    t = cfg.train
-    return TrainingArguments(
-        output_dir=cfg.output_dir,
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        learning_rate=t.learning_rate,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_ratio,  # a float below 1 is a share of all steps
-        seed=t.seed,
-        data_seed=t.seed,
-        fp16=precision == "float16",
-        bf16=precision == "bfloat16",
-        eval_strategy=t.eval_strategy,
-        eval_steps=t.eval_steps,
-        save_strategy=t.eval_strategy,
-        save_steps=t.eval_steps,
-        save_total_limit=t.save_total_limit,
-        load_best_model_at_end=True,
-        metric_for_best_model=BEST_METRIC,
-        greater_is_better=True,
-        # Early stopping's patience counter lives in the checkpoint too, so a resumed run stops where it would have.
-        restore_callback_states_from_checkpoint=True,
-        logging_steps=t.logging_steps,
-        # Articles of similar length share a batch, so dynamic padding adds few pad tokens.
-        train_sampling_strategy="group_by_length",
-        dataloader_num_workers=t.num_workers,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        report_to="none",
-        disable_tqdm=False,
-    )
+    return TrainingArguments(**trainer_arguments(cfg, precision, BEST_METRIC))
 
 
 def _callbacks(train_cfg: TrainConfig) -> list[TrainerCallback]:
@@ -473,21 +439,4 @@ def write_outputs(out: Path, cfg: ExperimentConfig, log_history: list[dict], met
     with (out / "training_log.jsonl").open("w", encoding="utf-8") as f:
         for row in epoch_log(log_history):
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    # The checkpoints existed to resume an interrupted run; the best model is now the directory itself.
-    for checkpoint in out.iterdir():
-        if checkpoint.is_dir() and CHECKPOINT_RE.match(checkpoint.name):
-            shutil.rmtree(checkpoint)
-
-
-def _load(auto_class: type, source: str, key: str):
-    """``auto_class.from_pretrained(source)``, with a one-line error naming the config key."""
-    try:
-        return auto_class.from_pretrained(source)
-    except (OSError, ValueError) as error:
-        if not Path(source).exists():
-            hint = " (build the tiny models with `khabar-train tiny-models`)" if "tiny" in source else ""
-            raise ConfigError(
-                f"{key}: {source!r} is not a local model directory and the hub has no such model "
-                f"or cannot be reached{hint}"
-            ) from None
-        raise ConfigError(f"{key}: cannot load {source!r}: {str(error).splitlines()[0]}") from None
+    remove_checkpoints(out)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import shutil
 from functools import partial
 from pathlib import Path
 
@@ -46,9 +44,10 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_L
 from transformers.trainer_utils import EvalPrediction
 
 from inference.normalize import join_title, save_normalization
-from training.checkpoints import checkpoint_to_resume
+from training.checkpoints import checkpoint_to_resume, remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig, save_config
 from training.data import Columns, load_splits
+from training.hf import load_pretrained, trainer_arguments
 from training.metrics.rouge import rouge, rouge_per_example
 from training.precision import Precision, training_precision
 
@@ -56,7 +55,6 @@ log = logging.getLogger(__name__)
 
 # T5's feed-forward activations exceed float16's range (65504) and become inf, then NaN.
 NUM_SAMPLES = 5
-CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
 
 
 def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None) -> Path:
@@ -76,7 +74,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     model_config = load_model_config(cfg)
     precision = training_precision(cfg.train, model_config.model_type)
     resume_from = checkpoint_to_resume(cfg)
-    tokenizer = _load(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, "model.tokenizer")
+    tokenizer = load_pretrained(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, "model.tokenizer")
     columns = Columns(text=cfg.data.text_column, summary=cfg.data.summary_column, title=cfg.data.title_column)
     raw = load_splits(cfg.data, columns, cfg.train.seed)
     tokenized = {name: tokenize(split, tokenizer, cfg.train) for name, split in raw.items()}
@@ -131,27 +129,13 @@ def load_model_config(cfg: ExperimentConfig) -> PretrainedConfig:
     """
     key = "model.config" if cfg.model.config else "model.name_or_path"
     source = cfg.model.config or cfg.model.name_or_path
-    config = _load(AutoConfig, source, key)
+    config = load_pretrained(AutoConfig, source, key)
     if config.model_type not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
         raise ConfigError(
             f"{key}: {source!r} is a {config.model_type} model, not a sequence-to-sequence model "
             "(summarization starts from one such as google/mt5-small)"
         )
     return config
-
-
-def _load(auto_class: type, source: str, key: str):
-    """``auto_class.from_pretrained(source)``, with a one-line error naming the config key."""
-    try:
-        return auto_class.from_pretrained(source)
-    except (OSError, ValueError) as error:
-        if not Path(source).exists():
-            hint = " (build the tiny models with `khabar-train tiny-models`)" if "tiny" in source else ""
-            raise ConfigError(
-                f"{key}: {source!r} is not a local model directory and the hub has no such model "
-                f"or cannot be reached{hint}"
-            ) from None
-        raise ConfigError(f"{key}: cannot load {source!r}: {str(error).splitlines()[0]}") from None
 
 
 def _load_model(cfg: ExperimentConfig, config: PretrainedConfig) -> torch.nn.Module:
@@ -236,38 +220,7 @@ def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") 
         >>> training_arguments(load_config("configs/summarizer/tiny.yaml")).metric_for_best_model
         'rougeL'
     """
-    t = cfg.train
-    return Seq2SeqTrainingArguments(
-        output_dir=cfg.output_dir,
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        learning_rate=t.learning_rate,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_ratio,  # a float below 1 is a share of all steps
-        seed=t.seed,
-        data_seed=t.seed,
-        fp16=precision == "float16",
-        bf16=precision == "bfloat16",
-        eval_strategy=t.eval_strategy,
-        eval_steps=t.eval_steps,
-        save_strategy=t.eval_strategy,
-        save_steps=t.eval_steps,
-        save_total_limit=t.save_total_limit,
-        load_best_model_at_end=True,
-        metric_for_best_model="rougeL",
-        greater_is_better=True,
-        logging_steps=t.logging_steps,
-        predict_with_generate=True,
-        # Articles of similar length share a batch, so dynamic padding adds few pad tokens.
-        train_sampling_strategy="group_by_length",
-        dataloader_num_workers=t.num_workers,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        report_to="none",
-        disable_tqdm=False,
-    )
+    return Seq2SeqTrainingArguments(**trainer_arguments(cfg, precision, "rougeL"), predict_with_generate=True)
 
 
 def _callbacks(train_cfg: TrainConfig) -> list[TrainerCallback]:
@@ -372,7 +325,4 @@ def write_outputs(
     with (out / "training_log.jsonl").open("w", encoding="utf-8") as f:
         for entry in trainer.state.log_history:
             f.write(json.dumps(entry) + "\n")
-    # The checkpoints existed to resume an interrupted run; the best model is now the directory itself.
-    for checkpoint in out.iterdir():
-        if checkpoint.is_dir() and CHECKPOINT_RE.match(checkpoint.name):
-            shutil.rmtree(checkpoint)
+    remove_checkpoints(out)

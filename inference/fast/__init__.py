@@ -27,21 +27,9 @@ from typing import Protocol
 
 import torch
 
-__all__ = [
-    "CLASSIFIER_BACKENDS",
-    "FASTEST",
-    "SUMMARIZER_BACKENDS",
-    "classifier_engine",
-    "engine_name",
-    "summarizer_engine",
-]
+from inference.backends import CLASSIFIER_BACKENDS, SUMMARIZER_BACKENDS
 
-# "torch" is served by the classes themselves through transformers; it is listed so the error for
-# an unknown name shows every choice a user has.
-CLASSIFIER_BACKENDS = ("torch", "onnx", "fast")
-SUMMARIZER_BACKENDS = ("torch", "ctranslate2", "fast")
-# What "fast" means per model: the engines that won in `make bench` (bench/README.md).
-FASTEST = {"classifier": "onnx", "summarizer": "ctranslate2"}
+__all__ = ["CLASSIFIER_BACKENDS", "SUMMARIZER_BACKENDS", "classifier_engine", "summarizer_engine"]
 
 
 class ClassifierEngine(Protocol):
@@ -84,17 +72,9 @@ def summarizer_engine(model_dir: str | Path, backend: str, quantize: str | None 
     return Ct2Summarizer.from_model_dir(model_dir, quantize)
 
 
-def engine_name(kind: str, backend: str) -> str:
-    """The engine ``backend`` selects for a ``"classifier"`` or ``"summarizer"``: ``"fast"`` resolved.
-
-    Example:
-        >>> engine_name("summarizer", "fast"), engine_name("classifier", "onnx")
-        ('ctranslate2', 'onnx')
-    """
-    return FASTEST[kind] if backend == "fast" else backend
-
-
 def _check(backend: str, known: tuple[str, ...], task: str) -> None:
+    # "torch" is served by the classes themselves through transformers; it is among the known
+    # names so the error for an unknown one shows every choice a user has.
     if backend not in known:
         raise ValueError(f"unknown {task} backend {backend!r}; choose one of: {', '.join(known)}")
     if backend == "torch":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Protocol
 
 from rouge_score import rouge_scorer
 
@@ -26,6 +27,10 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 # like «می‌شود», separate words: the pn-summary ROUGE extension splits on ZWNJ too, and it makes
 # «می‌شود» and «می شود» (the commonest inconsistency in Persian news) score as the same words.
 _WORD_RE = re.compile(r"[^\W_]+")
+
+
+class Tokenizer(Protocol):
+    def tokenize(self, text: str) -> list[str]: ...
 
 
 class PersianTokenizer:
@@ -47,9 +52,15 @@ def _sentence_lines(text: str) -> str:
 
 
 def rouge_per_example(
-    predictions: Sequence[str], references: Sequence[str], digits: DigitPolicy = "persian"
+    predictions: Sequence[str],
+    references: Sequence[str],
+    digits: DigitPolicy = "persian",
+    tokenizer: Tokenizer | None = None,
 ) -> dict[str, list[float]]:
     """ROUGE-1/2/L/Lsum F1 (0–100) of each prediction against its reference, in input order.
+
+    ``tokenizer`` (anything with ``tokenize(text) -> list[str]``) replaces :class:`PersianTokenizer`
+    where words must be counted another way, e.g. to compare with figures published elsewhere.
 
     Example:
         >>> scores = rouge_per_example(["تیم ملی برد", "بازار ارز"], ["تیم ملی برد", "قیمت طلا"])
@@ -60,7 +71,7 @@ def rouge_per_example(
         raise TypeError("predictions and references must be lists of strings, not a single string")
     if len(predictions) != len(references):
         raise ValueError(f"got {len(predictions)} predictions but {len(references)} references")
-    tokenizer = PersianTokenizer()
+    tokenizer = tokenizer or PersianTokenizer()
     whole_text = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=tokenizer)
     by_sentence = rouge_scorer.RougeScorer(["rougeLsum"], tokenizer=tokenizer)
     scores: dict[str, list[float]] = {name: [] for name in ROUGE_TYPES}
