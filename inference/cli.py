@@ -216,6 +216,8 @@ def _show_notices(shown: bool) -> None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("khabar: %(message)s"))
         notices.addHandler(handler)
+        # Printed here only: an engine's converter may set up root logging and would print it again.
+        notices.propagate = False
     notices.setLevel(logging.INFO if shown else logging.WARNING)
 
 

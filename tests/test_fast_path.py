@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -43,6 +44,20 @@ def test_unknown_quantization_is_rejected(classifier_dir):
     pytest.importorskip("onnxruntime")
     with pytest.raises(ValueError, match="quantize"):
         classifier_engine(classifier_dir, "onnx", "int4")
+
+
+def test_conversion_leaves_the_root_logger_as_it_was(classifier_dir):
+    # ORT's tools add a root handler on import; left there, every log line printed twice in `khabar predict`.
+    pytest.importorskip("onnxruntime")
+    script = (
+        "import logging, sys\n"
+        "from inference.fast import classifier_engine\n"
+        "classifier_engine(sys.argv[1], 'onnx', 'int8')\n"
+        "print(len(logging.getLogger().handlers))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(classifier_dir)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.split() == ["0"]
 
 
 def test_missing_engine_says_how_to_install(classifier_dir, monkeypatch):
