@@ -52,6 +52,7 @@ from training.config import ConfigError, ExperimentConfig, TrainConfig, save_con
 from training.data import Columns, DataError, load_splits
 from training.hf import load_pretrained, trainer_arguments
 from training.metrics.classification import classification_metrics
+from training.model_checks import load_weights
 from training.plots import plot_confusion_matrix
 from training.precision import Precision, training_precision
 
@@ -192,10 +193,15 @@ def load_model(cfg: ExperimentConfig, labels: list[str]) -> PreTrainedModel:
     config = copy.deepcopy(original)
     config.id2label, config.label2id = id2label, {label: i for i, label in id2label.items()}
     if cfg.model.config:
-        return AutoModelForSequenceClassification.from_config(config)
+        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
     # A head of the wrong size is re-initialized by ignore_mismatched_sizes; float32 master weights for AMP.
-    model = AutoModelForSequenceClassification.from_pretrained(
-        cfg.model.name_or_path, config=config, ignore_mismatched_sizes=True, dtype=torch.float32
+    model = load_weights(
+        AutoModelForSequenceClassification,
+        cfg.model.name_or_path,
+        key,
+        config=config,
+        ignore_mismatched_sizes=True,
+        dtype=torch.float32,
     )
     if len(original.id2label) == len(labels) and [original.id2label[i] for i in range(len(labels))] != labels:
         _reset_head(model)  # same size, other meaning: the old head would map to the wrong topics

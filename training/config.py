@@ -174,9 +174,9 @@ class ExperimentConfig:
             raise ConfigError("train.eval_strategy=steps needs train.eval_steps")
         if self.task == "summarization" and self.train.class_weights:
             raise ConfigError("train.class_weights applies to classification only")
-        for key in ("epochs", "learning_rate", "batch_size", "max_length"):
-            if getattr(self.train, key) <= 0:
-                raise ConfigError(f"train.{key} must be positive, got {getattr(self.train, key)}")
+        from training.validation import check_ranges  # it imports ConfigError from here
+
+        check_ranges(self)
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -261,8 +261,19 @@ def parse_overrides(overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r} conflicts with another override")
-        node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+        node[leaf] = _override_value(item, raw)
     return nested
+
+
+def _override_value(item: str, raw: str) -> Any:
+    """A plain YAML value; a tag (``!!python/...``) is refused, never constructed."""
+    if not raw.strip():
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"override {item!r}: not a plain value ({problem})") from None
 
 
 def _merge(base: dict, extra: dict) -> dict:

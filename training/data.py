@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +54,9 @@ class Columns:
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            line = _decoded(path, number, raw)
             if not line.strip():
                 continue
             try:
@@ -69,8 +71,25 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
     with path.open(encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
-        for row in reader:
-            yield reader.line_num, row
+        try:
+            for row in reader:
+                yield reader.line_num, row
+        except UnicodeDecodeError:
+            # The decoder reads ahead in blocks, so find the line again byte by byte.
+            with path.open("rb") as lines:
+                for number, raw in enumerate(lines, start=1):
+                    _decoded(path, number, raw)
+            raise DataError(f"{path}: not valid UTF-8 text; save it as UTF-8") from None
+
+
+def _decoded(path: Path, number: int, raw: bytes) -> str:
+    """One line as text, or a :class:`DataError` naming the file, the line and the encoding problem."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        utf16 = number == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+        found = "UTF-16 text" if utf16 else f"byte 0x{raw[error.start]:02x} at column {error.start + 1}"
+        raise DataError(f"{path}:{number}: not valid UTF-8 ({found}); save the file as UTF-8") from None
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
@@ -113,11 +132,27 @@ def _check_columns(source: str, row: dict, columns: Columns, number: int) -> Non
     wanted = [c for c in (columns.text, columns.target, columns.title) if c]
     for column in wanted:
         if column not in row:
-            raise DataError(f"{source}:{number}: column {column!r} not found; columns are: {', '.join(map(str, row))}")
+            fix = "; no headlines? set data.title_column=null (or leave out --title-column)"
+            raise DataError(
+                f"{source}:{number}: column {column!r} not found; columns are: {', '.join(map(str, row))}"
+                + (fix if column == columns.title else "")
+            )
 
 
 def _clean(value: object, digits: DigitPolicy) -> str:
-    return normalize(value, digits) if isinstance(value, str) else ""
+    return normalize(value_text(value), digits)
+
+
+def value_text(value: object) -> str:
+    """A cell as text: ``None``, NaN and blanks are missing (``""``); ``0``, ``0.0`` and ``False`` are values.
+
+    Example:
+        >>> [value_text(v) for v in (0, 0.0, False, "0", " sports ", None, float("nan"), "  ")]
+        ['0', '0.0', 'False', '0', 'sports', '', '', '']
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value).strip()
 
 
 def load_split(
@@ -150,7 +185,7 @@ def load_split(
             _check_columns(source, row, columns, number)
         text = _clean(row.get(columns.text), digits)
         target = row.get(columns.target) if columns.target else "-"
-        target = _clean(target, digits) if target_name == "summary" else (str(target).strip() if target else "")
+        target = _clean(target, digits) if target_name == "summary" else value_text(target)
         if not text or not target:
             dropped += 1
             continue

@@ -26,7 +26,9 @@ import numpy as np
 import inference
 from inference.normalize import join_title
 from training.baselines import classification_scores, lead_baseline, majority_baseline, rouge_scores, tfidf_baseline
+from training.config import ConfigError
 from training.data import Columns, DataError, load_split, read_records
+from training.model_checks import check_model_source
 from training.report import write_report
 
 Kind = Literal["classification", "summarization"]
@@ -292,6 +294,8 @@ def run(args: argparse.Namespace) -> dict:
         training.data.DataError: m: not a model directory (no config.json)
     """
     kind = detect_kind(args.model)
+    # Before any data is read: a model that asks to run its own code, or has broken weights, is refused.
+    check_model_source(str(args.model), "--model")
     if args.output.exists() and not args.output.is_dir():
         raise DataError(f"{args.output}: exists and is not a folder (-o needs a folder for the report)")
     target = {"label": args.label_column} if kind == "classification" else {"summary": args.summary_column}
@@ -357,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = run(args)
-    except (DataError, DeviceError, ModelNotFoundError) as error:
+    except (ConfigError, DataError, DeviceError, ModelNotFoundError) as error:
         print(f"khabar-train evaluate: error: {error}", file=sys.stderr)
         return 2
     model = result["systems"]["model"]

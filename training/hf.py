@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 
 from training.config import ConfigError, ExperimentConfig
+from training.model_checks import check_model_source
 from training.precision import Precision
 
 
 def load_pretrained(auto_class: type, source: str, key: str):
-    """``auto_class.from_pretrained(source)``, with a one-line error naming the config key.
+    """``auto_class.from_pretrained(source)`` without custom code, with a one-line error naming the config key.
 
     Example:
         >>> from transformers import AutoConfig
@@ -27,8 +28,9 @@ def load_pretrained(auto_class: type, source: str, key: str):
         ...
         training.config.ConfigError: model.name_or_path: '/no/such/model' is not a local model directory ...
     """
+    check_model_source(source, key)
     try:
-        return auto_class.from_pretrained(source)
+        return auto_class.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as error:
         if not Path(source).exists():
             hint = " (build the tiny models with `khabar-train tiny-models`)" if "tiny" in source else ""

@@ -49,6 +49,7 @@ from training.config import ConfigError, ExperimentConfig, GenerationSettings, T
 from training.data import Columns, load_splits
 from training.hf import load_pretrained, trainer_arguments
 from training.metrics.rouge import rouge, rouge_per_example
+from training.model_checks import load_weights
 from training.precision import Precision, training_precision
 
 log = logging.getLogger(__name__)
@@ -140,9 +141,9 @@ def load_model_config(cfg: ExperimentConfig) -> PretrainedConfig:
 
 def _load_model(cfg: ExperimentConfig, config: PretrainedConfig) -> torch.nn.Module:
     if cfg.model.config:  # fresh random weights, seeded above
-        return AutoModelForSeq2SeqLM.from_config(config)
+        return AutoModelForSeq2SeqLM.from_config(config, trust_remote_code=False)
     # float32 master weights: mixed precision casts per operation, the optimizer needs full precision.
-    return AutoModelForSeq2SeqLM.from_pretrained(cfg.model.name_or_path, dtype=torch.float32)
+    return load_weights(AutoModelForSeq2SeqLM, cfg.model.name_or_path, "model.name_or_path", dtype=torch.float32)
 
 
 def tokenize(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, train_cfg: TrainConfig) -> datasets.Dataset:
