@@ -1,0 +1,233 @@
+"""Training and evaluation off the happy path: hostile model directories, bad configs, odd data.
+
+Each test runs the real ``khabar-train`` entry point (or the data loader it uses) on a small
+generated input and checks what a user sees: exit code 2, one line naming the file or key, no
+traceback, nothing executed, nothing written, input files unchanged. Every check fires before
+training starts, so the whole file takes seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from fixtures_training import TINY_CLASSIFIER_CONFIG, classifier_overrides
+
+from training.cli import main
+from training.config import ExperimentConfig
+from training.data import Columns, load_split
+from training.validation import RANGES, numeric_keys
+
+TINY_SUMMARIZER_CONFIG = TINY_CLASSIFIER_CONFIG.parent.parent / "summarizer" / "tiny.yaml"
+
+
+def run_train(capsys, *argv: str) -> tuple[int, str]:
+    """``khabar-train ARGV`` in process with "y" waiting on stdin; returns the exit code and the error line."""
+    stdin, sys.stdin = sys.stdin, io.StringIO("y\n" * 10)  # what `echo y | khabar-train ...` offers a prompt
+    try:
+        code = main(list(argv))
+    finally:
+        sys.stdin = stdin
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("khabar-train"), err
+    assert not any(line.startswith("khabar-train") for line in lines[:-1]), err  # one error line
+    return code, lines[-1]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """Hash of every file under ``folder``, to prove an input was left unchanged."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def with_config(model_dir: Path, **changes) -> None:
+    """Rewrite ``model_dir/config.json`` with ``changes``."""
+    path = model_dir / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), **changes}), encoding="utf-8")
+
+
+def evil_copy(source: Path, target: Path) -> Path:
+    """A copy of a tiny model whose config asks to run ``evil.py``, which would create ``PWNED`` in the cwd."""
+    shutil.copytree(source, target)
+    (target / "evil.py").write_text('import os\nos.system("touch PWNED")\nclass X:\n    pass\n', encoding="utf-8")
+    with_config(target, model_type="evil", auto_map={"AutoConfig": "evil.X"})
+    return target
+
+
+@pytest.mark.parametrize("task", ["classifier", "summarizer"])
+def test_training_never_runs_a_checkpoints_code(task, tiny_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    model = evil_copy(tiny_dir / task, tmp_path / "rc")
+    before = digest(model)
+    config = TINY_CLASSIFIER_CONFIG if task == "classifier" else TINY_SUMMARIZER_CONFIG
+    code, error = run_train(capsys, str(config), "model.name_or_path=rc", "output_dir=t")
+    assert code == 2
+    assert "model.name_or_path" in error and "rc/config.json" in error and "auto_map" in error
+    assert not (tmp_path / "PWNED").exists()
+    assert not (tmp_path / "t").exists()
+    assert digest(model) == before
+
+
+def test_evaluate_never_runs_a_checkpoints_code(tiny_classifier_dir, sample_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    evil_copy(tiny_classifier_dir, tmp_path / "rc")
+    argv = ["evaluate", "--model", "rc", "--data", str(sample_dir / "test.jsonl"), "-o", "report"]
+    code, error = run_train(capsys, *argv)
+    assert code == 2
+    assert "--model" in error and "rc/config.json" in error and "auto_map" in error
+    assert not (tmp_path / "PWNED").exists()
+    assert not (tmp_path / "report").exists()
+
+
+def test_label_zero_and_other_falsy_labels_are_labels(tmp_path, caplog):
+    rows = [0, 0.0, False, "0", 1, "sports"]
+    path = tmp_path / "topics.jsonl"
+    path.write_text("".join(json.dumps({"article": f"خبر {i}", "topic": v}) + "\n" for i, v in enumerate(rows)))
+    with caplog.at_level(logging.WARNING):
+        data = load_split(str(path), Columns(text="article", label="topic"))
+    assert data["label"] == ["0", "0.0", "False", "0", "1", "sports"]
+    assert "dropped" not in caplog.text
+
+
+def test_summary_zero_is_a_summary_and_blank_is_missing(tmp_path, caplog):
+    rows = [0, "0", "", "   ", None, "خلاصه"]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"article": f"خبر {i}", "summary": v}) + "\n" for i, v in enumerate(rows)))
+    with caplog.at_level(logging.WARNING):
+        data = load_split(str(path), Columns(text="article", summary="summary"))
+    assert data["summary"] == ["۰", "۰", "خلاصه"]  # normalized to Persian digits, as every text is
+    assert "dropped 3 rows" in caplog.text
+
+
+# Values a user can type that used to train nothing, crash mid-run or train on garbage.
+OUT_OF_RANGE = [
+    ("train.gradient_accumulation_steps", "-2"),
+    ("train.logging_steps", "0"),
+    ("train.num_workers", "-1"),
+    ("train.learning_rate", ".nan"),
+    ("train.learning_rate", "inf"),
+    ("train.warmup_ratio", "1.5"),
+    ("train.eval_batch_size", "0"),
+    ("train.max_steps", "0"),
+    ("train.seed", "-1"),
+    ("train.early_stopping_patience", "0"),
+    ("train.save_total_limit", "0"),
+    ("data.max_train_samples", "0"),
+    ("data.validation_fraction", "1.5"),
+    ("generation.num_beams", "0"),
+    ("generation.min_new_tokens", "-1"),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), OUT_OF_RANGE)
+def test_out_of_range_number_is_refused_before_any_work(key, value, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, error = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), f"{key}={value}", f"output_dir={out}")
+    assert code == 2
+    assert str(TINY_CLASSIFIER_CONFIG) in error and f"{key}: must be" in error
+    assert not out.exists()
+
+
+def test_every_numeric_config_key_has_a_range():
+    missing = [key for key in numeric_keys(ExperimentConfig) if key not in RANGES]
+    assert not missing, f"add a range to training/validation.py RANGES for: {', '.join(missing)}"
+    assert sorted(RANGES) == sorted(numeric_keys(ExperimentConfig))  # no stale entries either
+
+
+def test_yaml_tag_in_an_override_is_refused_not_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    override = 'train.learning_rate=!!python/object/apply:os.system ["touch PWNED"]'
+    code, error = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), override, "output_dir=out")
+    assert code == 2
+    assert "train.learning_rate=!!python" in error and "not a plain value" in error
+    assert not (tmp_path / "PWNED").exists()
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_non_utf8_training_file_names_file_and_line(suffix, tiny_classifier_dir, sample_dir, tmp_path, capsys):
+    bad = tmp_path / f"train{suffix}"
+    if suffix == ".jsonl":
+        lines = [json.dumps({"title": "t", "article": "خبر", "category": c}).encode() for c in ("a", "b")]
+        lines.append('{"title": "t", "article": "caf\u00e9", "category": "a"}'.encode("latin-1"))
+    else:
+        lines = [b"title,article,category", "t,خبر,a".encode(), "t,caf\u00e9,b".encode("latin-1")]
+    bad.write_bytes(b"\n".join(lines) + b"\n")
+    before = bad.read_bytes()
+    out = tmp_path / "out"
+    argv = classifier_overrides(tiny_classifier_dir, sample_dir, out, f"data.train_file={bad}")
+    code, error = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), *argv)
+    assert code == 2
+    assert f"{bad}:3: not valid UTF-8" in error
+    assert bad.read_bytes() == before
+    assert not out.exists()
+
+
+def test_gapped_id2label_in_the_starting_model_is_refused(tiny_classifier_dir, sample_dir, tmp_path, capsys):
+    model = tmp_path / "gapped"
+    shutil.copytree(tiny_classifier_dir, model)
+    labels = json.loads((model / "config.json").read_text())["id2label"]
+    with_config(model, id2label={str(2 * int(i)): label for i, label in labels.items()})
+    out = tmp_path / "out"
+    code, error = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), *classifier_overrides(model, sample_dir, out))
+    assert code == 2
+    assert f"{model}/config.json" in error and "id2label ids must be 0..6 without gaps" in error
+    assert not out.exists()
+
+
+def test_corrupted_safetensors_is_refused(tiny_classifier_dir, sample_dir, tmp_path, capsys):
+    model = tmp_path / "broken"
+    shutil.copytree(tiny_classifier_dir, model)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # a download cut short
+    out = tmp_path / "out"
+    code, error = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), *classifier_overrides(model, sample_dir, out))
+    assert code == 2
+    assert f"{weights}: corrupted safetensors file" in error
+    assert not out.exists()
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_pickle_with_code_is_refused_without_torch_advice(
+    tiny_classifier_dir, sample_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "pickled"
+    shutil.copytree(tiny_classifier_dir, model)
+    (model / "model.safetensors").unlink()
+    torch.save({"bert.embeddings.word_embeddings.weight": _RunsCode()}, model / "pytorch_model.bin")
+    out = tmp_path / "out"
+    code, error = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), *classifier_overrides(model, sample_dir, out))
+    assert code == 2
+    assert "model.name_or_path" in error and "refused its pickled weights" in error and "posix.system" in error
+    assert "weights_only" not in error
+    assert not (tmp_path / "PWNED").exists()
+    assert not out.exists()
+
+
+def test_missing_title_column_says_the_fix(tiny_classifier_dir, sample_dir, tmp_path, capsys):
+    untitled = tmp_path / "untitled.jsonl"
+    untitled.write_text(
+        "".join(json.dumps({"article": f"خبر {i}", "category": "ab"[i % 2]}) + "\n" for i in range(6)), encoding="utf-8"
+    )
+    out = tmp_path / "out"
+    argv = classifier_overrides(tiny_classifier_dir, sample_dir, out, f"data.train_file={untitled}")
+    code, error = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), *argv)
+    assert code == 2
+    assert f"{untitled}:1: column 'title' not found" in error and "data.title_column=null" in error
+    assert not out.exists()
