@@ -91,7 +91,7 @@ def test_wrong_type_names_the_key(override: str, key: str) -> None:
     [
         (["train.fp16=true", "train.bf16=true"], "exclusive"),
         (["train.eval_strategy=steps"], "eval_steps"),
-        (["train.learning_rate=0"], "train.learning_rate must be positive"),
+        (["train.learning_rate=0"], "train.learning_rate: must be a number > 0"),
         (["model.name_or_path=null"], "model.name_or_path or model.config"),
     ],
 )
