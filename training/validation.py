@@ -11,7 +11,7 @@ Example:
     >>> check_value("train.warmup_ratio", 1.5)
     Traceback (most recent call last):
     ...
-    training.config.ConfigError: train.warmup_ratio: must be a number from 0 below 1, got 1.5
+    training.config.ConfigError: train.warmup_ratio: must be a number >= 0 and < 1, got 1.5
 """
 
 from __future__ import annotations
@@ -59,13 +59,12 @@ class Range:
     def describe(self) -> str:
         """The range in words, for the error message."""
         kind = "a whole number" if self.whole else "a number"
-        if self.low is not None and self.high is not None:
-            low, high = ("above " if self.low_open else "from "), (" below " if self.high_open else " to ")
-            text = f"{kind} {low}{_plain(self.low)}{high}{_plain(self.high)}"
-        elif self.low is not None:
-            text = f"{kind} {'>' if self.low_open else '>='} {_plain(self.low)}"
-        else:
-            text = f"a finite {kind.removeprefix('a ')}"
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>' if self.low_open else '>='} {_plain(self.low)}")
+        if self.high is not None:
+            bounds.append(f"{'<' if self.high_open else '<='} {_plain(self.high)}")
+        text = f"{kind} {' and '.join(bounds)}" if bounds else f"a finite {kind.removeprefix('a ')}"
         sentinels = " or ".join(_plain(value) for value in self.also)
         return f"{sentinels} or {text}" if sentinels else text
 
