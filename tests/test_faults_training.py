@@ -187,10 +187,8 @@ def test_gapped_id2label_in_the_starting_model_is_refused(tiny_classifier_dir, s
 
 
 def test_corrupted_safetensors_is_refused(tiny_classifier_dir, sample_dir, tmp_path, capsys):
-    model = tmp_path / "broken"
-    shutil.copytree(tiny_classifier_dir, model)
+    model = truncated_copy(tiny_classifier_dir, tmp_path / "broken")
     weights = model / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-100])  # a download cut short
     out = tmp_path / "out"
     code, error = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), *classifier_overrides(model, sample_dir, out))
     assert code == 2
@@ -203,14 +201,56 @@ class _RunsCode:
         return (os.system, ("touch PWNED",))
 
 
+def pickled_copy(source: Path, target: Path) -> Path:
+    """A copy of a tiny model whose only weights are a pickle that would create ``PWNED`` when loaded."""
+    shutil.copytree(source, target)
+    (target / "model.safetensors").unlink()
+    torch.save({"bert.embeddings.word_embeddings.weight": _RunsCode()}, target / "pytorch_model.bin")
+    return target
+
+
+def truncated_copy(source: Path, target: Path) -> Path:
+    """A copy of a tiny model whose safetensors file was cut short, like an interrupted download."""
+    shutil.copytree(source, target)
+    weights = target / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    return target
+
+
+@pytest.mark.parametrize("damage", ["pickle", "truncated"])
+def test_evaluate_refuses_unsafe_or_broken_weights(
+    damage, tiny_classifier_dir, sample_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    copy = pickled_copy if damage == "pickle" else truncated_copy
+    model = copy(tiny_classifier_dir, tmp_path / "model")
+    argv = ["evaluate", "--model", str(model), "--data", str(sample_dir / "test.jsonl"), "-o", "report"]
+    code, error = run_train(capsys, *argv)
+    assert code == 2
+    expected = "refused its pickled weights" if damage == "pickle" else "corrupted safetensors file"
+    assert "--model" in error and expected in error and "weights_only" not in error
+    assert not (tmp_path / "PWNED").exists()
+    assert not (tmp_path / "report").exists()
+
+
+def test_plain_pickled_weights_still_load(tiny_classifier_dir, tmp_path):
+    # The refusal is about code in a pickle, not about the format: tensors alone pass.
+    from safetensors.torch import load_file
+
+    from training.model_checks import check_model_source
+
+    model = tmp_path / "plain"
+    shutil.copytree(tiny_classifier_dir, model)
+    torch.save(load_file(model / "model.safetensors"), model / "pytorch_model.bin")
+    (model / "model.safetensors").unlink()
+    check_model_source(str(model), "model.name_or_path")
+
+
 def test_pickle_with_code_is_refused_without_torch_advice(
     tiny_classifier_dir, sample_dir, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
-    model = tmp_path / "pickled"
-    shutil.copytree(tiny_classifier_dir, model)
-    (model / "model.safetensors").unlink()
-    torch.save({"bert.embeddings.word_embeddings.weight": _RunsCode()}, model / "pytorch_model.bin")
+    model = pickled_copy(tiny_classifier_dir, tmp_path / "pickled")
     out = tmp_path / "out"
     code, error = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), *classifier_overrides(model, sample_dir, out))
     assert code == 2

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError, safe_open
 
 from training.config import ConfigError
@@ -49,8 +51,12 @@ def check_model_source(source: str, key: str) -> None:
     for name in CODE_CONFIGS:
         if (path / name).is_file():
             _check_config_file(path / name, key)
-    for weights in sorted(path.glob("*.safetensors")):
+    safetensors = sorted(path.glob("*.safetensors"))
+    for weights in safetensors:
         _check_safetensors(weights, key)
+    if not safetensors:  # only then does transformers fall back to pickled weights
+        for weights in sorted(path.glob("pytorch_model*.bin")):  # not training_args.bin, a pickled object
+            _check_pickle(weights, key)
 
 
 def _check_config_file(path: Path, key: str) -> None:
@@ -100,6 +106,17 @@ def _check_safetensors(path: Path, key: str) -> None:
         raise ConfigError(f"{key}: {path}: corrupted safetensors file ({_first_line(error)})") from None
 
 
+def _check_pickle(path: Path, key: str) -> None:
+    # torch's weights-only unpickler builds tensors and containers and nothing else; a zip archive
+    # (torch.save's format since 1.6) is memory-mapped, so the check reads little of a large file.
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as error:
+        raise ConfigError(f"{key}: {path}: {_refused(error)}") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as error:
+        raise ConfigError(f"{key}: {path}: corrupted weights file ({_first_line(error)})") from None
+
+
 def load_weights(auto_class: type, source: str, key: str, **kwargs):
     """``auto_class.from_pretrained(source, **kwargs)`` without custom code, preferring safetensors.
 
@@ -123,20 +140,19 @@ def load_weights(auto_class: type, source: str, key: str, **kwargs):
     try:
         return auto_class.from_pretrained(source, trust_remote_code=False, use_safetensors=safetensors, **kwargs)
     except pickle.UnpicklingError as error:
-        raise ConfigError(
-            f"{key}: {source}: refused its pickled weights: {_refusal(error)}; "
-            "khabar loads only plain tensors (save the model as safetensors)"
-        ) from None
+        raise ConfigError(f"{key}: {source}: {_refused(error)}") from None
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:
         raise ConfigError(f"{key}: cannot load the weights of {source!r}: {_first_line(error)}") from None
 
 
-def _refusal(error: BaseException) -> str:
-    """torch's reason for refusing a pickle, without its advice to load it with ``weights_only=False``."""
+def _refused(error: BaseException) -> str:
+    """Why a pickle was refused, without torch's advice to load it with ``weights_only=False``."""
+    reason = "it holds objects other than tensors"
     for line in str(error).splitlines():
         if "GLOBAL" in line or "Unsupported" in line:
-            return line.strip().rstrip(".")
-    return "it holds objects other than tensors"
+            reason = line.strip().rstrip(".")
+            break
+    return f"refused its pickled weights: {reason}; khabar loads only plain tensors (save the model as safetensors)"
 
 
 def _first_line(error: BaseException) -> str:
