@@ -155,21 +155,27 @@ def test_yaml_tag_in_an_override_is_refused_not_run(tmp_path, monkeypatch, capsy
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
-def test_non_utf8_training_file_names_file_and_line(suffix, tiny_classifier_dir, sample_dir, tmp_path, capsys):
-    bad = tmp_path / f"train{suffix}"
-    if suffix == ".jsonl":
-        lines = [json.dumps({"title": "t", "article": "خبر", "category": c}).encode() for c in ("a", "b")]
-        lines.append('{"title": "t", "article": "caf\u00e9", "category": "a"}'.encode("latin-1"))
+@pytest.mark.parametrize("kind", ["jsonl", "csv", "utf16"])
+def test_non_utf8_training_file_names_file_and_line(kind, tiny_classifier_dir, sample_dir, tmp_path, capsys):
+    bad = tmp_path / f"train.{'csv' if kind == 'csv' else 'jsonl'}"
+    rows = [{"title": "t", "article": text, "category": c} for text, c in (("خبر", "a"), ("خبر", "b"), ("café", "a"))]
+    if kind == "csv":
+        lines = ["title,article,category"] + [",".join(row.values()) for row in rows[:2]]
+        bad.write_bytes("\n".join(lines).encode() + b"\n" + "t,café,b\n".encode("latin-1"))
+        expected = f"{bad}:4: not valid UTF-8 (byte 0xe9"
+    elif kind == "jsonl":
+        lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+        bad.write_bytes("\n".join(lines[:2]).encode() + b"\n" + lines[2].encode("latin-1") + b"\n")
+        expected = f"{bad}:3: not valid UTF-8 (byte 0xe9"
     else:
-        lines = [b"title,article,category", "t,خبر,a".encode(), "t,caf\u00e9,b".encode("latin-1")]
-    bad.write_bytes(b"\n".join(lines) + b"\n")
+        bad.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-16")
+        expected = f"{bad}:1: not valid UTF-8 (UTF-16 text)"
     before = bad.read_bytes()
     out = tmp_path / "out"
     argv = classifier_overrides(tiny_classifier_dir, sample_dir, out, f"data.train_file={bad}")
     code, error = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), *argv)
     assert code == 2
-    assert f"{bad}:3: not valid UTF-8" in error
+    assert expected in error
     assert bad.read_bytes() == before
     assert not out.exists()
 

@@ -54,18 +54,20 @@ class Columns:
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            line = _decoded(path, number, raw)
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: malformed JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            yield number, row
+    with path.open(encoding="utf-8") as f:
+        try:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise DataError(f"{path}:{number}: malformed JSON ({error.msg})") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+                yield number, row
+        except UnicodeDecodeError:
+            raise _encoding_error(path) from None
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
@@ -75,21 +77,21 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
             for row in reader:
                 yield reader.line_num, row
         except UnicodeDecodeError:
-            # The decoder reads ahead in blocks, so find the line again byte by byte.
-            with path.open("rb") as lines:
-                for number, raw in enumerate(lines, start=1):
-                    _decoded(path, number, raw)
-            raise DataError(f"{path}: not valid UTF-8 text; save it as UTF-8") from None
+            raise _encoding_error(path) from None
 
 
-def _decoded(path: Path, number: int, raw: bytes) -> str:
-    """One line as text, or a :class:`DataError` naming the file, the line and the encoding problem."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        utf16 = number == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff")
-        found = "UTF-16 text" if utf16 else f"byte 0x{raw[error.start]:02x} at column {error.start + 1}"
-        raise DataError(f"{path}:{number}: not valid UTF-8 ({found}); save the file as UTF-8") from None
+def _encoding_error(path: Path) -> DataError:
+    """A :class:`DataError` naming the first line of ``path`` that is not UTF-8, and what it holds instead."""
+    # The decoder reads ahead in blocks, so its error cannot say which line; find it again byte by byte.
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                utf16 = number == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+                found = "UTF-16 text" if utf16 else f"byte 0x{raw[error.start]:02x} at column {error.start + 1}"
+                return DataError(f"{path}:{number}: not valid UTF-8 ({found}); save the file as UTF-8")
+    return DataError(f"{path}: not valid UTF-8; save the file as UTF-8")
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
