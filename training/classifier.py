@@ -52,6 +52,7 @@ from training.config import ConfigError, ExperimentConfig, TrainConfig, save_con
 from training.data import Columns, DataError, load_splits
 from training.hf import load_pretrained, trainer_arguments
 from training.metrics.classification import classification_metrics
+from training.model_card import describe_hardware, write_model_card
 from training.model_checks import load_weights
 from training.plots import plot_confusion_matrix
 from training.precision import Precision, training_precision
@@ -437,6 +438,7 @@ def write_outputs(out: Path, cfg: ExperimentConfig, log_history: list[dict], met
     """
     save_config(cfg, out / "config.yaml")
     save_normalization(out, cfg.data.digits)
+    metrics["train"].setdefault("hardware", describe_hardware())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     split = "test" if "test" in metrics else "validation"
     plot_confusion_matrix(
@@ -445,4 +447,5 @@ def write_outputs(out: Path, cfg: ExperimentConfig, log_history: list[dict], met
     with (out / "training_log.jsonl").open("w", encoding="utf-8") as f:
         for row in epoch_log(log_history):
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_model_card(out)
     remove_checkpoints(out)

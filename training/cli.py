@@ -4,6 +4,7 @@ Usage:
     khabar-train CONFIG [key=value ...]     train (the config's ``task`` picks the trainer)
     khabar-train tiny-models [--out DIR]    build the tiny offline models
     khabar-train evaluate --model DIR ...   write an evaluation report
+    khabar-train card DIR                   write a trained model's README.md model card
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from training.config import ConfigError, field_help, load_config
 from training.data import DataError
 
 # subcommand -> module with a main(argv) -> int
-TOOLS = {"tiny-models": "training.tiny", "evaluate": "training.evaluation"}
+TOOLS = {"tiny-models": "training.tiny", "evaluate": "training.evaluation", "card": "training.model_card"}
 TRAINERS = {"classification": "training.classifier", "summarization": "training.summarizer"}
 
 

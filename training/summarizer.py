@@ -49,6 +49,7 @@ from training.config import ConfigError, ExperimentConfig, GenerationSettings, T
 from training.data import Columns, load_splits
 from training.hf import load_pretrained, trainer_arguments
 from training.metrics.rouge import rouge, rouge_per_example
+from training.model_card import describe_hardware, write_model_card
 from training.model_checks import load_weights
 from training.precision import Precision, training_precision
 
@@ -314,6 +315,7 @@ def write_outputs(
     """
     save_config(cfg, out / "config.yaml")
     save_normalization(out, cfg.data.digits)
+    metrics["train"].setdefault("hardware", describe_hardware())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     split = "test" if "test" in predictions else "validation"
     rows = raw[split].select(range(min(NUM_SAMPLES, len(raw[split]))))
@@ -326,4 +328,5 @@ def write_outputs(
     with (out / "training_log.jsonl").open("w", encoding="utf-8") as f:
         for entry in trainer.state.log_history:
             f.write(json.dumps(entry) + "\n")
+    write_model_card(out)
     remove_checkpoints(out)

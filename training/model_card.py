@@ -1,0 +1,226 @@
+"""Model cards: a ``README.md`` in every trained model directory, written offline from what training saved.
+
+The card reads the directory only (``config.json``, ``config.yaml``, ``metrics.json``,
+``normalization.json``, ``generation_config.json``), so ``khabar-train card DIR`` can write it again
+later, and the hub shows it as is: YAML front matter in the hub's model-card format, then the task,
+labels, data, test metrics beside the baselines, settings, hardware and how to load the model.
+
+Example:
+    >>> print(card_front_matter({"pipeline_tag": "summarization", "metrics": ["rouge"]}).splitlines()[4])
+    pipeline_tag: summarization
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+from training.card_baselines import baseline_scores
+
+log = logging.getLogger(__name__)
+
+CARD_NAME = "README.md"
+# A hub repository id (``org/name``); local starting points are not named as a hub base model.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class CardError(ValueError):
+    """A directory a card cannot be written for, reported in one line.
+
+    Example:
+        >>> issubclass(CardError, ValueError)
+        True
+    """
+
+
+def describe_hardware() -> str:
+    """The machine a run used, in words: the accelerator if any, else the processor and its core count.
+
+    Example:
+        >>> isinstance(describe_hardware(), str)
+        True
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        return f"{count} × {torch.cuda.get_device_name(0)}"
+    return f"CPU: {_processor_name()} ({os.cpu_count()} cores), torch {torch.__version__}"
+
+
+def _processor_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def write_model_card(model_dir: str | Path, hardware: str | None = None, baselines: bool = True) -> Path:
+    """Write ``model_dir/README.md`` from the files training saved there; returns its path.
+
+    ``hardware`` describes the machine that trained the model (training passes
+    :func:`describe_hardware`; a card written later says it was not recorded unless ``metrics.json``
+    has it). ``baselines`` scores the majority / TF-IDF (topics) or lead-1 (summaries) baselines on
+    the run's data files when they are still on disk.
+
+    Example:
+        >>> write_model_card("no/such/dir")
+        Traceback (most recent call last):
+        ...
+        training.model_card.CardError: no/such/dir: not a trained khabar model directory (no metrics.json)
+    """
+    facts = collect_facts(Path(model_dir), hardware)
+    if baselines:
+        facts["baselines"] = baseline_scores(facts["task"], facts["run"].get("data", {}))
+    path = Path(model_dir) / CARD_NAME
+    path.write_text(render_card(facts), encoding="utf-8")
+    return path
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CardError(f"{path}: unreadable ({error})") from None
+
+
+def collect_facts(model_dir: Path, hardware: str | None = None) -> dict:
+    """What the card says, gathered from the model directory into one plain dict.
+
+    Example:
+        >>> collect_facts(Path("."))
+        Traceback (most recent call last):
+        ...
+        training.model_card.CardError: .: not a trained khabar model directory (no metrics.json)
+    """
+    if not (model_dir / "metrics.json").is_file():
+        raise CardError(f"{model_dir}: not a trained khabar model directory (no metrics.json)")
+    metrics = _read_json(model_dir / "metrics.json")
+    model_config = _read_json(model_dir / "config.json")
+    try:
+        run = yaml.safe_load((model_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        run = {}
+    task = run.get("task") or ("summarization" if model_config.get("is_encoder_decoder") else "classification")
+    start = (run.get("model") or {}).get("name_or_path") or (run.get("model") or {}).get("config")
+    return {
+        "model_dir": str(model_dir),
+        "task": task,
+        "metrics": metrics,
+        "model_config": model_config,
+        "run": run,
+        "normalization": _read_json(model_dir / "normalization.json"),
+        "generation": _read_json(model_dir / "generation_config.json"),
+        "base_model": start if start and _HUB_ID.match(str(start)) and not Path(str(start)).exists() else None,
+        "start": start,
+        "parameters": _parameter_count(model_dir),
+        "hardware": hardware or metrics.get("train", {}).get("hardware") or "not recorded",
+        "pipeline_tag": "summarization" if task == "summarization" else "text-classification",
+        "metrics_names": ["rouge"] if task == "summarization" else ["accuracy", "f1"],
+    }
+
+
+def _parameter_count(model_dir: Path) -> int | None:
+    """Parameters in the saved safetensors weights, read from their headers (no tensor is loaded)."""
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    total = 0
+    for file in files:
+        with safe_open(str(file), framework="np") as weights:
+            for name in weights.keys():  # noqa: SIM118 - safe_open is not a mapping
+                shape = weights.get_slice(name).get_shape()
+                count = 1
+                for size in shape:
+                    count *= size
+                total += count
+    return total
+
+
+def card_front_matter(facts: dict) -> str:
+    """The hub's YAML front matter: language, licence, pipeline tag, base model, metrics.
+
+    Example:
+        >>> print(card_front_matter({"pipeline_tag": "text-classification", "base_model": "org/bert",
+        ...                          "metrics": ["accuracy", "f1"]}), end="")
+        ---
+        language: fa
+        license: apache-2.0
+        library_name: transformers
+        pipeline_tag: text-classification
+        base_model: org/bert
+        tags:
+        - khabar
+        - persian
+        - news
+        metrics:
+        - accuracy
+        - f1
+        ---
+    """
+    meta: dict = {
+        "language": "fa",
+        "license": "apache-2.0",
+        "library_name": "transformers",
+        "pipeline_tag": facts["pipeline_tag"],
+    }
+    if facts.get("base_model"):
+        meta["base_model"] = facts["base_model"]
+    meta["tags"] = ["khabar", "persian", "news"]
+    meta["metrics"] = list(facts["metrics"])
+    return "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + "---\n"
+
+
+def render_card(facts: dict) -> str:
+    """The whole card as Markdown.
+
+    Example:
+        >>> "## How to load" in render_card({
+        ...     "model_dir": "m", "task": "classification", "metrics": {"labels": ["a", "b"]},
+        ...     "model_config": {}, "run": {}, "normalization": {}, "generation": {}, "base_model": None,
+        ...     "start": None, "parameters": 1000, "hardware": "CPU", "pipeline_tag": "text-classification",
+        ...     "metrics_names": ["accuracy"]})
+        True
+    """
+    from training.card_sections import SECTIONS
+
+    front = card_front_matter({**facts, "metrics": facts["metrics_names"]})
+    body = "\n".join(section(facts) for section in SECTIONS)
+    return front + "\n" + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``khabar-train card DIR``: write (or rewrite) a trained model directory's ``README.md`` card.
+
+    Example:
+        >>> main(["no/such/dir"])
+        2
+    """
+    parser = argparse.ArgumentParser(
+        prog="khabar-train card", description="Write the README.md model card of a trained model directory."
+    )
+    parser.add_argument("model_dir", help="a directory written by khabar-train")
+    parser.add_argument("--no-baselines", action="store_true", help="skip scoring the baselines on the data files")
+    args = parser.parse_args(argv)
+    try:
+        path = write_model_card(args.model_dir, baselines=not args.no_baselines)
+    except CardError as error:
+        print(f"khabar-train card: error: {error}", file=sys.stderr)
+        return 2
+    print(f"model card written to {path}")
+    return 0
