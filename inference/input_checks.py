@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 
@@ -26,6 +27,9 @@ _BOMS = (
     (b"\xfe\xff", "UTF-16"),
 )
 _SNIFF_BYTES = 4096
+# An array of objects (or an empty one), on one line or pretty-printed. A first line such as
+# `["a"]` or `[[[` is one bad row of a JSON Lines file, not an array file.
+_JSON_ARRAY = re.compile(rb"\s*\[\s*[{\]]")
 
 
 def _identity(path: str, stdio_fd: int | None) -> tuple[int, int] | None:
@@ -113,7 +117,7 @@ def check_encoding_and_shape(path: str, fmt: str) -> None:
             f"INPUT {path}: is {encoding} text; khabar reads UTF-8, so convert it first "
             f"(e.g. iconv -f {encoding} -t UTF-8 {path} > new.{fmt})"
         )
-    if fmt == "jsonl" and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+    if fmt == "jsonl" and _JSON_ARRAY.match(head.removeprefix(b"\xef\xbb\xbf")):
         raise UsageError(
             f"INPUT {path}: is a JSON array, not JSON Lines (one object per line); "
             f"convert it first (e.g. jq -c '.[]' {path} > new.jsonl)"
