@@ -222,7 +222,7 @@ def test_second_run_on_a_busy_output_fails_at_once(tmp_path, topic, capsys) -> N
 @pytest.mark.parametrize(
     "content",
     [
-        b'{"name": "a list of mine"}\n{"name": "cut',  # JSONL, but not khabar's records
+        b'{"name": "one record of mine", "without": "a newline"}',  # JSONL, but not khabar's
         b"plain notes without a newline",
         b'{"id": "a", "line": 1, "topic": "x", "topic_score": 0.5}\n{"name": "half',  # ours, then not ours
     ],
