@@ -8,11 +8,13 @@ input left exactly as it was.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -83,6 +85,53 @@ def env() -> dict[str, str]:
 
 def command(*args: object) -> list[str]:
     return [sys.executable, "-m", "inference.cli", *map(str, args)]
+
+
+# The parent of every killed run: imports torch and khabar once, then forks one child per command.
+ZYGOTE = r"""
+import json, os, sys
+import torch, transformers.models.bert.modeling_bert, inference.cli, inference.classifier
+torch.set_num_threads(1)
+for line in sys.stdin:
+    message = json.loads(line)
+    if "wait" in message:
+        _, status = os.waitpid(message["wait"], 0)
+        print(os.waitstatus_to_exitcode(status), flush=True)
+        continue
+    pid = os.fork()
+    if pid == 0:
+        quiet = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(quiet, fd)
+        os._exit(inference.cli.main(message["argv"]))
+    print(pid, flush=True)
+"""
+
+
+_zygotes: list[subprocess.Popen] = []
+
+
+def shared_zygote() -> subprocess.Popen:
+    """The forking parent (starting Python with torch takes seconds), started once for all fault tests."""
+    if not _zygotes:
+        _zygotes.append(
+            subprocess.Popen(
+                [sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env()
+            )
+        )
+        atexit.register(_stop_zygote)
+    return _zygotes[0]
+
+
+def _stop_zygote() -> None:
+    _zygotes[0].stdin.close()
+    _zygotes[0].wait(timeout=30)
+
+
+def ask(zygote: subprocess.Popen, message: dict) -> int:
+    zygote.stdin.write(json.dumps(message) + "\n")
+    zygote.stdin.flush()
+    return int(zygote.stdout.readline())
 
 
 @pytest.fixture(scope="module")
@@ -180,37 +229,24 @@ def test_unclosed_csv_quote_accounts_for_every_line(tmp_path, topic, capsys) -> 
 # --- 5. two runs on one output ------------------------------------------------------------------------
 
 
-def wait_for(condition, proc: subprocess.Popen, timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"the first run ended early: {proc.stderr.read()}")
-        if time.monotonic() > end:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
-
-
 def test_second_run_on_a_busy_output_fails_at_once(tmp_path, topic, capsys) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", good_rows(400))
     output = tmp_path / "out.jsonl"
-    first = subprocess.Popen(
-        command("predict", source, "-o", output, *topic, "--batch-size", "1"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
-    )
+    zygote = shared_zygote()
+    first = ask(zygote, {"argv": ["predict", str(source), "-o", str(output), *topic, "--batch-size", "1"]})
     try:
-        wait_for(lambda: output.exists() and output.stat().st_size > 0, first)
+        end = time.monotonic() + 60
+        while not (output.exists() and output.stat().st_size > 0) and time.monotonic() < end:
+            time.sleep(0.02)
         for flag in ("--overwrite", "--resume"):  # replacing the output, or continuing it
             started = time.monotonic()
             code, _, err = khabar(capsys, "predict", source, "-o", output, *topic, flag)
             assert time.monotonic() - started < 5  # refused before loading any model
             assert code == 2
-            one_line_error(err, str(output), "in use by another khabar run", f"process {first.pid}")
+            one_line_error(err, str(output), "in use by another khabar run", f"process {first}")
     finally:
-        first.terminate()
-        first.wait(timeout=60)
+        os.kill(first, signal.SIGTERM)  # stops after the batch it is in
+        ask(zygote, {"wait": first})
     records = strict_records(output)
     ids = [record["id"] for record in records]
     assert len(ids) == len(set(ids)) and all("topic" in record for record in records)
@@ -336,7 +372,7 @@ def test_a_pickle_that_is_not_plain_weights_is_refused_and_never_run(tmp_path, f
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    (model / "pytorch_model.bin").write_bytes(pickle.dumps({"weight": Payload()}))
+    (model / "pytorch_model.bin").write_bytes(pickle.dumps({"weight": Payload()}, protocol=2))
     code, _, err = khabar(capsys, "classify", "خبر", "--classifier", model, "--device", "cpu")
     assert code == 2
     line = one_line_error(err, str(model), "Python objects besides weights")

@@ -6,7 +6,7 @@ finishes it. Whatever the mixture and the moment: the output is valid UTF-8 JSON
 id appears exactly once, and every input line that holds a record is accounted for.
 
 Starting Python with torch takes seconds, so the killed runs are forked from one process that
-imported everything once; each example then costs about a second.
+imported everything once (the ``zygote`` fixture); each example then costs about a second.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_faults_inference import ask, shared_zygote
 
 from inference.cli import main
 
@@ -53,42 +53,10 @@ CSV_BAD = {
 # Kinds that still give a topic.
 GOOD = {None, "number id"}
 
-# The parent of every killed run: imports torch and khabar once, then forks one child per command.
-ZYGOTE = r"""
-import json, os, sys
-import torch, transformers.models.bert.modeling_bert, inference.cli, inference.classifier
-torch.set_num_threads(1)
-for line in sys.stdin:
-    message = json.loads(line)
-    if "wait" in message:
-        _, status = os.waitpid(message["wait"], 0)
-        print(os.waitstatus_to_exitcode(status), flush=True)
-        continue
-    pid = os.fork()
-    if pid == 0:
-        quiet = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(quiet, fd)
-        os._exit(inference.cli.main(message["argv"]))
-    print(pid, flush=True)
-"""
 
-
-@pytest.fixture(scope="module")
-def zygote():
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
-    )
-    yield proc
-    proc.stdin.close()
-    proc.wait(timeout=30)
-
-
-def ask(zygote: subprocess.Popen, message: dict) -> int:
-    zygote.stdin.write(json.dumps(message) + "\n")
-    zygote.stdin.flush()
-    return int(zygote.stdout.readline())
+@pytest.fixture
+def zygote() -> subprocess.Popen:
+    return shared_zygote()
 
 
 def build_input(folder: Path, fmt: str, kinds: list[str | None]) -> tuple[Path, list[int]]:
@@ -183,7 +151,7 @@ def cases(draw):
 HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=HEALTH)
+@settings(max_examples=12, deadline=None, suppress_health_check=HEALTH)
 @given(case=cases())
 def test_killed_anywhere_and_resumed_every_line_once(zygote, tmp_path_factory, fitted_classifier_dir, case) -> None:
     check_killed_and_resumed(zygote, tmp_path_factory, fitted_classifier_dir, *case)
