@@ -326,8 +326,9 @@ class RecordWriter:
         ['id,topic', 'a,sports']
     """
 
-    def __init__(self, path: str, fields: list[str], append: bool = True) -> None:
+    def __init__(self, path: str, fields: list[str], append: bool = True, resumable: bool = True) -> None:
         self.path = path
+        self.resumable = resumable
         self.format = file_format(path, "-o")
         self.fields = fields
         self.written = 0
@@ -381,9 +382,9 @@ class RecordWriter:
             raise  # stdout's reader went away: the CLI stops quietly
         except OSError as exc:
             self._failed = True
+            then = "rerun the same command with --resume to finish" if self.resumable else "run it again"
             raise UsageError(
-                f"-o {self.path}: {exc.strerror or exc} after {self.written} records; "
-                "make room, then rerun the same command with --resume to finish"
+                f"-o {self.path}: {exc.strerror or exc} after {self.written} records; make room, then {then}"
             ) from None
 
     def _csv_text(self, records: Iterable[dict]) -> str:

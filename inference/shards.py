@@ -127,13 +127,16 @@ def merge_parts(parts: list[str], output: str, overwrite: bool = False) -> int:
         return _write_merged(parts, output, fields)
     file_format(output, "-o")  # an unknown suffix is reported before the parts are read
     with renamed_into_place(output) as temp:
-        return _write_merged(parts, temp, fields)
+        try:
+            return _write_merged(parts, temp, fields)
+        except UsageError as exc:  # name the file the user asked for, not the temporary one
+            raise UsageError(str(exc).replace(temp, output)) from None
 
 
 def _write_merged(parts: list[str], output: str, fields: list[str]) -> int:
     merged = heapq.merge(*(_part_records(part) for part in parts), key=lambda pair: pair[0])
     count, previous = 0, None
-    with RecordWriter(output, fields, append=False) as writer:
+    with RecordWriter(output, fields, append=False, resumable=False) as writer:
         for line, record, part in merged:
             if previous is not None and line == previous[0]:
                 raise UsageError(f"line {line} is in both {previous[1]} and {part}; were the shards run twice?")

@@ -564,3 +564,19 @@ def test_json_error_message_reads_once(tmp_path, topic, capsys) -> None:
     khabar(capsys, "predict", source, "-o", tmp_path / "out.jsonl", *topic)
     (record,) = strict_records(tmp_path / "out.jsonl")
     assert record["error"] == "malformed JSON: Unterminated string starting at column 24"
+
+
+def test_resume_retries_error_records_of_a_csv_output(tmp_path, topic, capsys) -> None:
+    import csv
+
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(3))
+    output = tmp_path / "out.csv"
+    assert khabar(capsys, "predict", source, "-o", output, *topic)[0] == 0
+    lines = output.read_text(encoding="utf-8").splitlines()
+    lines[2] = "g1,2,,,topic: out of memory"  # header, g0, then g1 as an error record
+    output.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, _, _ = khabar(capsys, "predict", source, "-o", output, "--resume", *topic)
+    with output.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert code == 0 and sorted(row["id"] for row in rows) == ["g0", "g1", "g2"]
+    assert all(row["topic"] and not row["error"] for row in rows)
