@@ -61,7 +61,7 @@ def guarded_output(output: str, input_path: str, resume: bool) -> Iterator[Outpu
         raise UsageError(str(exc)) from None
     try:
         now = fingerprint(input_path)
-        if resume:
+        if resume and _has_records(output):  # an output that is gone or empty holds nothing to mix up
             _check_same_input(output, input_path, (lock.previous or {}).get("input"), now)
         yield OutputGuard(lock, now)
     finally:
@@ -76,6 +76,13 @@ def _lockable(output: str) -> bool:
         return stat.S_ISREG(os.stat(output).st_mode)
     except FileNotFoundError:
         return True
+    except OSError:
+        return False
+
+
+def _has_records(output: str) -> bool:
+    try:
+        return os.stat(output).st_size > 0
     except OSError:
         return False
 

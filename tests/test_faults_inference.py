@@ -410,6 +410,9 @@ def test_resume_refuses_an_input_that_changed(tmp_path, topic, capsys) -> None:
     assert code == 2
     one_line_error(err, "in.jsonl", "is not the input", "--overwrite")
     assert digest(output) == before
+    output.unlink()  # nothing left to mix up: --resume starts afresh
+    assert khabar(capsys, "predict", source, "-o", output, "--resume", *topic)[0] == 0
+    assert [record["id"] for record in strict_records(output)] == [1, 2, 3, 4, 5, 6]
 
 
 # --- 12. khabar merge -------------------------------------------------------------------------------------
