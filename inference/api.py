@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -95,7 +96,13 @@ def load_model(
     source = resolve_model(kind, model)
     key = str(Path(source).expanduser().resolve()) if is_local(source) else source
     target = "cpu" if load_options.get("backend", "torch") != "torch" and device == "auto" else device
-    return _cached(kind, key, str(resolve_device(target)), tuple(sorted(load_options.items())))
+    # lru_cache does not stop two threads missing at once and both loading: the first call from
+    # several threads (a web server's workers) would load the model once per thread.
+    with _LOADING:
+        return _cached(kind, key, str(resolve_device(target)), tuple(sorted(load_options.items())))
+
+
+_LOADING = threading.Lock()
 
 
 def clear_cache() -> None:

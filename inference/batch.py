@@ -31,6 +31,8 @@ from typing import Any
 from inference.memory import release_freed_memory
 from inference.normalize import join_title
 from inference.records import Row, type_name
+from inference.safe_records import escape_surrogates, record_id, writable
+from inference.safe_records import problem as unwritable
 from inference.shards import Shard
 
 # Longer articles are split into windows by the classifier and truncated by the summarizer, as
@@ -108,12 +110,14 @@ class StrictFailure(Exception):
 def row_id(row: Row, id_column: str) -> str | int:
     """The row's id: its ``id_column`` value, else (missing, empty or unreadable) its line number.
 
+    A non-string id keeps its JSON text (see :func:`~inference.safe_records.record_id`).
+
     Example:
-        >>> row_id(Row(0, 5, {"id": "x9"}), "id"), row_id(Row(1, 6, {}), "id")
-        ('x9', 6)
+        >>> row_id(Row(0, 5, {"id": "x9"}), "id"), row_id(Row(1, 6, {}), "id"), row_id(Row(2, 7, {"id": 1.5}), "id")
+        ('x9', 6, '1.5')
     """
-    value = (row.fields or {}).get(id_column)
-    return value if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "" else row.line
+    value = record_id((row.fields or {}).get(id_column))
+    return row.line if value is None else value
 
 
 def check_row(row: Row, columns: Columns) -> _Ready | dict:
@@ -126,14 +130,19 @@ def check_row(row: Row, columns: Columns) -> _Ready | dict:
     record: dict[str, Any] = {"id": row_id(row, columns.id), "line": row.line}
     fields = row.fields or {}
     # _finish moves the kept columns behind the results.
-    record.update({out: fields.get(name) for name, out in zip(columns.keep, columns.kept_names(), strict=True)})
-    problem = row.problem or _text_problem(fields, columns)
+    kept = {out: fields.get(name) for name, out in zip(columns.keep, columns.kept_names(), strict=True)}
+    # A value that cannot be written (a lone surrogate, say) must not take its batch down with it.
+    problem = row.problem or unwritable({columns.id: fields.get(columns.id), **kept})
+    record.update(escape_surrogates(kept))
+    problem = problem or _text_problem(fields, columns)
     if problem:
         return {**record, "error": problem}
     text = fields[_text_column(fields, columns)]
     title = fields.get(columns.title) if columns.title else None
     if title is not None and not isinstance(title, str):
         return {**record, "error": f"title field {columns.title!r} is {type_name(title)}, not a string"}
+    if title is not None and (problem := unwritable({columns.title: title})):
+        return {**record, "error": problem}
     return _Ready(record, text, join_title(title, text))
 
 
@@ -155,7 +164,7 @@ def _text_problem(fields: dict, columns: Columns) -> str | None:
         return f"text field {name!r} is empty"
     if len(value) > MAX_TEXT_CHARS:
         return f"text is {len(value):,} characters, over the {MAX_TEXT_CHARS:,} limit"
-    return None
+    return unwritable({name: value})
 
 
 def predict_batch(rows: list[Row], job: Job) -> list[dict]:
@@ -193,7 +202,8 @@ def _finish(item: _Ready | dict, kept: list[str]) -> dict:
         # A row that failed one task reports only the error, so a resumed run never mixes halves.
         record = {k: v for k, v in record.items() if k not in ("topic", "topic_score", "summary")}
     results = {k: v for k, v in record.items() if k not in kept}
-    return {**results, **{name: record[name] for name in kept}}
+    # Last guard before the file: a NaN score or an unwritable value becomes an error record.
+    return writable({**results, **{name: record[name] for name in kept}})
 
 
 def _isolate(model: Callable[[list[str]], list], texts: list[str]) -> list:

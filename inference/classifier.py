@@ -207,7 +207,12 @@ class Classifier:
         # Average the windows of each text: sum them by owner, then divide by the window count.
         owner = torch.tensor(owners)
         sums = torch.zeros(len(texts), len(self.labels)).index_add_(0, owner, logits)
-        return sums / torch.bincount(owner, minlength=len(texts)).unsqueeze(1)
+        averaged = sums / torch.bincount(owner, minlength=len(texts)).unsqueeze(1)
+        broken = (~torch.isfinite(averaged).all(dim=1)).nonzero().flatten().tolist()
+        if broken:
+            # NaN would print as a score that is not JSON and pick an arbitrary topic.
+            raise ValueError(f"text at index {broken[0]}: the model gave NaN or infinite logits (overflow?)")
+        return averaged
 
     def windows(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
         """Token ids of each window the model reads, and the index of the text each belongs to.

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from inference.backends import CLASSIFIER_BACKENDS, SUMMARIZER_BACKENDS
 from inference.batch import MAX_TEXT_CHARS, Columns, Job, RunStats, run, stop_after_batch
+from inference.input_checks import check_encoding_and_shape, check_not_same_file
 from inference.memory import keep_large_buffers_separate
+from inference.output_guard import OutputGuard, guarded_output
 from inference.records import (
     STDIO,
     DoneRecords,
@@ -31,6 +33,7 @@ from inference.records import (
     UsageError,
     count_rows,
     csv_columns,
+    file_format,
     load_done,
     open_input,
 )
@@ -56,14 +59,17 @@ bad rows:
 resume and shards:
   Ctrl-C (or SIGTERM) stops cleanly: a batch in the models is finished and written first
   (press Ctrl-C twice to drop it). Rerun the same command with --resume to finish: ids already
-  in OUTPUT are skipped and a half-written last record is repaired.
+  in OUTPUT are skipped, rows that failed are retried (--no-retry-errors keeps them) and a
+  half-written last record is repaired; an INPUT that changed since is refused. One run at a
+  time writes OUTPUT: its lock and INPUT's fingerprint are in OUTPUT.khabar-run.
   With --num-shards N each process writes OUTPUT.shard-I-of-N.EXT; under
   `accelerate launch -m inference.cli predict ...` N and I come from WORLD_SIZE and RANK.
   Join the parts with: khabar merge OUTPUT.shard-*-of-N.EXT -o OUTPUT
 
 exit codes:
   0  every row succeeded
-  2  usage error: bad flag, unreadable input, existing output, missing model
+  2  usage error: bad flag, unreadable input, existing or busy output, missing or broken
+     model, full disk
   3  some rows failed (see their error records), or --strict stopped at a bad row
   130  interrupted; rerun with --resume
 """
@@ -152,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge.add_argument("parts", nargs="+", metavar="PART", help="shard outputs (.jsonl, .csv or .tsv)")
     merge.add_argument("-o", "--output", required=True, help="the merged file (.jsonl, .csv, .tsv or -)")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     merge.set_defaults(handler=_merge)
     return parser
 
@@ -165,6 +172,9 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     predict.add_argument("input", metavar="INPUT", help=".jsonl, .csv, .tsv, or - (JSONL on stdin)")
+    predict.add_argument(
+        "--input-format", choices=["jsonl", "csv", "tsv"], help="INPUT's format when its name has no suffix"
+    )
     predict.add_argument("-o", "--output", default=STDIO, help=".jsonl, .csv, .tsv, or - (stdout, the default)")
     predict.add_argument("--tasks", type=_tasks, default=list(TASKS), help="topic,summary (default: both)")
     predict.add_argument("--text-column", help="the article field (default: article, else text)")
@@ -176,6 +186,11 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--strict", action="store_true", help="stop at the first bad row (exit 3)")
     predict.add_argument("--resume", action="store_true", help="continue OUTPUT: skip ids already in it")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    predict.add_argument(
+        "--no-retry-errors",
+        action="store_true",
+        help="with --resume: keep error records instead of retrying their rows",
+    )
     predict.add_argument("--num-shards", type=_positive, metavar="N", help="split INPUT into N parts")
     predict.add_argument("--shard-index", type=_non_negative, metavar="I", help="which part (0..N-1) to run")
     predict.add_argument("--progress", action="store_true", help="show the progress bar even when not a terminal")
@@ -237,24 +252,34 @@ def _predict(args: argparse.Namespace) -> int:
     columns = Columns(args.text_column, args.title_column, args.id_column or "id", tuple(args.keep_columns))
     shard = shard_from_env(args.num_shards, args.shard_index)
     output = shard.output_path(args.output)
-    _check_columns(args.input, columns, explicit_id=args.id_column is not None)
+    check_not_same_file(args.input, output)
+    _check_columns(args.input, columns, explicit_id=args.id_column is not None, fmt=args.input_format)
     _check_backend(args.backend, args.tasks)
+    # Held until the run ends: a second run on this output fails at once instead of interleaving.
+    with guarded_output(output, args.input, args.resume) as guard:
+        return _predict_locked(args, columns, shard, output, guard)
+
+
+def _predict_locked(args: argparse.Namespace, columns: Columns, shard: Shard, output: str, guard: OutputGuard) -> int:
     done = _open_output(output, args)
     keep_large_buffers_separate()  # with release_freed_memory() per batch: flat memory on long inputs
     job = Job(columns, *_load_models(args), strict=args.strict)
     progress = _progress_bar(args, shard, done)
+    rows = read_input(args.input, fmt=args.input_format)
     with RecordWriter(output, job.output_fields(), append=args.resume) as writer, stop_after_batch(_notice) as stop:
-        stats = run(read_input(args.input), job, writer.write, args.batch_size, shard, done.ids, progress, stop)
+        guard.record_input()
+        stats = run(rows, job, writer.write, args.batch_size, shard, done.ids, progress, stop)
     if progress is not None:
         progress.close()
     return _report(stats, args, output, leftover=sum(done.ids.values()))
 
 
-def _check_columns(path: str, columns: Columns, explicit_id: bool) -> None:
+def _check_columns(path: str, columns: Columns, explicit_id: bool, fmt: str | None = None) -> None:
     """Catch an unreadable input or a misspelled CSV/TSV column before any work (JSONL rows are checked one by one)."""
     if path != STDIO:
         open_input(path).close()
-    header = csv_columns(path)
+    check_encoding_and_shape(path, file_format(path, "INPUT", fmt))
+    header = csv_columns(path, fmt)
     if not header:
         return
     listed = f"(columns: {', '.join(header)})"
@@ -284,9 +309,11 @@ def _open_output(output: str, args: argparse.Namespace) -> DoneRecords:
     """Check OUTPUT can be written; with --resume, repair it and return the ids already done."""
     exists = output != STDIO and Path(output).is_file() and Path(output).stat().st_size > 0
     if args.resume:
-        done = load_done(output)
+        done = load_done(output, retry_errors=not args.no_retry_errors)
         if done.repaired_bytes and not args.quiet:
             _notice(f"repaired {output}: removed a half-written last record ({done.repaired_bytes} bytes)")
+        if done.retried and not args.quiet:
+            _notice(f"retrying the {done.retried} rows that failed before (--no-retry-errors keeps their errors)")
         _check_same_tasks(output, done, args.tasks)
         return done
     if exists and not args.overwrite:
@@ -363,7 +390,7 @@ def _progress_bar(args: argparse.Namespace, shard: Shard, done: DoneRecords):
         return None
     from tqdm import tqdm
 
-    total = count_rows(args.input)
+    total = count_rows(args.input, args.input_format)
     if total is not None:
         total = max(shard.size(total) - sum(done.ids.values()), 0)
     return tqdm(total=total, unit="article", desc="khabar predict", file=sys.stderr, dynamic_ncols=True)
@@ -391,6 +418,8 @@ def _read_texts(texts: list[str]) -> list[str]:
     """The texts from the command line, with ``-`` read from stdin."""
     if texts.count(STDIO) > 1:
         raise UsageError("TEXT: '-' (stdin) can be given only once")
+    if STDIO in texts:
+        check_not_same_file(STDIO, STDIO, source_name="TEXT -")
     try:
         return [sys.stdin.buffer.read().decode("utf-8") if text == STDIO else text for text in texts]
     except UnicodeDecodeError as exc:
@@ -424,7 +453,7 @@ def _summarize(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    count = merge_parts(args.parts, args.output)
+    count = merge_parts(args.parts, args.output, overwrite=args.overwrite)
     print(f"khabar merge: {count} records from {len(args.parts)} parts -> {args.output}", file=sys.stderr)
     return EXIT_OK
 

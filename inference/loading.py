@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -20,7 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from safetensors import SafetensorError
 
+from inference.model_checks import check_loaded, check_model_files, weights_error
 from inference.normalize import DigitPolicy, load_normalization, normalize
 
 ModelKind = Literal["classifier", "summarizer"]
@@ -248,6 +251,8 @@ def load_config_and_tokenizer(path_or_id: str, kind: ModelKind):
         raise ModelNotFoundError(
             f"cannot load {path_or_id}: it has no config.json, so it is not a saved model directory"
         )
+    if is_local(path_or_id):
+        check_model_files(path_or_id)
     try:
         config = AutoConfig.from_pretrained(path_or_id, trust_remote_code=False)
         tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=False)
@@ -282,7 +287,13 @@ def load_weights(auto_class: type, path_or_id: str, device: torch.device, dtype:
         False
     """
     safetensors = True if is_local(path_or_id) and any(Path(path_or_id).glob("*.safetensors")) else None
-    model = auto_class.from_pretrained(path_or_id, dtype=dtype, trust_remote_code=False, use_safetensors=safetensors)
+    try:
+        model, info = auto_class.from_pretrained(
+            path_or_id, dtype=dtype, trust_remote_code=False, use_safetensors=safetensors, output_loading_info=True
+        )
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError, SafetensorError) as exc:
+        raise weights_error(path_or_id, exc) from None
+    check_loaded(model, info, path_or_id)  # a random head or NaN weights: refused before any output
     model.eval()
     if quantize == "int8":
         return quantize_int8(model)

@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.records import RecordWriter, UsageError, read_rows
+from inference.atomic import renamed_into_place
+from inference.input_checks import same_file
+from inference.records import RecordWriter, UsageError, file_format, read_rows
 
 
 @dataclass(frozen=True)
@@ -98,10 +100,12 @@ def device_for_rank(device: str) -> str:
 _RECORD_FIELDS = ("id", "line", "topic", "topic_score", "summary", "error")
 
 
-def merge_parts(parts: list[str], output: str) -> int:
+def merge_parts(parts: list[str], output: str, overwrite: bool = False) -> int:
     """Join shard outputs (JSONL, CSV or TSV) into ``output`` in input order; return the record count.
 
     Each part is already in input order, so this is a streaming k-way merge on ``line``.
+    ``output`` appears whole or not at all (a temporary file renamed into place), and an
+    existing one is replaced only with ``overwrite``.
 
     Example:
         >>> import tempfile, pathlib
@@ -113,12 +117,26 @@ def merge_parts(parts: list[str], output: str) -> int:
         >>> [line[8] for line in (tmp / "all.jsonl").read_text().splitlines()]
         ['x', 'y', 'z']
     """
-    if any(Path(part).resolve() == Path(output).resolve() for part in parts if output != "-"):
-        raise UsageError(f"-o {output}: is also one of the parts to merge; write to a new file")
+    for part in parts:
+        if Path(part).resolve() == Path(output).resolve() or same_file(part, output):
+            raise UsageError(f"-o {output}: is also one of the parts to merge ({part}); write to a new file")
+    if output != "-" and Path(output).exists() and not overwrite:
+        raise UsageError(f"-o {output}: already exists; add --overwrite to replace it")
     fields = _merged_fields(parts) if output.lower().endswith((".csv", ".tsv")) else list(_RECORD_FIELDS)
+    if output == "-":
+        return _write_merged(parts, output, fields)
+    file_format(output, "-o")  # an unknown suffix is reported before the parts are read
+    with renamed_into_place(output) as temp:
+        try:
+            return _write_merged(parts, temp, fields)
+        except UsageError as exc:  # name the file the user asked for, not the temporary one
+            raise UsageError(str(exc).replace(temp, output)) from None
+
+
+def _write_merged(parts: list[str], output: str, fields: list[str]) -> int:
     merged = heapq.merge(*(_part_records(part) for part in parts), key=lambda pair: pair[0])
     count, previous = 0, None
-    with RecordWriter(output, fields, append=False) as writer:
+    with RecordWriter(output, fields, append=False, resumable=False) as writer:
         for line, record, part in merged:
             if previous is not None and line == previous[0]:
                 raise UsageError(f"line {line} is in both {previous[1]} and {part}; were the shards run twice?")

@@ -1,0 +1,139 @@
+"""One ``khabar predict`` per output file: an exclusive lock, held for the whole run.
+
+The lock is taken on a small run file beside the output (``OUTPUT.khabar-run``), not on
+the output itself, because ``--resume`` may replace the output with a rename (to drop error
+records it retries) and a lock on the old file would not cover the new one. The run file
+also records the running process's id, for the message another run gets, and the input's
+fingerprint (see :mod:`inference.fingerprint`).
+
+On POSIX the lock is ``flock``: the system releases it when the process ends, however it
+ends (SIGKILL included), so a crash never leaves a stale lock. Where ``fcntl`` is missing
+(Windows) ``msvcrt.locking`` on one byte of the run file gives the same guarantee.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> output = str(pathlib.Path(tempfile.mkdtemp()) / "out.jsonl")
+    >>> with OutputLock(output) as run:
+    ...     run.save({"input": None})
+    ...     try:
+    ...         OutputLock(output).__enter__()
+    ...     except OutputLocked as exc:
+    ...         "in use by another khabar run" in str(exc)
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
+RUN_FILE_SUFFIX = ".khabar-run"
+# msvcrt locks byte ranges; lock one far past the run file's text so reading it stays possible.
+_WINDOWS_LOCK_OFFSET = 1 << 20
+
+
+class OutputLocked(ValueError):
+    """Another process holds the output's lock; the message names the file and, if known, the process.
+
+    Example:
+        >>> issubclass(OutputLocked, ValueError)
+        True
+    """
+
+
+def run_file(output: str) -> Path:
+    """The run file of ``output``: beside the real file, when ``output`` is a link, so every name of it shares one lock.
+
+    Example:
+        >>> run_file("/data/preds.jsonl").name
+        'preds.jsonl.khabar-run'
+    """
+    real = Path(os.path.realpath(output))
+    return real.with_name(real.name + RUN_FILE_SUFFIX)
+
+
+class OutputLock:
+    """An exclusive, non-blocking lock on ``output`` for as long as the ``with`` block runs.
+
+    ``previous`` is what the run file held before this run (the last run's input fingerprint),
+    ``save()`` replaces it. A second lock on the same output fails at once with
+    :class:`OutputLocked`.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> output = str(pathlib.Path(tempfile.mkdtemp()) / "out.jsonl")
+        >>> with OutputLock(output) as run:
+        ...     run.save({"input": {"size": 3}})
+        >>> with OutputLock(output) as run:
+        ...     run.previous["input"]
+        {'size': 3}
+    """
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+        self.path = run_file(output)
+        self.previous: dict[str, Any] | None = None
+        self._fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise OutputLocked(f"-o {self.output}: cannot create its lock file {self.path}: {exc.strerror}") from None
+        try:
+            _lock(fd)
+        except OSError:
+            holder = _read(fd).get("pid")
+            os.close(fd)
+            who = f" (process {holder})" if isinstance(holder, int) else ""
+            raise OutputLocked(
+                f"-o {self.output}: in use by another khabar run{who}; wait for it to finish or write elsewhere"
+            ) from None
+        self._fd = fd
+        self.previous = _read(fd) or None
+        self.save(self.previous or {})
+        return self
+
+    def save(self, info: dict[str, Any]) -> None:
+        """Replace the run file's content with ``info`` plus this process's id."""
+        text = json.dumps({**info, "pid": os.getpid()}, ensure_ascii=False, indent=1).encode("utf-8")
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, text)
+        os.fsync(self._fd)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
+
+
+def _lock(fd: int) -> None:
+    """Take the lock without waiting; OSError when another process holds it."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    import msvcrt
+
+    os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+    msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+
+def _read(fd: int) -> dict[str, Any]:
+    """The run file's JSON, or an empty dict when it is new or unreadable."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    try:
+        info = json.loads(b"".join(chunks) or b"{}")
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}

@@ -1,0 +1,96 @@
+"""Guard ``khabar predict``'s output: one run at a time, and ``--resume`` only onto the same input.
+
+:func:`guarded_output` locks the output (see :mod:`inference.locking`) for the whole run and,
+on ``--resume``, refuses an input that changed since the output was started (see
+:mod:`inference.fingerprint`). stdout and devices such as ``/dev/null`` need neither.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "in.jsonl").write_text('{"id": "a"}\\n')
+    >>> with guarded_output(str(folder / "out.jsonl"), str(folder / "in.jsonl"), resume=False) as guard:
+    ...     guard.record_input()
+    >>> sorted(p.name for p in folder.iterdir())
+    ['in.jsonl', 'out.jsonl.khabar-run']
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from inference.fingerprint import difference, fingerprint
+from inference.locking import OutputLock, OutputLocked
+from inference.records import STDIO, UsageError
+
+
+class OutputGuard:
+    """The lock on one output and the fingerprint of the input it is written from.
+
+    Example:
+        >>> OutputGuard(None, None).record_input()  # stdout: nothing to record
+    """
+
+    def __init__(self, lock: OutputLock | None, input_fingerprint: dict[str, Any] | None) -> None:
+        self._lock = lock
+        self._input = input_fingerprint
+
+    def record_input(self) -> None:
+        """Note, beside the output, which input it is being written from (call once the output is opened)."""
+        if self._lock is not None:
+            self._lock.save({"input": self._input})
+
+
+@contextmanager
+def guarded_output(output: str, input_path: str, resume: bool) -> Iterator[OutputGuard]:
+    """Hold ``output``'s lock for the ``with`` block; with ``resume``, first check the input is unchanged.
+
+    Example:
+        >>> with guarded_output("-", "in.jsonl", resume=False) as guard:
+        ...     guard.record_input()
+    """
+    if not _lockable(output):
+        yield OutputGuard(None, None)
+        return
+    try:
+        lock = OutputLock(output).__enter__()
+    except OutputLocked as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        now = fingerprint(input_path)
+        if resume and _has_records(output):  # an output that is gone or empty holds nothing to mix up
+            _check_same_input(output, input_path, (lock.previous or {}).get("input"), now)
+        yield OutputGuard(lock, now)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _lockable(output: str) -> bool:
+    """A file path (new or regular), not stdout or a device such as /dev/null."""
+    if output == STDIO:
+        return False
+    try:
+        return stat.S_ISREG(os.stat(output).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def _has_records(output: str) -> bool:
+    try:
+        return os.stat(output).st_size > 0
+    except OSError:
+        return False
+
+
+def _check_same_input(output: str, input_path: str, before: dict | None, now: dict | None) -> None:
+    change = difference(before, now)
+    if change:
+        raise UsageError(
+            f"--resume: INPUT {input_path} is not the input {output} was started from ({change}); "
+            "resuming would skip the wrong rows, so rerun with --overwrite to start again"
+        )
