@@ -50,6 +50,7 @@ from inference.normalize import join_title, save_normalization
 from training.checkpoints import checkpoint_to_resume, remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, TrainConfig, save_config
 from training.data import Columns, DataError, load_splits
+from training.distributed import main_process_writes
 from training.hf import load_pretrained, trainer_arguments
 from training.metrics.classification import classification_metrics
 from training.plots import plot_confusion_matrix
@@ -119,15 +120,17 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     # Inference reads its input length from the saved tokenizer: record the length trained on.
     tokenizer.model_max_length = cfg.train.max_length
     trainer.save_model(str(out))
-    if trainer.is_world_process_zero():
-        write_outputs(out, cfg, trainer.state.log_history, metrics)
-        split = "test" if "test" in metrics else "validation"
-        print(
-            f"topic classifier written to {out}/ (model, tokenizer, config.yaml, metrics.json, confusion_matrix.png, "
-            f"training_log.jsonl); {split} accuracy {metrics[split]['accuracy']:.3f}, "
-            f"macro-F1 {metrics[split]['macro_f1']:.3f} over {len(labels)} labels; "
-            f"trained in {metrics['train']['train_runtime']:.0f} s"
-        )
+    # Every process ends with the same model and whole-split metrics; one writes, all wait for it.
+    with main_process_writes() as writer:
+        if writer:
+            write_outputs(out, cfg, trainer.state.log_history, metrics)
+            split = "test" if "test" in metrics else "validation"
+            print(
+                f"topic classifier written to {out}/ (model, tokenizer, config.yaml, metrics.json, "
+                f"confusion_matrix.png, training_log.jsonl); {split} accuracy {metrics[split]['accuracy']:.3f}, "
+                f"macro-F1 {metrics[split]['macro_f1']:.3f} over {len(labels)} labels; "
+                f"trained in {metrics['train']['train_runtime']:.0f} s"
+            )
     return out
 
 

@@ -47,6 +47,7 @@ from inference.normalize import join_title, save_normalization
 from training.checkpoints import checkpoint_to_resume, remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig, save_config
 from training.data import Columns, load_splits
+from training.distributed import main_process_writes
 from training.hf import load_pretrained, trainer_arguments
 from training.metrics.rouge import rouge, rouge_per_example
 from training.precision import Precision, training_precision
@@ -108,14 +109,16 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     tokenizer.model_max_length = cfg.train.max_length
     model.generation_config = generation_config(cfg.generation, model.config)
     trainer.save_model(str(out))
-    if trainer.is_world_process_zero():
-        write_outputs(out, cfg, trainer, metrics, raw, predictions)
-        test = metrics.get("test", metrics["validation"])
-        print(
-            f"summarizer written to {out}/ (model, tokenizer, generation_config.json, config.yaml, metrics.json, "
-            f"samples.jsonl, training_log.jsonl); {'test' if 'test' in metrics else 'validation'} "
-            f"ROUGE-1/2/L {test['rouge1']:.1f}/{test['rouge2']:.1f}/{test['rougeL']:.1f}"
-        )
+    # Every process ends with the same model and whole-split metrics; one writes, all wait for it.
+    with main_process_writes() as writer:
+        if writer:
+            write_outputs(out, cfg, trainer, metrics, raw, predictions)
+            test = metrics.get("test", metrics["validation"])
+            print(
+                f"summarizer written to {out}/ (model, tokenizer, generation_config.json, config.yaml, metrics.json, "
+                f"samples.jsonl, training_log.jsonl); {'test' if 'test' in metrics else 'validation'} "
+                f"ROUGE-1/2/L {test['rouge1']:.1f}/{test['rouge2']:.1f}/{test['rougeL']:.1f}"
+            )
     return out
 
 
