@@ -69,6 +69,21 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
+def several_cpu_processes() -> bool:
+    """Whether several processes train without a GPU (gloo on the CPU).
+
+    The trainer must be told (``use_cpu``): otherwise, finding no GPU under ``torchrun``, it runs
+    each process as a separate single-process training on all the data, each writing checkpoints.
+
+    Example:
+        >>> several_cpu_processes()  # one process
+        False
+    """
+    import torch
+
+    return world_size() > 1 and not torch.accelerator.is_available()
+
+
 def barrier() -> None:
     """Wait until every process gets here; nothing to wait for in a single-process run.
 

@@ -82,14 +82,15 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     model = _load_model(cfg, model_config)
     model.generation_config = generation_config(cfg.generation, model.config)
 
+    eval_sample = generation_sample(tokenized["validation"], cfg.train.generation_eval_samples, cfg.train.seed)
     trainer = Seq2SeqTrainer(
         model=model,
         args=training_arguments(cfg, precision),
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         train_dataset=tokenized["train"],
-        eval_dataset=generation_sample(tokenized["validation"], cfg.train.generation_eval_samples, cfg.train.seed),
+        eval_dataset=eval_sample,
         processing_class=tokenizer,
-        compute_metrics=partial(summary_metrics, tokenizer=tokenizer),
+        compute_metrics=partial(summary_metrics, tokenizer=tokenizer, rows=len(eval_sample)),
         callbacks=_callbacks(cfg.train) + list(callbacks or []),
     )
     trainer.remove_callback(ProgressCallback)
@@ -267,8 +268,12 @@ def _mean_length(token_ids: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> f
     return float(np.count_nonzero(real, axis=1).mean())
 
 
-def summary_metrics(prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+def summary_metrics(
+    prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase, rows: int | None = None
+) -> dict[str, float]:
     """ROUGE of generated summaries against the label summaries, and their mean length in tokens.
+
+    ``rows`` is the evaluated split's size: see :func:`whole_split`.
 
     Example:
         >>> import tempfile
@@ -279,8 +284,23 @@ def summary_metrics(prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBa
         >>> summary_metrics(EvalPrediction(predictions=ids, label_ids=ids), tok)["rougeL"]
         100.0
     """
-    scores = rouge(decode(prediction.predictions, tokenizer), decode(prediction.label_ids, tokenizer))
-    return {**scores, "gen_len": _mean_length(prediction.predictions, tokenizer)}
+    generated, labels = whole_split(prediction.predictions, rows), whole_split(prediction.label_ids, rows)
+    scores = rouge(decode(generated, tokenizer), decode(labels, tokenizer))
+    return {**scores, "gen_len": _mean_length(generated, tokenizer)}
+
+
+def whole_split(gathered: np.ndarray, rows: int | None) -> np.ndarray:
+    """The first ``rows`` gathered rows: each split row once, in order.
+
+    Across several processes ``Seq2SeqTrainer`` gathers generated summaries with plain ``gather``,
+    which keeps the rows repeated (from the start of the split) to give every process an equal last
+    batch; they come after all the real rows.
+
+    Example:
+        >>> whole_split(np.array([[1], [2], [3], [1]]), rows=3).tolist()  # row 1 repeated to even out
+        [[1], [2], [3]]
+    """
+    return gathered if rows is None else gathered[:rows]
 
 
 def evaluate_split(
@@ -292,9 +312,10 @@ def evaluate_split(
         >>> metrics, summaries = evaluate_split(trainer, tokenized["test"], raw["test"], "test")  # doctest: +SKIP
     """
     output = trainer.predict(tokenized, metric_key_prefix=name)
-    summaries = decode(output.predictions, trainer.processing_class)
+    generated = whole_split(output.predictions, len(raw))
+    summaries = decode(generated, trainer.processing_class)
     metrics = rouge(summaries, raw["summary"])
-    metrics["gen_len"] = _mean_length(output.predictions, trainer.processing_class)
+    metrics["gen_len"] = _mean_length(generated, trainer.processing_class)
     metrics["gen_words"] = float(np.mean([len(summary.split()) for summary in summaries]))
     metrics["loss"] = output.metrics[f"{name}_loss"]
     metrics["rows"] = len(summaries)
