@@ -274,3 +274,14 @@ def test_evaluate_refuses_to_run_under_a_launcher(tmp_path, monkeypatch, capsys)
     assert not (tmp_path / "r").exists()
     monkeypatch.setenv("RANK", "1")
     assert evaluate(args) == 2 and capsys.readouterr().err == "", "the message is printed once, by the main process"
+
+
+def test_training_warns_when_accelerate_started_one_of_several(tmp_path, monkeypatch, caplog) -> None:
+    # What `accelerate launch --cpu --num_processes 2` hands its one process (checked with accelerate 1.15).
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    overrides = [f"model.name_or_path={tmp_path / 'no-model'}", f"output_dir={tmp_path / 'out'}"]
+    assert main([str(TINY_CLASSIFIER_CONFIG), *overrides]) == 2  # stops at the missing model, after the warning
+    assert "accelerate launch started ONE process" in caplog.text
+    assert "torchrun --nproc_per_node N" in caplog.text

@@ -12,8 +12,8 @@ validation and test with the best model, and write a directory that plain ``tran
   confusion matrix), ``confusion_matrix.png`` and ``training_log.jsonl`` (one line per
   evaluation: training loss, validation loss and scores).
 
-Several GPUs or machines: ``accelerate launch -m training CONFIG`` (the Trainer shards the data;
-only the main process writes the directory).
+Several CPUs, GPUs or machines: ``torchrun --nproc_per_node N -m training CONFIG`` (the Trainer
+shards the batches and gathers the predictions; only the main process writes the directory).
 """
 
 from __future__ import annotations

@@ -148,5 +148,6 @@ def one_of_several_warning(environ: Mapping[str, str] = os.environ) -> str | Non
         return None
     return (
         "accelerate launch started ONE process, though more were asked for (--cpu runs a single process); "
-        "for N processes run: torchrun --nproc_per_node N -m training CONFIG"
+        "for N processes: torchrun --nproc_per_node N -m training CONFIG, "
+        "or accelerate launch --multi_gpu --num_processes N -m training CONFIG"
     )

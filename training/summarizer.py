@@ -12,7 +12,8 @@ and write a model directory that plain ``transformers`` loads:
   (validation and test ROUGE, mean generated length), ``samples.jsonl`` (generated summaries
   beside their references) and ``training_log.jsonl`` (losses and metrics as training went).
 
-Several GPUs or machines: ``accelerate launch -m training CONFIG``.
+Several CPUs, GPUs or machines: ``torchrun --nproc_per_node N -m training CONFIG`` (only the main
+process writes the directory).
 """
 
 from __future__ import annotations
