@@ -64,9 +64,12 @@ def last_complete_checkpoint(out: Path) -> str | None:
         for path in out.iterdir()
         if path.is_dir() and CHECKPOINT_RE.match(path.name) and (path / "trainer_state.json").is_file()
     )
-    if steps and steps[-1][1].name != Path(get_last_checkpoint(str(out))).name:
-        log.warning("%s was not completely written; resuming from %s", get_last_checkpoint(str(out)), steps[-1][1])
-    return str(steps[-1][1]) if steps else None
+    if not steps:
+        return None
+    newest = get_last_checkpoint(str(out))
+    if Path(newest).name != steps[-1][1].name:
+        log.warning("%s was not completely written; resuming from %s", newest, steps[-1][1])
+    return str(steps[-1][1])
 
 
 def remove_checkpoints(out: Path) -> None:

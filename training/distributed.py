@@ -21,9 +21,8 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+import torch
 import torch.distributed as dist
-
-log = logging.getLogger(__name__)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -79,8 +78,6 @@ def several_cpu_processes() -> bool:
         >>> several_cpu_processes()  # one process
         False
     """
-    import torch
-
     return world_size() > 1 and not torch.accelerator.is_available()
 
 
@@ -90,7 +87,11 @@ def barrier() -> None:
     Example:
         >>> barrier()  # returns at once without a process group
     """
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return
+    if dist.get_backend() == "nccl":
+        dist.barrier(device_ids=[torch.cuda.current_device()])  # NCCL waits on this process's own GPU
+    else:
         dist.barrier()
 
 
