@@ -212,7 +212,8 @@ def summarizer_runs(fitted_summarizer_dir, tmp_path_factory) -> tuple[Path, Path
     """The same fitted summarizer trained one epoch by one process and by two (5 rows scored each epoch)."""
     base = tmp_path_factory.mktemp("ddp-summarizer")
     one, two = base / "one", base / "two"
-    common = [STILL, "train.generation_eval_samples=5"]
+    # One loss log, at the last step: the mean training loss must still cover both processes.
+    common = [STILL, "train.generation_eval_samples=5", "train.logging_steps=100"]
     overrides = summarizer_overrides(fitted_summarizer_dir, one, *common, "train.batch_size=16")
     assert main([str(TINY_SUMMARIZER_CONFIG), *overrides]) == 0
     overrides = summarizer_overrides(fitted_summarizer_dir, two, *common, "train.batch_size=8")
@@ -241,6 +242,8 @@ def test_two_process_summarizer_scores_whole_splits_like_one_process(summarizer_
         assert double[split]["loss"] == pytest.approx(single[split]["loss"], rel=0.05)
     assert single["test"]["rouge1"] > 0, "summaries that share words with the references"
     assert double["train"]["best_validation_rougeL"] == pytest.approx(single["train"]["best_validation_rougeL"])
+    # The same weights throughout; batches and dropout differ, a sum over one process more than doubles it.
+    assert double["train"]["train_loss"] == pytest.approx(single["train"]["train_loss"], rel=0.1)
     assert (two / "samples.jsonl").read_text() == (one / "samples.jsonl").read_text()
 
 

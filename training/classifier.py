@@ -50,7 +50,7 @@ from inference.normalize import join_title, save_normalization
 from training.checkpoints import checkpoint_to_resume, remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, TrainConfig, save_config
 from training.data import Columns, DataError, load_splits
-from training.distributed import main_process_writes
+from training.distributed import LogLastStep, loss_is_batch_mean, main_process_writes
 from training.hf import load_pretrained, trainer_arguments
 from training.metrics.classification import classification_metrics
 from training.plots import plot_confusion_matrix
@@ -83,7 +83,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     columns = Columns(text=cfg.data.text_column, label=cfg.data.label_column, title=cfg.data.title_column)
     raw = load_splits(cfg.data, columns, cfg.train.seed)
     labels = label_set(raw, cfg)
-    model = load_model(cfg, labels)
+    model = loss_is_batch_mean(load_model(cfg, labels))
     precision = training_precision(cfg.train, model.config.model_type)
     check_max_length(cfg.train, model.config)
     tokenized = {name: tokenize(split, tokenizer, labels, cfg.train.max_length) for name, split in raw.items()}
@@ -314,8 +314,9 @@ def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") 
 
 def _callbacks(train_cfg: TrainConfig) -> list[TrainerCallback]:
     if train_cfg.early_stopping_patience is None:
-        return [LogAtEvaluation()]
-    return [LogAtEvaluation(), EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)]
+        return [LogAtEvaluation(), LogLastStep()]
+    stopping = EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)
+    return [LogAtEvaluation(), LogLastStep(), stopping]
 
 
 class LogAtEvaluation(TrainerCallback):

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
+from transformers import TrainerCallback
 
 
 def _env_int(name: str, default: int) -> int:
@@ -113,6 +114,41 @@ def main_process_writes() -> Iterator[bool]:
     """
     yield is_main_process()
     barrier()
+
+
+def loss_is_batch_mean(model: torch.nn.Module) -> torch.nn.Module:
+    """Tell ``Trainer`` that ``model``'s loss is the mean over its own batch, as BERT's and mT5's are.
+
+    Their ``forward`` takes ``**kwargs``, so ``Trainer`` assumes the loss was divided by the token
+    count of the whole step (``num_items_in_batch``) and multiplies it by the number of processes,
+    and skips dividing it by ``gradient_accumulation_steps``: 2 processes or 2 accumulation steps
+    reported (and stepped on) twice the loss. A ``compute_loss_func`` is still scaled as before.
+
+    Example:
+        >>> loss_is_batch_mean(torch.nn.Linear(2, 2)).accepts_loss_kwargs
+        False
+    """
+    model.accepts_loss_kwargs = False
+    return model
+
+
+class LogLastStep(TrainerCallback):
+    """Log the training loss at the last step too, so the run's mean ``train_loss`` covers every process.
+
+    ``Trainer`` gathers the loss from all processes at each log, but adds the loss since the last
+    log to ``train_loss`` from the main process alone, where DDP's loss scaling leaves it
+    multiplied by the number of processes (a 2-process summarizer reported twice its loss).
+
+    Example:
+        >>> from transformers import TrainerControl, TrainerState
+        >>> control = TrainerControl()
+        >>> LogLastStep().on_step_end(None, TrainerState(global_step=9, max_steps=9), control).should_log
+        True
+    """
+
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_log = control.should_log or state.global_step >= state.max_steps
+        return control
 
 
 def quiet_replicas() -> None:

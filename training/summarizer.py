@@ -48,7 +48,7 @@ from inference.normalize import join_title, save_normalization
 from training.checkpoints import checkpoint_to_resume, remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig, save_config
 from training.data import Columns, load_splits
-from training.distributed import main_process_writes
+from training.distributed import LogLastStep, loss_is_batch_mean, main_process_writes
 from training.hf import load_pretrained, trainer_arguments
 from training.metrics.rouge import rouge, rouge_per_example
 from training.precision import Precision, training_precision
@@ -80,7 +80,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     columns = Columns(text=cfg.data.text_column, summary=cfg.data.summary_column, title=cfg.data.title_column)
     raw = load_splits(cfg.data, columns, cfg.train.seed)
     tokenized = {name: tokenize(split, tokenizer, cfg.train) for name, split in raw.items()}
-    model = _load_model(cfg, model_config)
+    model = loss_is_batch_mean(_load_model(cfg, model_config))
     model.generation_config = generation_config(cfg.generation, model.config)
 
     eval_sample = generation_sample(tokenized["validation"], cfg.train.generation_eval_samples, cfg.train.seed)
@@ -230,8 +230,8 @@ def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") 
 
 def _callbacks(train_cfg: TrainConfig) -> list[TrainerCallback]:
     if train_cfg.early_stopping_patience is None:
-        return []
-    return [EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)]
+        return [LogLastStep()]
+    return [LogLastStep(), EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)]
 
 
 class LabelledProgress(ProgressCallback):
