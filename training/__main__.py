@@ -1,4 +1,4 @@
-"""``python -m training`` is ``khabar-train`` (and ``accelerate launch -m training CONFIG`` works)."""
+"""``python -m training`` is ``khabar-train`` (and ``torchrun --nproc_per_node N -m training CONFIG`` works)."""
 
 import sys
 

@@ -12,8 +12,8 @@ validation and test with the best model, and write a directory that plain ``tran
   confusion matrix), ``confusion_matrix.png`` and ``training_log.jsonl`` (one line per
   evaluation: training loss, validation loss and scores).
 
-Several GPUs or machines: ``accelerate launch -m training CONFIG`` (the Trainer shards the data;
-only the main process writes the directory).
+Several CPUs, GPUs or machines: ``torchrun --nproc_per_node N -m training CONFIG`` (the Trainer
+shards the batches and gathers the predictions; only the main process writes the directory).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from inference.normalize import join_title, save_normalization
 from training.checkpoints import checkpoint_to_resume, remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, TrainConfig, save_config
 from training.data import Columns, DataError, load_splits
+from training.distributed import LogLastStep, loss_is_batch_mean, main_process_writes
 from training.hf import load_pretrained, trainer_arguments
 from training.metrics.classification import classification_metrics
 from training.model_card import describe_hardware, write_model_card
@@ -84,7 +85,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     columns = Columns(text=cfg.data.text_column, label=cfg.data.label_column, title=cfg.data.title_column)
     raw = load_splits(cfg.data, columns, cfg.train.seed)
     labels = label_set(raw, cfg)
-    model = load_model(cfg, labels)
+    model = loss_is_batch_mean(load_model(cfg, labels))
     precision = training_precision(cfg.train, model.config.model_type)
     check_max_length(cfg.train, model.config)
     tokenized = {name: tokenize(split, tokenizer, labels, cfg.train.max_length) for name, split in raw.items()}
@@ -121,15 +122,17 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     # Inference reads its input length from the saved tokenizer: record the length trained on.
     tokenizer.model_max_length = cfg.train.max_length
     trainer.save_model(str(out))
-    if trainer.is_world_process_zero():
-        write_outputs(out, cfg, trainer.state.log_history, metrics)
-        split = "test" if "test" in metrics else "validation"
-        print(
-            f"topic classifier written to {out}/ (model, tokenizer, config.yaml, metrics.json, confusion_matrix.png, "
-            f"training_log.jsonl); {split} accuracy {metrics[split]['accuracy']:.3f}, "
-            f"macro-F1 {metrics[split]['macro_f1']:.3f} over {len(labels)} labels; "
-            f"trained in {metrics['train']['train_runtime']:.0f} s"
-        )
+    # Every process ends with the same model and whole-split metrics; one writes, all wait for it.
+    with main_process_writes() as writer:
+        if writer:
+            write_outputs(out, cfg, trainer.state.log_history, metrics)
+            split = "test" if "test" in metrics else "validation"
+            print(
+                f"topic classifier written to {out}/ (model, tokenizer, config.yaml, metrics.json, "
+                f"confusion_matrix.png, training_log.jsonl); {split} accuracy {metrics[split]['accuracy']:.3f}, "
+                f"macro-F1 {metrics[split]['macro_f1']:.3f} over {len(labels)} labels; "
+                f"trained in {metrics['train']['train_runtime']:.0f} s"
+            )
     return out
 
 
@@ -318,8 +321,9 @@ def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") 
 
 def _callbacks(train_cfg: TrainConfig) -> list[TrainerCallback]:
     if train_cfg.early_stopping_patience is None:
-        return [LogAtEvaluation()]
-    return [LogAtEvaluation(), EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)]
+        return [LogAtEvaluation(), LogLastStep()]
+    stopping = EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)
+    return [LogAtEvaluation(), LogLastStep(), stopping]
 
 
 class LogAtEvaluation(TrainerCallback):

@@ -15,6 +15,7 @@ from importlib import import_module
 
 from training.config import ConfigError, field_help, load_config
 from training.data import DataError
+from training.distributed import one_of_several_warning, quiet_replicas
 
 # subcommand -> module with a main(argv) -> int
 TOOLS = {"tiny-models": "training.tiny", "evaluate": "training.evaluation", "card": "training.model_card"}
@@ -29,6 +30,9 @@ def usage() -> str:
 def train_from_config(path: str, overrides: list[str]) -> int:
     """Load the config, pick the trainer for its task, and train."""
     cfg = load_config(path, overrides)
+    quiet_replicas()
+    if warning := one_of_several_warning():
+        logging.getLogger(__name__).warning(warning)
     trainer = import_module(TRAINERS[cfg.task])
     trainer.train(cfg)
     return 0

@@ -28,6 +28,7 @@ from inference.normalize import join_title
 from training.baselines import classification_scores, lead_baseline, majority_baseline, rouge_scores, tfidf_baseline
 from training.config import ConfigError
 from training.data import Columns, DataError, load_split, read_records
+from training.distributed import is_main_process, world_size
 from training.model_checks import check_model_source
 from training.report import write_report
 
@@ -357,6 +358,16 @@ def main(argv: list[str] | None = None) -> int:
         2
     """
     args = build_parser().parse_args(argv)
+    if world_size() > 1:
+        # The report needs every row in one place (bootstrap intervals, baselines, examples); the
+        # model pass is inference only, which `khabar predict` already spreads over processes.
+        if is_main_process():
+            print(
+                f"khabar-train evaluate: error: runs as one process, not under torchrun or accelerate launch "
+                f"(WORLD_SIZE={world_size()}); run it directly, with --device cuda:0 for a GPU",
+                file=sys.stderr,
+            )
+        return 2
     from inference.loading import DeviceError, ModelNotFoundError
 
     try:

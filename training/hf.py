@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from training.config import ConfigError, ExperimentConfig
+from training.distributed import several_cpu_processes
 from training.model_checks import check_model_source
 from training.precision import Precision
 
@@ -80,6 +81,8 @@ def trainer_arguments(cfg: ExperimentConfig, precision: Precision, best_metric: 
         "train_sampling_strategy": "group_by_length",
         "dataloader_num_workers": t.num_workers,
         "dataloader_pin_memory": torch.cuda.is_available(),
+        # Under torchrun without a GPU; else each process would train alone on all the data.
+        "use_cpu": several_cpu_processes(),
         "report_to": "none",
         "disable_tqdm": False,
     }

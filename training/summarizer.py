@@ -12,7 +12,8 @@ and write a model directory that plain ``transformers`` loads:
   (validation and test ROUGE, mean generated length), ``samples.jsonl`` (generated summaries
   beside their references) and ``training_log.jsonl`` (losses and metrics as training went).
 
-Several GPUs or machines: ``accelerate launch -m training CONFIG``.
+Several CPUs, GPUs or machines: ``torchrun --nproc_per_node N -m training CONFIG`` (only the main
+process writes the directory).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from inference.normalize import join_title, save_normalization
 from training.checkpoints import checkpoint_to_resume, remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig, save_config
 from training.data import Columns, load_splits
+from training.distributed import LogLastStep, loss_is_batch_mean, main_process_writes
 from training.hf import load_pretrained, trainer_arguments
 from training.metrics.rouge import rouge, rouge_per_example
 from training.model_card import describe_hardware, write_model_card
@@ -80,17 +82,18 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     columns = Columns(text=cfg.data.text_column, summary=cfg.data.summary_column, title=cfg.data.title_column)
     raw = load_splits(cfg.data, columns, cfg.train.seed)
     tokenized = {name: tokenize(split, tokenizer, cfg.train) for name, split in raw.items()}
-    model = _load_model(cfg, model_config)
+    model = loss_is_batch_mean(_load_model(cfg, model_config))
     model.generation_config = generation_config(cfg.generation, model.config)
 
+    eval_sample = generation_sample(tokenized["validation"], cfg.train.generation_eval_samples, cfg.train.seed)
     trainer = Seq2SeqTrainer(
         model=model,
         args=training_arguments(cfg, precision),
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         train_dataset=tokenized["train"],
-        eval_dataset=generation_sample(tokenized["validation"], cfg.train.generation_eval_samples, cfg.train.seed),
+        eval_dataset=eval_sample,
         processing_class=tokenizer,
-        compute_metrics=partial(summary_metrics, tokenizer=tokenizer),
+        compute_metrics=partial(summary_metrics, tokenizer=tokenizer, rows=len(eval_sample)),
         callbacks=_callbacks(cfg.train) + list(callbacks or []),
     )
     trainer.remove_callback(ProgressCallback)
@@ -110,14 +113,16 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     tokenizer.model_max_length = cfg.train.max_length
     model.generation_config = generation_config(cfg.generation, model.config)
     trainer.save_model(str(out))
-    if trainer.is_world_process_zero():
-        write_outputs(out, cfg, trainer, metrics, raw, predictions)
-        test = metrics.get("test", metrics["validation"])
-        print(
-            f"summarizer written to {out}/ (model, tokenizer, generation_config.json, config.yaml, metrics.json, "
-            f"samples.jsonl, training_log.jsonl); {'test' if 'test' in metrics else 'validation'} "
-            f"ROUGE-1/2/L {test['rouge1']:.1f}/{test['rouge2']:.1f}/{test['rougeL']:.1f}"
-        )
+    # Every process ends with the same model and whole-split metrics; one writes, all wait for it.
+    with main_process_writes() as writer:
+        if writer:
+            write_outputs(out, cfg, trainer, metrics, raw, predictions)
+            test = metrics.get("test", metrics["validation"])
+            print(
+                f"summarizer written to {out}/ (model, tokenizer, generation_config.json, config.yaml, metrics.json, "
+                f"samples.jsonl, training_log.jsonl); {'test' if 'test' in metrics else 'validation'} "
+                f"ROUGE-1/2/L {test['rouge1']:.1f}/{test['rouge2']:.1f}/{test['rougeL']:.1f}"
+            )
     return out
 
 
@@ -227,8 +232,8 @@ def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") 
 
 def _callbacks(train_cfg: TrainConfig) -> list[TrainerCallback]:
     if train_cfg.early_stopping_patience is None:
-        return []
-    return [EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)]
+        return [LogLastStep()]
+    return [LogLastStep(), EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)]
 
 
 class LabelledProgress(ProgressCallback):
@@ -266,8 +271,12 @@ def _mean_length(token_ids: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> f
     return float(np.count_nonzero(real, axis=1).mean())
 
 
-def summary_metrics(prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+def summary_metrics(
+    prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase, rows: int | None = None
+) -> dict[str, float]:
     """ROUGE of generated summaries against the label summaries, and their mean length in tokens.
+
+    ``rows`` is the evaluated split's size: see :func:`whole_split`.
 
     Example:
         >>> import tempfile
@@ -278,8 +287,23 @@ def summary_metrics(prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBa
         >>> summary_metrics(EvalPrediction(predictions=ids, label_ids=ids), tok)["rougeL"]
         100.0
     """
-    scores = rouge(decode(prediction.predictions, tokenizer), decode(prediction.label_ids, tokenizer))
-    return {**scores, "gen_len": _mean_length(prediction.predictions, tokenizer)}
+    generated, labels = whole_split(prediction.predictions, rows), whole_split(prediction.label_ids, rows)
+    scores = rouge(decode(generated, tokenizer), decode(labels, tokenizer))
+    return {**scores, "gen_len": _mean_length(generated, tokenizer)}
+
+
+def whole_split(gathered: np.ndarray, rows: int | None) -> np.ndarray:
+    """The first ``rows`` gathered rows: each split row once, in order.
+
+    Across several processes ``Seq2SeqTrainer`` gathers generated summaries with plain ``gather``,
+    which keeps the rows repeated (from the start of the split) to give every process an equal last
+    batch; they come after all the real rows.
+
+    Example:
+        >>> whole_split(np.array([[1], [2], [3], [1]]), rows=3).tolist()  # row 1 repeated to even out
+        [[1], [2], [3]]
+    """
+    return gathered if rows is None else gathered[:rows]
 
 
 def evaluate_split(
@@ -291,9 +315,10 @@ def evaluate_split(
         >>> metrics, summaries = evaluate_split(trainer, tokenized["test"], raw["test"], "test")  # doctest: +SKIP
     """
     output = trainer.predict(tokenized, metric_key_prefix=name)
-    summaries = decode(output.predictions, trainer.processing_class)
+    generated = whole_split(output.predictions, len(raw))
+    summaries = decode(generated, trainer.processing_class)
     metrics = rouge(summaries, raw["summary"])
-    metrics["gen_len"] = _mean_length(output.predictions, trainer.processing_class)
+    metrics["gen_len"] = _mean_length(generated, trainer.processing_class)
     metrics["gen_words"] = float(np.mean([len(summary.split()) for summary in summaries]))
     metrics["loss"] = output.metrics[f"{name}_loss"]
     metrics["rows"] = len(summaries)
