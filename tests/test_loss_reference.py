@@ -18,9 +18,9 @@ import os
 from pathlib import Path
 
 import pytest
+from fixtures_training import classifier_overrides
 from transformers import TrainerCallback
 
-from fixtures_training import classifier_overrides
 from training import classifier, summarizer
 from training.config import load_config
 
