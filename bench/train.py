@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from transformers import TrainerCallback
+
 from bench import flops, models, report
 from bench.workloads import read_articles
 from inference.fast.cache import user_cache_dir
@@ -37,26 +39,22 @@ RECIPES = {
 CPU_PEAK = 2 * 2.0e9 * 32 * 2  # cores x 2 GHz x 32 fp32 FMA lanes (2 AVX-512 units) x 2 FLOP
 
 
-class StepTimer:
-    """A ``TrainerCallback`` that times optimizer steps after ``warmup`` and reads the batch the trainer used."""
+class StepTimer(TrainerCallback):
+    """Times optimizer steps after ``warmup`` and reads the batch the trainer used and the data's token counts."""
 
     def __init__(self, warmup: int) -> None:
-        from transformers import TrainerCallback
-
         self.warmup, self.start, self.seconds, self.steps = warmup, None, None, 0
         self.batch = self.accumulation = 0
         self.source_tokens = self.target_tokens = 0.0
-        # Subclassing at run time keeps transformers out of this module's import.
-        self.callback = type("Timer", (TrainerCallback,), {"on_train_begin": self._begin, "on_step_end": self._step})()
 
-    def _begin(self, args, state, control, train_dataloader=None, **kwargs):
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         self.batch, self.accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
         dataset = train_dataloader.dataset
         self.source_tokens = sum(len(ids) for ids in dataset["input_ids"]) / len(dataset)
         if "labels" in dataset.column_names and isinstance(dataset[0]["labels"], list):
             self.target_tokens = sum(len(ids) for ids in dataset["labels"]) / len(dataset)
 
-    def _step(self, args, state, control, **kwargs):
+    def on_step_end(self, args, state, control, **kwargs):
         _sync()
         if state.global_step == self.warmup:
             _reset_peak()
@@ -75,7 +73,7 @@ def run_recipe(task: str, model_dir: Path, args: argparse.Namespace) -> dict:
     trainer = classifier.train if task == "classifier" else summarizer.train
     with tempfile.TemporaryDirectory() as out:
         cfg.output_dir = out
-        trainer(cfg, callbacks=[timer.callback])
+        trainer(cfg, callbacks=[timer])
     if timer.seconds is None:
         raise RuntimeError(f"{task}: training stopped before step {args.warmup + 1}; raise --steps")
     samples = timer.batch * timer.accumulation
@@ -94,16 +92,10 @@ def run_recipe(task: str, model_dir: Path, args: argparse.Namespace) -> dict:
 
 
 def _overrides(task: str, model_dir: Path, args: argparse.Namespace) -> list[str]:
-    from training.config import load_config
 
-    recipe = load_config(RECIPES[task]).train
-    batch = args.batch_size or recipe.batch_size
-    accumulation = 1 if args.batch_size else recipe.gradient_accumulation_steps
-    # Exactly one epoch of `steps` updates, so every row is read once and the run ends on time.
-    rows = (args.steps + args.warmup) * batch * accumulation
+    # All training rows (a subset would miss topics of the test split); max_steps ends the run.
     overrides = [
         f"model.name_or_path={model_dir}",
-        f"data.max_train_samples={rows}",
         "data.max_eval_samples=8",
         f"train.max_steps={args.steps + args.warmup}",
         "train.generation_eval_samples=2",
