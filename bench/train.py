@@ -241,7 +241,7 @@ def table(records: list[dict]) -> str:
         ...        "max_target_length": None, "s_per_step": 2.0, "samples_per_s": 2.0, "tokens_per_s": 256,
         ...        "model_tflop_per_s": 0.1, "mfu": 0.39, "peak_memory_mb": 3000}
         >>> print(table([row]).splitlines()[2])
-        | classifier | plain | 4 x 1 | 128 | 2.000 | 2.0 | 256 | 0.100 | 39.0% | 3000 |
+        | classifier | plain | 4 x 1 | 128 | 2.000 | 2.00 | 256 | 0.100 | 39.0% | 3000 |
     """
     lines = [
         "| model | route | batch x accumulation | tokens in (→ out) | s/step | samples/s | tokens/s | model TFLOP/s "
@@ -252,7 +252,7 @@ def table(records: list[dict]) -> str:
         length = f"{r['max_length']}" + (f" → {r['max_target_length']}" if r["max_target_length"] else "")
         lines.append(
             f"| {r['model']} | {r['route']} | {r['batch']} x {r['accumulation']} | {length} | {r['s_per_step']:.3f} "
-            f"| {r['samples_per_s']:.1f} | {r['tokens_per_s']} | {r['model_tflop_per_s']:.3f} | {100 * r['mfu']:.1f}% "
+            f"| {r['samples_per_s']:.2f} | {r['tokens_per_s']} | {r['model_tflop_per_s']:.3f} | {100 * r['mfu']:.1f}% "
             f"| {r['peak_memory_mb']} |"
         )
     return "\n".join(lines)

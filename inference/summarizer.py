@@ -153,6 +153,7 @@ class Summarizer:
 
         ``num_beams``, ``max_new_tokens`` and other ``generate_kwargs`` (``min_new_tokens``,
         ``no_repeat_ngram_size``, ``length_penalty``, ...) override the model's saved defaults.
+        ``batch_size`` counts articles per ``generate`` call (on a GPU, at least: see :func:`gpu_batching`).
 
         Example:
             >>> import tempfile
