@@ -6,7 +6,7 @@
 # Logs and the results file land in LOG_DIR; a failed step does not stop the next one.
 # A CPU smoke run of the script (collects the GPU tests, a tiny training benchmark, no inference
 # benchmark, whose CPU engines take minutes to convert):
-#   GPU_CHECK_DEVICE=cpu GPU_CHECK_STEPS=1 GPU_CHECK_SKIP_RUN=1 \
+#   GPU_CHECK_DEVICE=cpu GPU_CHECK_STEPS=1 GPU_CHECK_SKIP_RUN=1 GPU_CHECK_TRAIN_LIMIT=900 \
 #   GPU_CHECK_TRAIN_ARGS="--warmup 1 --max-length 32 --max-target-length 8 --batch-size 2" bench/gpu_check.sh /tmp/check
 set -u
 cd "$(dirname "$0")/.."
@@ -15,6 +15,7 @@ DEVICE=${GPU_CHECK_DEVICE:-cuda}
 STEPS=${GPU_CHECK_STEPS:-30}
 PY=${PYTHON:-.venv/bin/python}
 EXTRA=${GPU_CHECK_TRAIN_ARGS:-}
+TRAIN_LIMIT=${GPU_CHECK_TRAIN_LIMIT:-180}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$LOG_DIR"
 status=0
@@ -39,7 +40,7 @@ else
     step pytest-gpu 180 "$PY" -m pytest -q -m gpu -rs
 fi
 # shellcheck disable=SC2086  # EXTRA holds several flags
-step bench-train 180 "$PY" -m bench.train --device "$DEVICE" --steps "$STEPS" --out "$LOG_DIR/results.json" $EXTRA
+step bench-train "$TRAIN_LIMIT" "$PY" -m bench.train --device "$DEVICE" --steps "$STEPS" --out "$LOG_DIR/results.json" $EXTRA
 if [ -z "${GPU_CHECK_SKIP_RUN:-}" ]; then
     step bench-run 100 "$PY" -m bench.run --device "$DEVICE" --quick --no-vocab --out "$LOG_DIR/results.json"
 fi
