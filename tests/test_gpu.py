@@ -172,9 +172,11 @@ def test_cuda_n_puts_the_models_on_that_gpu(tiny_classifier_dir, tiny_summarizer
 
 
 # The fitted tiny classifier in bfloat16 against float32, measured on the CPU (the whole model cast,
-# as on a GPU): its logits stay within +-3.7, and the top score moves by at most 0.0028 over the 40
-# test articles, batched or one at a time. Twice that is the room for a GPU's other summation order.
-BF16_SCORE_ERROR = 0.0028
+# as on a GPU) over five fitted models (the tiny tokenizers differ from session to session): logits
+# within +-3.7, top scores moved by 0.0012-0.0135, no label changed, batched or one at a time.
+BF16_SCORE_ERROR = 0.0135
+# Room for a GPU's other kernels and summation order.
+MARGIN = 4
 
 
 def _scores(classifier, texts: list[str], one_at_a_time: bool = False) -> torch.Tensor:
@@ -205,7 +207,7 @@ def test_on_a_gpu_bf16_scores_do_not_depend_on_padding(fitted_classifier_dir, sa
     on_gpu = Classifier.from_pretrained(fitted_classifier_dir, device="cuda", dtype="bfloat16")
 
     batched, alone = _scores(on_gpu, sample_articles), _scores(on_gpu, sample_articles, one_at_a_time=True)
-    assert (batched - alone).abs().max().item() <= 10 * BF16_SCORE_ERROR
+    assert (batched - alone).abs().max().item() <= MARGIN * BF16_SCORE_ERROR
 
 
 @bf16_gpu
@@ -216,4 +218,4 @@ def test_on_a_gpu_bf16_alone_stays_within_the_measured_rounding(fitted_classifie
     on_gpu = Classifier.from_pretrained(fitted_classifier_dir, device="cuda", dtype="bfloat16")
 
     alone, expected = _scores(on_gpu, sample_articles, one_at_a_time=True), _scores(on_cpu, sample_articles)
-    assert (alone - expected).abs().max().item() <= 10 * BF16_SCORE_ERROR
+    assert (alone - expected).abs().max().item() <= MARGIN * BF16_SCORE_ERROR
