@@ -50,6 +50,9 @@ WINDOW_OVERLAP = 0.25
 # ParsBERT-base on mixed-length articles, docs/s relative to one at a time: batches of 16 0.90x;
 # capped at 4096 tokens 0.90x, 2048 1.03x, 1024 1.08-1.11x, 512 1.04x. GPUs batch freely.
 CPU_TOKENS_PER_BATCH = 1024
+# Padded tokens per forward pass on a GPU: 64 windows of 512 tokens, enough to fill an H100-class GPU
+# with ParsBERT-base in bf16 (a few GB of activations); smaller batches leave it waiting on the host.
+GPU_TOKENS_PER_BATCH = 64 * 512
 
 
 class Classifier:
@@ -144,7 +147,7 @@ class Classifier:
 
         A string gives one result, a list gives a list in input order. With ``top_k > 1`` each
         result is a list of the ``top_k`` best topics, best first (at most all labels).
-        ``batch_size`` counts windows per forward pass.
+        ``batch_size`` counts windows per forward pass (on a GPU, at least: see :func:`gpu_batching`).
 
         Example:
             >>> import tempfile
@@ -200,8 +203,9 @@ class Classifier:
         """
         windows, owners = self.windows(texts)
         logits = torch.empty(len(windows), len(self.labels))
-        budget = CPU_TOKENS_PER_BATCH if self.device.type == "cpu" else None
-        for batch in length_sorted_batches([len(ids) for ids in windows], batch_size, budget):
+        cpu = self.device.type == "cpu"
+        rows, budget = (batch_size, CPU_TOKENS_PER_BATCH) if cpu else gpu_batching(batch_size, self.max_length)
+        for batch in length_sorted_batches([len(ids) for ids in windows], rows, budget):
             padded = self.tokenizer.pad({"input_ids": [windows[i] for i in batch]}, return_tensors="pt")
             logits[batch] = self.forward(padded["input_ids"], padded["attention_mask"]).float()
         # Average the windows of each text: sum them by owner, then divide by the window count.
@@ -258,6 +262,21 @@ def _torch_forward(source: str, device: torch.device, dtype: torch.dtype, quanti
 
     forward.model = model  # kept reachable for inspection and tests
     return forward
+
+
+def gpu_batching(batch_size: int, max_length: int) -> tuple[int, int]:
+    """Rows and padded tokens per forward pass on a GPU: batches fill up to ``GPU_TOKENS_PER_BATCH`` tokens.
+
+    ``batch_size`` windows (a size for a CPU) always fit; shorter windows pack many more to a batch.
+
+    Example:
+        >>> gpu_batching(16, 512)
+        (32768, 32768)
+        >>> gpu_batching(128, 512)[1]
+        65536
+    """
+    budget = max(GPU_TOKENS_PER_BATCH, batch_size * max_length)
+    return budget, budget
 
 
 def _check_long_text(long_text: str) -> None:

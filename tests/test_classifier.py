@@ -254,6 +254,8 @@ def test_on_a_gpu_the_classifier_runs_in_half_precision_and_agrees_with_the_cpu(
     assert on_gpu.forward.model.dtype in (torch.bfloat16, torch.float16)
     agree = sum(a["label"] == b["label"] for a, b in zip(expected, got, strict=True)) / len(expected)
     assert agree >= 0.9
+    # bf16 moves this model's top scores by 0.001-0.014 (the whole model cast, measured on the CPU over
+    # five fitted models); 0.05 leaves room for GPU kernels. tests/test_gpu.py tells padding faults apart.
     assert [b["score"] for b in got] == pytest.approx([a["score"] for a in expected], abs=0.05)
 
 

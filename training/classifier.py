@@ -47,6 +47,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICA
 from transformers.trainer_utils import EvalPrediction
 
 from inference.normalize import join_title, save_normalization
+from training.batch_probe import fit_batch_to_device
 from training.checkpoints import checkpoint_to_resume, remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, TrainConfig, save_config
 from training.data import Columns, DataError, load_splits
@@ -95,7 +96,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     loss = weighted_loss(class_weights(raw["train"]["label"], labels)) if balanced else None
     trainer = Trainer(
         model=model,
-        args=training_arguments(cfg, precision),
+        args=fit_batch_to_device(training_arguments(cfg, precision), model, cfg.train),
         # Pads each batch to its own longest article; multiples of 8 suit tensor cores under mixed precision.
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if mixed else None),
         train_dataset=tokenized["train"],

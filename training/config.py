@@ -120,10 +120,15 @@ class TrainConfig:
     """Steps between training-loss log lines."""
     generation_eval_samples: int | None = 64
     """Validation rows summarised with ``generate`` at each evaluation (``null``: all); keeps CPU runs quick."""
-    num_workers: int = 0
-    """DataLoader worker processes."""
+    num_workers: int | None = None
+    """DataLoader worker processes; ``null``: none on the CPU, 4 on a GPU (with pinned memory)."""
     save_total_limit: int | None = 2
     """Checkpoints kept in ``output_dir`` (the best one is always kept)."""
+    auto_batch: Literal["keep", "grow", "off"] = "keep"
+    """On a GPU: ``keep`` the effective batch, split into the largest per-device batch that fits; ``grow`` it to
+    that batch (learning rate x sqrt of the growth); ``off``: as written. The CPU always trains as written."""
+    compile: bool = False
+    """Compile the model with ``torch.compile`` (pays off on a GPU over long runs; minutes of compiling first)."""
 
 
 @dataclass

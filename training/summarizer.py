@@ -45,6 +45,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_L
 from transformers.trainer_utils import EvalPrediction
 
 from inference.normalize import join_title, save_normalization
+from training.batch_probe import fit_batch_to_device
 from training.checkpoints import checkpoint_to_resume, remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig, save_config
 from training.data import Columns, load_splits
@@ -88,7 +89,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     eval_sample = generation_sample(tokenized["validation"], cfg.train.generation_eval_samples, cfg.train.seed)
     trainer = Seq2SeqTrainer(
         model=model,
-        args=training_arguments(cfg, precision),
+        args=fit_batch_to_device(training_arguments(cfg, precision), model, cfg.train, seq2seq=True),
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         train_dataset=tokenized["train"],
         eval_dataset=eval_sample,
