@@ -151,7 +151,9 @@ def load_split(
             _check_columns(source, row, columns, number)
         text = _clean(row.get(columns.text), digits, version)
         target = row.get(columns.target) if columns.target else "-"
-        target = _clean(target, digits, version) if target_name == "summary" else (str(target).strip() if target else "")
+        target = (
+            _clean(target, digits, version) if target_name == "summary" else (str(target).strip() if target else "")
+        )
         if not text or not target:
             dropped += 1
             continue
