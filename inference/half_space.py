@@ -35,9 +35,8 @@ from inference.persian_words import BARE_FORMS, COMPARATIVE_BASES, PAST_STEMS, P
 ZWNJ = "\u200c"
 # Persian/Arabic letters after normalization (no digits, punctuation, harakat or tatweel).
 LETTER = "[\u0620-\u063f\u0641-\u064a\u066e\u066f\u0671-\u06d3\u06d5\u06ee\u06ef\u06fa-\u06fc\u06ff]"
-# The end of a word: no letter, digit or ZWNJ follows.
+# The end of a word: no letter, digit or ZWNJ follows (the start is checked with look-behinds).
 _END = rf"(?![\w{ZWNJ}])"
-_START = rf"(?<![\w{ZWNJ}])"
 
 
 def _alternation(words) -> str:
