@@ -11,8 +11,9 @@
   on the test split, with the data normalized by v1 and by v2, same seed. ROUGE is scored as
   training scores it (``training.metrics.rouge``), so only the text the baselines read differs.
 
-``--tiny-classifier`` also trains the tiny classifier on the full splits once per version (a few
-minutes each on 2 busy cores) and reports its test scores from each ``metrics.json``.
+``--tiny-classifier`` also trains the tiny classifier on the full splits once per version and seed
+(``--tiny-seeds``; about 5 minutes a run on 2 busy cores) and reports the test scores of each
+``metrics.json``.
 """
 
 from __future__ import annotations
@@ -116,14 +117,15 @@ def baselines(version: int, seed: int = 0) -> dict:
     }
 
 
-def tiny_classifier(version: int, work: Path) -> dict:
+def tiny_classifier(version: int, work: Path, seed: int = 42) -> dict:
     """Train the tiny classifier on the full splits with ``version``; its test accuracy and macro-F1."""
-    folder, out = data_dir(), work / f"tiny-classifier-v{version}"
+    folder, out = data_dir(), work / f"tiny-classifier-v{version}-seed{seed}"
     command = [
         str(Path(sys.executable).parent / "khabar-train"), "configs/classifier/tiny.yaml",
         f"data.train_file={folder / 'train.jsonl'}", f"data.validation_file={folder / 'validation.jsonl'}",
         f"data.test_file={folder / 'test.jsonl'}", "train.epochs=2", "train.batch_size=16",
-        "train.learning_rate=1e-3", f"data.normalization_version={version}", f"output_dir={out}",
+        "train.learning_rate=1e-3", f"train.seed={seed}", f"data.normalization_version={version}",
+        f"output_dir={out}",
     ]  # fmt: skip
     subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     test = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["test"]
@@ -158,10 +160,9 @@ def table(results: dict) -> str:
         ("lead1_rougeL", "lead-1 ROUGE-L"),
     ]:
         lines.append(f"| {label} | {results['baselines']['v1'][key]} | {results['baselines']['v2'][key]} |")
-    for key in ("accuracy", "macro_f1"):
-        if "tiny_classifier" in results:
-            tiny = results["tiny_classifier"]
-            lines.append(f"| tiny classifier test {key} | {tiny['v1'][key]} | {tiny['v2'][key]} |")
+    for seed, tiny in results.get("tiny_classifier", {}).items():
+        for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+            lines.append(f"| tiny classifier test {label} ({seed}) | {tiny['v1'][key]} | {tiny['v2'][key]} |")
     lines += ["", "| split | rows | rows changed | " + " | ".join(_rules(results)) + " |"]
     lines.append("|---" * (3 + len(_rules(results))) + "|")
     for split, found in results["changes"].items():
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="throughput repetitions (the best counts)")
     parser.add_argument("--tiny-classifier", action="store_true", help="also train the tiny classifier per version")
+    parser.add_argument("--tiny-seeds", type=int, nargs="+", default=[42], help="seeds of the tiny classifier runs")
     parser.add_argument("--work", type=Path, default=Path("models/bench-normalization"), help="tiny model folder")
     parser.add_argument("--out", type=Path, default=OUT, help="where the figures are saved")
     args = parser.parse_args(argv)
@@ -189,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     results["throughput"] = throughput(texts, args.reps)
     results["baselines"] = {f"v{version}": baselines(version) for version in VERSIONS}
     if args.tiny_classifier:
-        results["tiny_classifier"] = {f"v{version}": tiny_classifier(version, args.work) for version in VERSIONS}
+        results["tiny_classifier"] = {
+            f"seed {seed}": {f"v{version}": tiny_classifier(version, args.work, seed) for version in VERSIONS}
+            for seed in args.tiny_seeds
+        }
     args.out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(table(results))
     print(f"\nrepairs per rule, rows touched in brackets; saved to {args.out}")
