@@ -76,7 +76,12 @@ class Rule:
     trigger: str
 
     def apply(self, text: str) -> tuple[str, int]:
-        """The repaired text and how many gaps were replaced."""
+        r"""The repaired text and how many gaps were replaced.
+
+        Example:
+            >>> RULES[1].apply("آن ها و این ها")
+            ('آن\u200cها و این\u200cها', 2)
+        """
         if self.trigger not in text:
             return text, 0
         return self.pattern.subn(self.replacement, text)
