@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.workloads import data_dir
+from bench.workloads import ROOT, data_dir
 from inference.normalize import count_repairs, normalize
 
 OUT = Path(__file__).resolve().parent / "normalization.json"
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     splits = {split: read_rows(split) for split in ("train", "validation", "test")}
-    results: dict = {"data": str(data_dir()), "processor": processor()}
+    results: dict = {"data": os.path.relpath(data_dir(), ROOT), "processor": processor()}
     results["changes"] = {split: changes(rows) for split, rows in splits.items()}
     texts = [row[field] for rows in splits.values() for row in rows for field in FIELDS if row.get(field)]
     results["throughput"] = throughput(texts, args.reps)
