@@ -161,8 +161,8 @@ def table(results: dict) -> str:
     ]:
         lines.append(f"| {label} | {results['baselines']['v1'][key]} | {results['baselines']['v2'][key]} |")
     for seed, tiny in results.get("tiny_classifier", {}).items():
-        for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
-            lines.append(f"| tiny classifier test {label} ({seed}) | {tiny['v1'][key]} | {tiny['v2'][key]} |")
+        v1, v2 = (f"{tiny[v]['accuracy']:.3f} / {tiny[v]['macro_f1']:.3f}" for v in ("v1", "v2"))
+        lines.append(f"| tiny classifier test accuracy / macro-F1 ({seed}) | {v1} | {v2} |")
     lines += ["", "| split | rows | rows changed | " + " | ".join(_rules(results)) + " |"]
     lines.append("|---" * (3 + len(_rules(results))) + "|")
     for split, found in results["changes"].items():
