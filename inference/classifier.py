@@ -34,8 +34,9 @@ from inference.loading import (
     resolve_device,
     resolve_dtype,
     text_digits,
+    text_normalization_version,
 )
-from inference.normalize import DigitPolicy
+from inference.normalize import NORMALIZER_VERSION, DigitPolicy
 
 LongText = Literal["windows", "truncate"]
 # (input_ids, attention_mask) -> float32 logits on the CPU, one row per window.
@@ -77,6 +78,7 @@ class Classifier:
         *,
         max_length: int,
         digits: DigitPolicy = "persian",
+        normalization_version: int = NORMALIZER_VERSION,
         long_text: LongText = "windows",
         device: torch.device | None = None,
         name: str = "",
@@ -87,6 +89,7 @@ class Classifier:
         self.labels = labels
         self.max_length = max_length
         self.digits = digits
+        self.normalization_version = normalization_version
         self.long_text = long_text
         self.device = device or torch.device("cpu")
         self.name = name
@@ -135,6 +138,7 @@ class Classifier:
             [config.id2label[i] for i in range(config.num_labels)],
             max_length=model_max_length(tokenizer, config),
             digits=text_digits(source),
+            normalization_version=text_normalization_version(source),
             long_text=long_text,
             device=target,
             name=source,
@@ -186,7 +190,7 @@ class Classifier:
         return results[0] if single else results
 
     def _probabilities(self, texts: str | Iterable[str], batch_size: int) -> tuple[torch.Tensor, bool]:
-        prepared, single = prepare_texts(texts, self.digits)
+        prepared, single = prepare_texts(texts, self.digits, self.normalization_version)
         if not prepared:
             return torch.empty(0, len(self.labels)), single
         return self.logits(prepared, batch_size).softmax(dim=-1), single

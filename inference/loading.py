@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 
 from inference.model_checks import check_loaded, check_model_files, weights_error
-from inference.normalize import DigitPolicy, load_normalization, normalize
+from inference.normalize import NORMALIZER_VERSION, DigitPolicy, load_normalization, normalize
 
 ModelKind = Literal["classifier", "summarizer"]
 
@@ -342,7 +342,19 @@ def text_digits(path_or_id: str) -> DigitPolicy:
     return load_normalization(path_or_id if is_local(path_or_id) else None)["digits"]
 
 
-def prepare_texts(texts: str | Iterable[str], digits: DigitPolicy) -> tuple[list[str], bool]:
+def text_normalization_version(path_or_id: str) -> int:
+    """The normalization version the model was trained with (the current one for a hub checkpoint).
+
+    Example:
+        >>> text_normalization_version("org/hub-model")
+        2
+    """
+    return load_normalization(path_or_id if is_local(path_or_id) else None)["version"]
+
+
+def prepare_texts(
+    texts: str | Iterable[str], digits: DigitPolicy, version: int = NORMALIZER_VERSION
+) -> tuple[list[str], bool]:
     """Check and normalize ``texts``; return them as a list and whether a single string was given.
 
     Every text is checked before any model work; a bad one raises ``TypeError``/``ValueError``
@@ -368,7 +380,7 @@ def prepare_texts(texts: str | Iterable[str], digits: DigitPolicy) -> tuple[list
             raise TypeError(f"text at index {index}: expected a string, got {type(text).__name__}")
         if not text.strip():
             raise ValueError(f"text at index {index}: empty or whitespace only")
-        clean = normalize(text, digits=digits)
+        clean = normalize(text, digits=digits, version=version)
         if not clean:
             raise ValueError(f"text at index {index}: nothing left after normalization (only invisible marks)")
         prepared.append(clean)

@@ -38,8 +38,9 @@ from inference.loading import (
     resolve_device,
     resolve_dtype,
     text_digits,
+    text_normalization_version,
 )
-from inference.normalize import DigitPolicy
+from inference.normalize import NORMALIZER_VERSION, DigitPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Summarizer:
         *,
         max_length: int,
         digits: DigitPolicy = "persian",
+        normalization_version: int = NORMALIZER_VERSION,
         device: torch.device | None = None,
         name: str = "",
     ) -> None:
@@ -90,6 +92,7 @@ class Summarizer:
         self.generation_config = generation_config
         self.max_length = max_length
         self.digits = digits
+        self.normalization_version = normalization_version
         self.device = device or torch.device("cpu")
         self.name = name
 
@@ -137,6 +140,7 @@ class Summarizer:
             generation_config,
             max_length=model_max_length(tokenizer, config),
             digits=text_digits(source),
+            normalization_version=text_normalization_version(source),
             device=target,
             name=source,
         )
@@ -164,7 +168,7 @@ class Summarizer:
         """
         check_positive(batch_size=batch_size)
         generation = self.decoding(num_beams=num_beams, max_new_tokens=max_new_tokens, **generate_kwargs)
-        prepared, single = prepare_texts(texts, self.digits)
+        prepared, single = prepare_texts(texts, self.digits, self.normalization_version)
         if not prepared:
             return []
         sources = self.encode(prepared)

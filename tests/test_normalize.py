@@ -47,7 +47,8 @@ def test_zwnj_kept_once_between_letters() -> None:
 
 @pytest.mark.parametrize("raw", [f"می{ZWNJ} شود", f"می {ZWNJ}شود", f"{ZWNJ}میشود", f"میشود{ZWNJ}", f"۲{ZWNJ}۳"])
 def test_zwnj_dropped_next_to_space_digit_or_edge(raw: str) -> None:
-    assert ZWNJ not in normalize(raw)
+    # v2 keeps the ZWNJ of a verb prefix typed beside a space (tests/test_normalize_v2.py).
+    assert ZWNJ not in normalize(raw, version=1)
 
 
 def test_whitespace_collapsed_and_paragraphs_kept() -> None:

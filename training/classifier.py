@@ -442,7 +442,7 @@ def write_outputs(out: Path, cfg: ExperimentConfig, log_history: list[dict], met
         >>> write_outputs(Path("models/classifier"), cfg, trainer.state.log_history, metrics)  # doctest: +SKIP
     """
     save_config(cfg, out / "config.yaml")
-    save_normalization(out, cfg.data.digits)
+    save_normalization(out, cfg.data.digits, cfg.data.normalization_version)
     metrics["train"].setdefault("hardware", describe_hardware())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     split = "test" if "test" in metrics else "validation"

@@ -74,6 +74,12 @@ class DataConfig:
     """Use at most this many validation and test rows."""
     digits: Literal["persian", "latin", "keep"] = "persian"
     """Digit policy of the normalizer, recorded in the model directory for inference."""
+    normalization_version: int = 2
+    """Normalizer version (2: half-space repairs; 1: the first policy), recorded for inference."""
+
+    def __post_init__(self) -> None:
+        if self.normalization_version not in (1, 2):
+            raise ConfigError(f"data.normalization_version must be 1 or 2, got {self.normalization_version}")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import datasets
 
-from inference.normalize import DigitPolicy, normalize
+from inference.normalize import NORMALIZER_VERSION, DigitPolicy, normalize
 
 if TYPE_CHECKING:
     from training.config import DataConfig
@@ -141,8 +141,8 @@ def _check_columns(source: str, row: dict, columns: Columns, number: int) -> Non
             )
 
 
-def _clean(value: object, digits: DigitPolicy) -> str:
-    return normalize(value_text(value), digits)
+def _clean(value: object, digits: DigitPolicy, version: int) -> str:
+    return normalize(value_text(value), digits, version)
 
 
 def value_text(value: object) -> str:
@@ -163,6 +163,7 @@ def load_split(
     split: str = "train",
     digits: DigitPolicy = "persian",
     limit: int | None = None,
+    version: int = NORMALIZER_VERSION,
 ) -> datasets.Dataset:
     """Load one split as a ``Dataset`` with normalized ``text`` and target columns.
 
@@ -185,9 +186,9 @@ def load_split(
     for index, (number, row) in enumerate(read_records(source, split)):
         if index == 0:
             _check_columns(source, row, columns, number)
-        text = _clean(row.get(columns.text), digits)
+        text = _clean(row.get(columns.text), digits, version)
         target = row.get(columns.target) if columns.target else "-"
-        target = _clean(target, digits) if target_name == "summary" else value_text(target)
+        target = _clean(target, digits, version) if target_name == "summary" else value_text(target)
         if not text or not target:
             dropped += 1
             continue
@@ -195,7 +196,7 @@ def load_split(
         if target_name:
             out[target_name].append(target)
         if columns.title:
-            out["title"].append(_clean(row.get(columns.title), digits))
+            out["title"].append(_clean(row.get(columns.title), digits, version))
         if limit and len(out["text"]) >= limit:
             break
     if dropped:
@@ -238,13 +239,14 @@ def load_splits(data: DataConfig, columns: Columns, seed: int) -> dict[str, data
         >>> sorted(load_splits(cfg.data, Columns(label="category"), cfg.train.seed))
         ['test', 'train', 'validation']
     """
-    splits = {"train": load_split(data.train_file, columns, "train", data.digits, data.max_train_samples)}
+    version = data.normalization_version
+    splits = {"train": load_split(data.train_file, columns, "train", data.digits, data.max_train_samples, version)}
     if data.validation_file:
-        splits["validation"] = load_split(data.validation_file, columns, "validation", data.digits)
+        splits["validation"] = load_split(data.validation_file, columns, "validation", data.digits, version=version)
     else:
         splits["train"], splits["validation"] = split_off_validation(splits["train"], data.validation_fraction, seed)
     if data.test_file:
-        splits["test"] = load_split(data.test_file, columns, "test", data.digits)
+        splits["test"] = load_split(data.test_file, columns, "test", data.digits, version=version)
     for name in ("validation", "test"):
         if name in splits and data.max_eval_samples and len(splits[name]) > data.max_eval_samples:
             splits[name] = splits[name].select(range(data.max_eval_samples))

@@ -42,12 +42,12 @@ def write_output_vocabulary(model_dir: str | Path, texts: Iterable[str], batch_s
     from inference.normalize import load_normalization, normalize
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    digits = load_normalization(model_dir)["digits"]
+    record = load_normalization(model_dir)
     ids = set(tokenizer.all_special_ids)
     batch: list[str] = []
     for text in [*texts, None]:
         if text is not None:
-            batch.append(normalize(text, digits))
+            batch.append(normalize(text, record["digits"], record["version"]))
         if batch and (text is None or len(batch) == batch_size):
             ids.update(i for row in tokenizer(batch, add_special_tokens=False).input_ids for i in row)
             batch = []
