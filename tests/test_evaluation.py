@@ -234,3 +234,18 @@ def test_baselines_reproduce_the_data_reference() -> None:
     scores = classification_scores(tfidf_baseline(train["text"], train["label"], test["text"]), test["label"], draws=10)
     assert scores["accuracy"] == pytest.approx(0.87, abs=0.02)
     assert scores["macro_f1"] == pytest.approx(0.68, abs=0.03)
+
+
+def test_rows_are_read_with_the_models_normalization_version(tmp_path):
+    from training.data import Columns
+    from training.evaluation import load_rows
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"article": "قیمت‌ها بالا می گردد", "category": "economy"}) + "\n", encoding="utf-8")
+    columns = Columns(label="category")
+
+    v1, _ = load_rows(str(data), columns, normalization={"digits": "persian", "version": 1})
+    v2, _ = load_rows(str(data), columns, normalization={"digits": "persian", "version": 2})
+
+    assert v1["text"] == ["قیمت‌ها بالا می گردد"]  # a v1 model is scored on v1 text
+    assert v2["text"] == ["قیمت‌ها بالا می\u200cگردد"]

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 import inference
-from inference.normalize import join_title
+from inference.normalize import join_title, load_normalization
 from training.baselines import classification_scores, lead_baseline, majority_baseline, rouge_scores, tfidf_baseline
 from training.config import ConfigError
 from training.data import Columns, DataError, load_split, read_records
@@ -66,8 +66,13 @@ def detect_kind(model_dir: str | Path) -> Kind:
     )
 
 
-def load_rows(source: str, columns: Columns, split: str = "test", limit: int | None = None) -> tuple[dict, int]:
+def load_rows(
+    source: str, columns: Columns, split: str = "test", limit: int | None = None, normalization: dict | None = None
+) -> tuple[dict, int]:
     """Load the evaluation rows (normalized) and count the rows skipped for a missing field.
+
+    ``normalization`` is the model's record (``load_normalization``): rows are read with its
+    digits and version, so a report scores a model on the text it was trained on.
 
     Returns ``(rows, skipped)``: ``rows`` maps ``text``, the target and ``title`` (``None`` when
     unmapped) to lists. The whole file is read even with ``limit``, so that ``skipped``
@@ -79,7 +84,8 @@ def load_rows(source: str, columns: Columns, split: str = "test", limit: int | N
         (3, 0)
     """
     total = sum(1 for _ in read_records(source, split))
-    data = load_split(source, columns, split=split)
+    record = normalization or load_normalization(None)
+    data = load_split(source, columns, split=split, digits=record["digits"], version=record["version"])
     skipped = total - len(data)
     if limit:
         data = data.select(range(min(limit, len(data))))
@@ -302,7 +308,7 @@ def run(args: argparse.Namespace) -> dict:
     target = {"label": args.label_column} if kind == "classification" else {"summary": args.summary_column}
     columns = Columns(text=args.text_column, title=args.title_column, **target)
     # Read every file before the slow model runs, so a wrong column fails in a second, not an hour.
-    rows, skipped = load_rows(args.data, columns, args.split, args.limit)
+    rows, skipped = load_rows(args.data, columns, args.split, args.limit, _normalization(args.model))
     # The model sees the headline and the article laid out as in training; baselines see the same rows.
     inputs = [join_title(title, text) for title, text in zip(rows["title"], rows["text"], strict=True)]
     if kind == "classification":
@@ -337,6 +343,13 @@ def _baseline_train(source: str | None, columns: Columns) -> tuple[list[str], li
     data = load_split(source, columns, split="train")
     titles = data["title"] if columns.title else [None] * len(data)
     return [join_title(t, x) for t, x in zip(titles, data["text"], strict=True)], data["label"]
+
+
+def _normalization(model_dir: Path) -> dict:
+    try:
+        return load_normalization(model_dir)
+    except ValueError as error:  # an unknown record: the model would refuse it at load too
+        raise DataError(str(error)) from None
 
 
 def _label_warnings(model_dir: Path, references: Sequence[str]) -> list[str]:
