@@ -311,11 +311,12 @@ def test_cors_is_off_unless_an_origin_is_given(models, client):
 # --- a real server process: SIGTERM while busy ---------------------------------------------------
 
 
+@pytest.mark.slow  # starts a real server process: 10-30 s on a busy 2-core machine
 def test_sigterm_while_busy_finishes_in_flight_requests_and_exits_0(tiny_classifier_dir, tiny_summarizer_dir):
     import httpx
     from serve_process import ServerProcess
 
-    heavy = {"texts": [ARTICLE * 8] * 16, "num_beams": 4, "max_new_tokens": 48}
+    heavy = {"texts": [ARTICLE * 4] * 8, "num_beams": 2, "max_new_tokens": 32}
     with ServerProcess(classifier=tiny_classifier_dir, summarizer=tiny_summarizer_dir) as server:
         answers: list[tuple[int, float]] = []
 
