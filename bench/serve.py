@@ -166,7 +166,7 @@ def targets(records: list[dict], speeds: dict[str, float]) -> list[dict]:
         ...         {"endpoint": "classify", "clients": 4, "p50_ms": 12.0, "p99_ms": 18.0, "articles_per_s": 300.0}]
         >>> check = targets(rows, {"classify": 400.0})[0]
         >>> check["throughput_ratio"], check["p99_ratio"]
-        (0.75, 1.5)
+        (0.75, 1.8)
     """
     checks = []
     for endpoint in speeds:

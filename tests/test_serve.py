@@ -192,7 +192,7 @@ def test_a_request_over_the_timeout_answers_504_and_the_server_goes_on(models):
     original, done = slow.run_batch, threading.Event()
 
     def run_batch(key, texts):
-        if "کند" in texts[0]:
+        if any("کند" in text for text in texts):
             time.sleep(1)
             done.set()
         return original(key, texts)
@@ -261,7 +261,7 @@ def test_health_is_answered_while_the_model_is_busy(models):
     original = busy.run_batch
 
     def run_batch(key, texts):
-        if "کند" in texts[0]:
+        if any("کند" in text for text in texts):
             started.set()
             release.wait(10)
         return original(key, texts)
