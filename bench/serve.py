@@ -88,7 +88,9 @@ def in_process(model_dirs: dict[str, Path], texts: list[str], batch: int, decodi
 class Server:
     """``khabar serve`` in a child process on a free port; ``stop()`` sends SIGTERM and returns its exit code."""
 
-    def __init__(self, model_dirs: dict[str, Path], max_batch: int, max_wait_ms: float, max_new_tokens: int):
+    def __init__(
+        self, model_dirs: dict[str, Path], max_batch: int, max_wait_ms: float, max_new_tokens: int, threads: int
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
@@ -98,7 +100,8 @@ class Server:
             "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms),
             "--max-new-tokens", str(max(max_new_tokens, 256)),
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"} | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+        self.process = subprocess.Popen(command, env=env)
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 600) -> None:
@@ -236,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary-requests", type=int, help="the same for summarize (tiny 128, real 32)")
     parser.add_argument("--articles", type=int, default=64, help="distinct articles sent, drawn from the test split")
     parser.add_argument("--endpoints", default=",".join(ENDPOINTS), help="classify,summarize")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads of the server and of the in-process run (1; 0: torch's default). On a shared machine "
+        "one thread per process avoids the intra-op threads spin-waiting on each other",
+    )  # fmt: skip
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
     parser.add_argument("--work", type=Path, default=user_cache_dir() / "bench", help="where --real models are built")
@@ -249,15 +257,18 @@ def main(argv: list[str] | None = None) -> int:
         "summarize": args.summary_requests or (32 if args.real else 128),
     }
 
+    import torch
     import transformers
 
     transformers.logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model_dirs = build_models(args.real, args.work)
     texts = real_mix(read_articles("test"), args.articles)
     _say(f"{len(texts)} articles; measuring the models in-process (batches of {args.max_batch})")
     speeds = {k: v for k, v in in_process(model_dirs, texts, args.max_batch, decoding).items() if k in endpoints}
     _say("in-process articles/s: " + ", ".join(f"{k} {v:.1f}" for k, v in speeds.items()))
-    server = Server(model_dirs, args.max_batch, args.max_wait_ms, decoding["max_new_tokens"])
+    server = Server(model_dirs, args.max_batch, args.max_wait_ms, decoding["max_new_tokens"], args.threads)
     records = []
     try:
         for endpoint in endpoints:
@@ -268,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         code = server.stop()
     info = report.machine("cpu")
-    info |= {"models": "real-size" if args.real else "tiny", "max_batch": args.max_batch}
+    info |= {"models": "real-size" if args.real else "tiny", "max_batch": args.max_batch, "threads": args.threads}
     info |= {"max_wait_ms": args.max_wait_ms, "decoding": decoding, "server_exit_code": code}
     checks = targets(records, speeds)
     saved = json.loads(args.out.read_text()) if args.out.is_file() else {}

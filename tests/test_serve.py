@@ -129,6 +129,7 @@ BAD_REQUESTS = [
     ("/v1/classify", {"texts": ["خبر"], "titles": ["a", "b"]}, 422, "body: titles has 2 items and texts 1"),
     ("/v1/classify", {"texts": ["خبر"], "titles": [5]}, 422, "titles[0]: Input should be a valid string"),
     ("/v1/classify", ["خبر"], 422, "body: Input should be a valid dictionary"),
+    ("/v1/classify", {"text": "خبر", "model": "/etc"}, 422, "model: unknown field"),  # nothing reaches the disk
     ("/v1/summarize", {"text": "خبر", "title": "تیتر"}, 422, "title: unknown field"),
     ("/v1/summarize", {"text": "خبر", "num_beams": 9}, 422, "num_beams: 9 is over the server's limit of 8"),
     ("/v1/summarize", {"text": "خبر", "max_new_tokens": 10_000}, 422, "max_new_tokens: 10000 is over the server's"),
@@ -306,6 +307,19 @@ def test_cors_is_off_unless_an_origin_is_given(models, client):
     with TestClient(create_app(ServedModels(classifier=models.classifier), settings)) as open_to_cms:
         response = open_to_cms.options("/v1/classify", headers=preflight)
         assert response.headers["access-control-allow-origin"] == "https://cms.example"
+
+
+def test_khabar_serve_without_a_model_is_a_usage_error(capsys, monkeypatch):
+    from inference.cli import main
+
+    monkeypatch.delenv("KHABAR_CLASSIFIER", raising=False)
+    monkeypatch.delenv("KHABAR_SUMMARIZER", raising=False)
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "khabar serve: error: no model to serve: give --classifier DIR and/or --summarizer DIR"
+    )
+    assert main(["serve", "--classifier", "no/such/dir"]) == 2
+    assert "no such model directory" in capsys.readouterr().err
 
 
 # --- a real server process: SIGTERM while busy ---------------------------------------------------
