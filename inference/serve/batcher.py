@@ -63,7 +63,6 @@ class MicroBatcher:
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
-        self.batches = 0  # model calls so far, for /v1/models and the benchmark
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._work, name="khabar-batcher", daemon=True)
         self._worker.start()
@@ -85,6 +84,13 @@ class MicroBatcher:
         """Queue ``items`` and wait for their results, in order; cancelling this cancels the queued ones.
 
         With ``return_exceptions`` an item's exception is returned in its place instead of raised.
+
+        Example:
+            >>> import asyncio
+            >>> batcher = MicroBatcher(lambda key, items: [ValueError(i) if i < 0 else i for i in items])
+            >>> asyncio.run(batcher.run("k", [1, -1], return_exceptions=True))
+            [1, ValueError(-1)]
+            >>> batcher.close()
         """
         futures = [asyncio.wrap_future(self.submit(key, item)) for item in items]
         try:
@@ -95,7 +101,14 @@ class MicroBatcher:
             raise
 
     def close(self, timeout: float | None = None) -> None:
-        """Finish what is queued, then stop the worker thread."""
+        """Finish what is queued, then stop the worker thread.
+
+        Example:
+            >>> batcher = MicroBatcher(lambda key, items: items)
+            >>> future = batcher.submit("k", 1)
+            >>> batcher.close(); future.result()
+            1
+        """
         self._queue.put(_STOP)
         self._worker.join(timeout)
 
@@ -130,7 +143,6 @@ class MicroBatcher:
         for pending in live:
             by_key.setdefault(pending.key, []).append(pending)
         for key, group in by_key.items():
-            self.batches += 1
             try:
                 results = self.run_batch(key, [pending.item for pending in group])
                 if len(results) != len(group):

@@ -56,13 +56,27 @@ class ServedModels:
     max_batch: int = 16
 
     def tasks(self) -> list[str]:
-        """The tasks these models answer: ``topic`` and/or ``summary``."""
+        """The tasks these models answer: ``topic`` and/or ``summary``.
+
+        Example:
+            >>> ServedModels(classifier=object()).tasks()
+            ['topic']
+        """
         return [task for task, model in (("topic", self.classifier), ("summary", self.summarizer)) if model]
 
     def run_batch(self, key: Hashable, texts: list[str]) -> list[Any]:
         """One result per text for the batch ``key``; an item the model rejects gets its ``ValueError``.
 
         Topics come as every label with its probability, best first; the caller keeps its ``top_k``.
+
+        Example:
+            >>> class Echo:
+            ...     def summarize(self, texts, **settings):
+            ...         if "" in texts:
+            ...             raise ValueError("text at index 0: empty")
+            ...         return [text[:4] for text in texts]
+            >>> ServedModels(summarizer=Echo()).run_batch(summary_key(None, None), ["خبر امروز", ""])
+            ['خبر ', ValueError('summary: empty')]
         """
         if key == TOPIC:
             return _isolate("topic", self._topics, texts)

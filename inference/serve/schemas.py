@@ -143,15 +143,15 @@ def articles(request: TextsRequest, max_texts: int, max_chars: int = MAX_TEXT_CH
         raise RequestError(413, f"{field}: {len(texts)} articles, over the server's limit of {max_texts} per request")
     if not texts:
         raise RequestError(422, f"{field}: empty list; give at least one article")
+    limit = min(max_chars, MAX_TEXT_CHARS)  # a server may set a lower limit than the CLI's, not a higher one
     checked = []
     for index, (text, title) in enumerate(zip(texts, titles or [None] * len(texts), strict=True)):
         where = field if request.texts is None else f"{field}[{index}]"
-        if len(text) > max_chars:  # the server's own limit may be below the CLI's
-            raise RequestError(413, f"{where}: text is {len(text):,} characters, over the {max_chars:,} limit")
+        if len(text) > limit:
+            raise RequestError(413, f"{where}: text is {len(text):,} characters, over the {limit:,} limit")
         problem = check_row(Row(index, index + 1, {"text": text, "title": title}), _ITEM_FIELDS)
         if isinstance(problem, dict):
-            status = 413 if "limit" in problem["error"] else 422
-            raise RequestError(status, f"{where}: {_plain(problem['error'])}")
+            raise RequestError(422, f"{where}: {_plain(problem['error'])}")
         checked.append(Article(text, join_title(title, text)))
     return checked
 
