@@ -111,6 +111,19 @@ def test_health_ready_page_and_openapi(client):
     assert {"/v1/classify", "/v1/summarize", "/v1/analyze", "/v1/models", "/healthz", "/readyz"} <= set(paths)
 
 
+def test_a_model_that_fails_its_warm_up_is_never_ready(models):
+    broken = ServedModels(classifier=models.classifier)
+    broken.run_batch = lambda key, texts: 1 / 0
+    with TestClient(create_app(broken)) as client:
+        deadline = time.monotonic() + 10
+        while "failed" not in client.get("/readyz").json()["status"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["status"] == "warm-up failed: ZeroDivisionError: division by zero"
+        assert client.get("/healthz").status_code == 200
+
+
 # --- bad input: 4xx with a one-line detail naming the field and the item -----------------------
 
 BAD_REQUESTS = [

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -60,8 +61,13 @@ def create_app(models: ServedModels, settings: ServeSettings | None = None) -> F
 
         async def warm_up() -> None:
             # Through the batcher, so only its worker thread ever runs the models.
-            for key in models.warm_up_keys():
-                await batcher.run(key, [WARMUP_TEXT])
+            try:
+                for key in models.warm_up_keys():
+                    await batcher.run(key, [WARMUP_TEXT])
+            except Exception as exc:  # noqa: BLE001 - /readyz says so; the process stays up for /healthz
+                state["failure"] = f"warm-up failed: {type(exc).__name__}: {exc}"
+                logging.getLogger("uvicorn.error").error("khabar serve: %s", state["failure"])
+                return
             state["ready"] = True
 
         warming = asyncio.create_task(warm_up())
@@ -111,7 +117,7 @@ def _add_open_routes(app: FastAPI, state: dict) -> None:
         """The models are loaded and have answered a warm-up call."""
         if state["ready"]:
             return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "warming up"}, status_code=503)
+        return JSONResponse({"status": state.get("failure", "warming up")}, status_code=503)
 
 
 def _api(models: ServedModels, settings: ServeSettings, state: dict) -> APIRouter:
