@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-fast test test-all lint tiny-models train-classifier train-summarizer demo bench clean
+.PHONY: help install install-fast test test-all lint tiny-models train-classifier train-summarizer demo bench serve browser-deps clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -55,6 +55,16 @@ demo: $(STAMP)  ## the main job: train the tiny models if missing, then read the
 
 bench: install-fast  ## inference speed: naive transformers vs khabar's default and fast CPU paths
 	$(BIN)/python -m bench.run
+
+serve: $(STAMP)  ## serve the demo's models (after make demo) at http://127.0.0.1:8000
+	@test -f models/classifier/config.json -a -f models/summarizer/config.json || \
+		{ echo "make serve: no trained models in models/; run make demo first"; exit 2; }
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS),serve]'
+	$(BIN)/khabar serve --classifier models/classifier --summarizer models/summarizer
+
+browser-deps: $(STAMP)  ## Chromium, its driver, Persian fonts and selenium, for the browser test (Debian, as root)
+	apt-get install -y chromium chromium-driver fonts-noto-core
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS),serve,browser]'
 
 clean:  ## remove the environment, models and caches
 	rm -rf $(VENV) models .pytest_cache .hypothesis *.egg-info

@@ -20,4 +20,6 @@ _ENGINES = {
     "inference/fast/onnx_classifier.py": "onnxruntime",
     "inference/fast/ct2_summarizer.py": "ctranslate2",
 }
+# The server's examples need the serve extra (FastAPI), as its tests do.
+_ENGINES["inference/serve"] = "fastapi"
 collect_ignore = [path for path, module in _ENGINES.items() if importlib.util.find_spec(module) is None]

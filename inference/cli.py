@@ -133,7 +133,7 @@ def _add_model_flags(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) ->
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``khabar`` argument parser with its predict, classify, summarize and merge commands.
+    """The ``khabar`` argument parser with its predict, classify, summarize, merge and serve commands.
 
     Example:
         >>> build_parser().parse_args(["predict", "in.jsonl", "--tasks", "topic"]).tasks
@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("-o", "--output", required=True, help="the merged file (.jsonl, .csv, .tsv or -)")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     merge.set_defaults(handler=_merge)
+    from inference.serve.cli import add_serve_command  # flags only: FastAPI is imported when serving
+
+    add_serve_command(commands)
     return parser
 
 

@@ -1,0 +1,237 @@
+"""The FastAPI application: the JSON API under ``/v1``, health checks, and the page at ``/``.
+
+Models are loaded by the caller (``khabar serve`` loads them once at start-up); ``create_app``
+only wires them to routes. On start-up a worker thread starts (see :mod:`inference.serve.batcher`)
+and warms the models up; ``/readyz`` answers 200 once that is done. ``/healthz`` and ``/`` stay
+open when an API key is set: they reveal nothing about the models or the texts.
+
+Example:
+    >>> from fastapi.testclient import TestClient
+    >>> with TestClient(create_app(ServedModels())) as client:
+    ...     client.get("/healthz").json(), client.post("/v1/classify", json={"text": "خبر"}).status_code
+    ({'status': 'ok', 'in_flight': 0}, 404)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from inference.serve.batcher import MicroBatcher
+from inference.serve.limits import BodyLimit
+from inference.serve.models import TOPIC, WARMUP_TEXT, ServedModels, summary_key
+from inference.serve.schemas import (
+    AnalyzeRequest,
+    Article,
+    ClassifyRequest,
+    RequestError,
+    Results,
+    SummarizeRequest,
+    articles,
+    check_limits,
+)
+from inference.serve.settings import ServeSettings
+
+_NEEDS = {"topic": "classifier", "summary": "summarizer"}
+
+
+def create_app(models: ServedModels, settings: ServeSettings | None = None) -> FastAPI:
+    """The server for ``models`` (already loaded) under ``settings``.
+
+    Example:
+        >>> create_app(ServedModels(), ServeSettings(api_key="k")).title
+        'khabar'
+    """
+    settings = settings or ServeSettings()
+    models.max_batch = settings.max_batch
+    state: dict[str, Any] = {"ready": False, "in_flight": 0}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher = state["batcher"] = MicroBatcher(models.run_batch, settings.max_batch, settings.max_wait_ms)
+
+        async def warm_up() -> None:
+            # Through the batcher, so only its worker thread ever runs the models.
+            try:
+                for key in models.warm_up_keys():
+                    await batcher.run(key, [WARMUP_TEXT])
+            except Exception as exc:  # noqa: BLE001 - /readyz says so; the process stays up for /healthz
+                state["failure"] = f"warm-up failed: {type(exc).__name__}: {exc}"
+                logging.getLogger("uvicorn.error").error("khabar serve: %s", state["failure"])
+                return
+            state["ready"] = True
+
+        warming = asyncio.create_task(warm_up())
+        try:
+            yield
+        finally:
+            await warming
+            # uvicorn calls this after in-flight requests finished: the queue is empty by now.
+            await asyncio.get_running_loop().run_in_executor(None, state["batcher"].close)
+
+    app = FastAPI(
+        title="khabar",
+        summary="Topics and summaries of Persian news articles",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    _add_error_handlers(app)
+    _add_open_routes(app, state)
+    app.include_router(_api(models, settings, state))
+    return app
+
+
+def _add_open_routes(app: FastAPI, state: dict) -> None:
+    page = resources.files("inference.serve").joinpath("page.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def home() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict:
+        """The process is up and answering; ``in_flight``: API requests being worked on now."""
+        return {"status": "ok", "in_flight": state["in_flight"]}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "still loading or warming up"}})
+    async def readyz() -> JSONResponse:
+        """The models are loaded and have answered a warm-up call."""
+        if state["ready"]:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": state.get("failure", "warming up")}, status_code=503)
+
+
+def _api(models: ServedModels, settings: ServeSettings, state: dict) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["v1"], dependencies=[Depends(_key_check(settings))])
+
+    async def answer(tasks: tuple[str, ...], request: Any, top_k: int = 1) -> Results:
+        for task in tasks:
+            if task not in models.tasks():
+                kind = _NEEDS[task]
+                raise RequestError(404, f"no {kind} is loaded: start khabar serve with --{kind} DIR")
+        check_limits(request, settings.max_num_beams, settings.max_new_tokens)
+        items = articles(request, settings.max_texts, settings.max_text_chars)
+        runs = [_run(state["batcher"], task, items, request) for task in tasks]
+        state["in_flight"] += 1
+        try:
+            outcomes = await asyncio.wait_for(asyncio.gather(*runs), settings.timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestError(
+                504, f"no answer within {settings.timeout_s:g}s; send fewer or shorter articles, or retry later"
+            ) from None
+        finally:
+            state["in_flight"] -= 1
+        return Results(results=[_result(per_task, top_k) for per_task in zip(*outcomes, strict=True)])
+
+    @router.post("/classify", response_model=Results, response_model_exclude_none=True)
+    async def classify(request: ClassifyRequest) -> Results:
+        """The topic of each article (``top_k`` topics with their probabilities), in input order."""
+        return await answer(("topic",), request, request.top_k)
+
+    @router.post("/summarize", response_model=Results, response_model_exclude_none=True)
+    async def summarize(request: SummarizeRequest) -> Results:
+        """A short summary of each article, in input order."""
+        return await answer(("summary",), request)
+
+    @router.post("/analyze", response_model=Results, response_model_exclude_none=True)
+    async def analyze(request: AnalyzeRequest) -> Results:
+        """Topic and summary of each article; an article that fails either task reports only the error."""
+        return await answer(("topic", "summary"), request, request.top_k)
+
+    @router.get("/models")
+    async def describe() -> dict:
+        """The loaded models: labels, paths, normalization, decoding defaults, backend and the server's limits."""
+        limits = {
+            name: getattr(settings, name)
+            for name in ("max_batch", "max_wait_ms", "max_texts", "max_text_chars", "max_body_bytes")
+        }
+        limits |= {"max_num_beams": settings.max_num_beams, "max_new_tokens": settings.max_new_tokens}
+        return {**models.describe(), "limits": limits, "ready": state["ready"]}
+
+    return router
+
+
+async def _run(batcher: MicroBatcher, task: str, items: list[Article], request: Any) -> list[Any]:
+    if task == "topic":
+        return await batcher.run(TOPIC, [item.classifier_text for item in items], return_exceptions=True)
+    key = summary_key(request.num_beams, request.max_new_tokens)
+    return await batcher.run(key, [item.text for item in items], return_exceptions=True)
+
+
+def _result(per_task: tuple, top_k: int) -> dict:
+    """One article's result from its outcome per task (topics first); an error replaces everything."""
+    failed = next((outcome for outcome in per_task if isinstance(outcome, BaseException)), None)
+    if failed is not None:
+        return {"error": str(failed)}
+    result: dict[str, Any] = {}
+    for outcome in per_task:
+        if isinstance(outcome, str):
+            result["summary"] = outcome
+        else:
+            topics = outcome[:top_k]
+            result |= {"topic": topics[0]["label"], "score": topics[0]["score"], "topics": topics}
+    return result
+
+
+def _key_check(settings: ServeSettings):
+    """A dependency that lets a request through only with ``Authorization: Bearer <key>`` (when a key is set)."""
+    expected = (settings.api_key or "").encode()
+
+    async def check(request: Request) -> None:
+        if not expected:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        # compare_digest takes as long for a near miss as for a wild guess: the key cannot be timed out.
+        if not (scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)):
+            raise RequestError(401, "missing or wrong API key: send the header Authorization: Bearer <key>")
+
+    return check
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestError)
+    async def refused(request: Request, exc: RequestError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        if first.get("type") == "json_invalid":
+            return JSONResponse({"detail": f"body: not valid JSON ({first.get('msg', '')})"}, status_code=400)
+        return JSONResponse({"detail": _one_line(first)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        # Not expected: every known failure has its own status. Still one line, never a traceback.
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+
+
+def _one_line(error: dict) -> str:
+    """``texts[2]: Input should be a valid string`` from a pydantic error."""
+    where = ""
+    for part in error.get("loc", ())[1:]:  # loc starts with "body"
+        where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
+    if error.get("type") == "extra_forbidden":
+        return f"{where}: unknown field"
+    message = error.get("msg", "invalid").removeprefix("Value error, ")
+    return f"{where}: {message}" if where else f"body: {message}"

@@ -1,0 +1,156 @@
+"""Micro-batching: texts from concurrent requests share one model call, run in a worker thread.
+
+Each text is queued with a key (the task and the decoding settings it needs) and a future. One
+worker thread takes the first text, waits up to ``max_wait_ms`` for up to ``max_batch`` texts in
+all, then calls the model once per key with the texts of that key, in arrival order. The event
+loop only queues and awaits, so health checks are answered while a batch runs; a request whose
+future was cancelled (it timed out) before its batch started is skipped.
+
+Example:
+    >>> import asyncio
+    >>> batcher = MicroBatcher(lambda key, texts: [t.upper() for t in texts], max_batch=4, max_wait_ms=1)
+    >>> asyncio.run(batcher.run("shout", ["a", "b"]))
+    ['A', 'B']
+    >>> batcher.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+# (key, texts) -> one result or exception per text, in order.
+RunBatch = Callable[[Hashable, list[Any]], list[Any]]
+_STOP = object()
+
+
+@dataclass
+class _Pending:
+    key: Hashable
+    item: Any
+    future: Future = field(default_factory=Future)
+
+
+class MicroBatcher:
+    """Queue texts from any thread or event loop; one worker thread runs them in batches.
+
+    ``run_batch(key, items)`` returns one result per item; an ``Exception`` in its place fails
+    that item only. An exception raised by ``run_batch`` itself fails every item of the call.
+
+    Example:
+        >>> import asyncio
+        >>> calls = []
+        >>> def run_batch(key, items):
+        ...     calls.append(len(items))
+        ...     return [ValueError("odd") if i % 2 else i for i in items]
+        >>> batcher = MicroBatcher(run_batch, max_batch=8, max_wait_ms=50)
+        >>> async def three_requests():
+        ...     return await asyncio.gather(*(batcher.run("k", [i], return_exceptions=True) for i in range(3)))
+        >>> [[str(r) for r in rs] for rs in asyncio.run(three_requests())], calls
+        ([['0'], ['odd'], ['2']], [3])
+        >>> batcher.close()
+    """
+
+    def __init__(self, run_batch: RunBatch, max_batch: int = 16, max_wait_ms: float = 10.0) -> None:
+        if max_batch < 1 or max_wait_ms < 0:
+            raise ValueError(f"max_batch must be at least 1 and max_wait_ms 0 or more, got {max_batch}, {max_wait_ms}")
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._work, name="khabar-batcher", daemon=True)
+        self._worker.start()
+
+    def submit(self, key: Hashable, item: Any) -> Future:
+        """Queue one item; its future gets the result (or the item's exception).
+
+        Example:
+            >>> batcher = MicroBatcher(lambda key, items: [i * 2 for i in items])
+            >>> batcher.submit("double", 21).result(timeout=5)
+            42
+            >>> batcher.close()
+        """
+        pending = _Pending(key, item)
+        self._queue.put(pending)
+        return pending.future
+
+    async def run(self, key: Hashable, items: list[Any], return_exceptions: bool = False) -> list[Any]:
+        """Queue ``items`` and wait for their results, in order; cancelling this cancels the queued ones.
+
+        With ``return_exceptions`` an item's exception is returned in its place instead of raised.
+
+        Example:
+            >>> import asyncio
+            >>> batcher = MicroBatcher(lambda key, items: [ValueError(i) if i < 0 else i for i in items])
+            >>> asyncio.run(batcher.run("k", [1, -1], return_exceptions=True))
+            [1, ValueError(-1)]
+            >>> batcher.close()
+        """
+        futures = [asyncio.wrap_future(self.submit(key, item)) for item in items]
+        try:
+            return await asyncio.gather(*futures, return_exceptions=return_exceptions)
+        except BaseException:
+            for future in futures:
+                future.cancel()  # items not started yet leave the queue unrun
+            raise
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish what is queued, then stop the worker thread.
+
+        Example:
+            >>> batcher = MicroBatcher(lambda key, items: items)
+            >>> future = batcher.submit("k", 1)
+            >>> batcher.close(); future.result()
+            1
+        """
+        self._queue.put(_STOP)
+        self._worker.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            batch, stop = self._gather()
+            self._run(batch)
+            if stop:
+                return
+
+    def _gather(self) -> tuple[list[_Pending], bool]:
+        """Block for a first item, then take more until the batch is full or the wait is over."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        batch, deadline = [first], time.monotonic() + self.max_wait
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                # Past the wait, items already queued still join: they cost the batch nothing.
+                pending = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if pending is _STOP:
+                return batch, True
+            batch.append(pending)
+        return batch, False
+
+    def _run(self, batch: list[_Pending]) -> None:
+        live = [pending for pending in batch if pending.future.set_running_or_notify_cancel()]
+        by_key: dict[Hashable, list[_Pending]] = {}
+        for pending in live:
+            by_key.setdefault(pending.key, []).append(pending)
+        for key, group in by_key.items():
+            try:
+                results = self.run_batch(key, [pending.item for pending in group])
+                if len(results) != len(group):
+                    raise RuntimeError(f"the model returned {len(results)} results for {len(group)} texts")
+            except Exception as exc:  # noqa: BLE001 - reported to each waiting request, never lost
+                results = [exc] * len(group)
+            for pending, result in zip(group, results, strict=True):
+                if isinstance(result, Exception):
+                    pending.future.set_exception(result)
+                else:
+                    pending.future.set_result(result)

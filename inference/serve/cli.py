@@ -1,0 +1,162 @@
+"""``khabar serve``: load the models once, then answer HTTP until SIGTERM or Ctrl-C.
+
+    khabar serve --classifier models/classifier --summarizer models/summarizer
+    khabar serve --classifier DIR --port 8080 --api-key "$(cat key.txt)" --backend fast --quantize int8
+
+Flags only: importing this module needs neither FastAPI nor uvicorn, so ``khabar --help`` works
+without the ``serve`` extra; ``khabar serve`` then says how to install it.
+
+Example:
+    >>> import argparse
+    >>> commands = argparse.ArgumentParser().add_subparsers()
+    >>> add_serve_command(commands).parse_args(["--classifier", "m"]).port
+    8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import ipaddress
+import os
+import signal
+import sys
+
+from inference.records import UsageError
+
+API_KEY_ENV = "KHABAR_API_KEY"
+EPILOG = f"""\
+endpoints:
+  POST /v1/classify  /v1/summarize  /v1/analyze   JSON in, JSON out (see /docs)
+  GET  /v1/models    /healthz  /readyz  /          the page: paste an article, see topic and summary
+
+safety:
+  Listens on 127.0.0.1 (this machine only) unless --host says otherwise. With --api-key or
+  ${API_KEY_ENV}, /v1/* needs the header Authorization: Bearer KEY; /, /healthz and /readyz stay
+  open (they show no model output). No endpoint reads a path. CORS is off unless --cors-origin.
+
+A model given neither by its flag nor by $KHABAR_CLASSIFIER / $KHABAR_SUMMARIZER is not served;
+its endpoints answer 404. SIGTERM or Ctrl-C: stop accepting, finish in-flight requests, exit 0.
+"""
+
+
+def add_serve_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``serve`` to the ``khabar`` subcommands and return its parser.
+
+    Example:
+        >>> import argparse
+        >>> parser = add_serve_command(argparse.ArgumentParser().add_subparsers())
+        >>> parser.parse_args(["--summarizer", "m", "--max-batch", "8"]).max_batch
+        8
+    """
+    from inference.cli import BACKENDS, _positive
+
+    serve = commands.add_parser(
+        "serve",
+        help="answer over HTTP: a JSON API and a Persian web page",
+        description="Serve the classifier and/or summarizer over HTTP (needs: pip install 'khabar[serve]').",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for kind in ("classifier", "summarizer"):
+        env = f"KHABAR_{kind.upper()}"
+        serve.add_argument(f"--{kind}", metavar="DIR_OR_ID", help=f"the {kind} to serve (default: ${env})")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
+    serve.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
+    serve.add_argument(
+        "--backend", default="torch", choices=[b for b in BACKENDS["classifier"] if b in BACKENDS["summarizer"]],
+        help="torch (default) or fast (ONNX Runtime topics, CTranslate2 summaries; pip install khabar[fast])",
+    )
+    serve.add_argument("--max-batch", type=_positive, default=16, help="texts per model call (16)")
+    serve.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill, ms (10)")
+    serve.add_argument("--max-texts", type=_positive, default=64, help="articles per request (64)")
+    serve.add_argument("--max-body-bytes", type=_positive, default=4 * 1024 * 1024, help="request body size (4 MiB)")
+    serve.add_argument("--max-num-beams", type=_positive, default=8, help="largest num_beams a request may ask (8)")
+    serve.add_argument("--max-new-tokens", type=_positive, default=256, help="largest max_new_tokens (256)")
+    serve.add_argument("--timeout", type=float, default=60.0, help="seconds before a request answers 504 (60)")
+    serve.add_argument("--api-key", help=f"require Authorization: Bearer KEY on /v1/* (default: ${API_KEY_ENV})")
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                       help="allow browser calls from this origin (repeatable; default: none)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(handler=serve_command)
+    return serve
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Load the models named by ``args`` and serve them until SIGTERM / Ctrl-C; 0 on a clean stop.
+
+    Example:
+        >>> import argparse
+        >>> serve_command(argparse.Namespace(classifier=None, summarizer=None))
+        Traceback (most recent call last):
+        ...
+        inference.records.UsageError: no model to serve: give --classifier DIR and/or --summarizer DIR
+    """
+    kinds = [kind for kind in ("classifier", "summarizer") if getattr(args, kind) or _from_env(kind)]
+    if not kinds:
+        raise UsageError("no model to serve: give --classifier DIR and/or --summarizer DIR")
+    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"needs {' and '.join(missing)}: pip install 'khabar[serve]'")
+    settings = _settings(args)
+    import uvicorn
+
+    from inference.cli import _load  # the same loading, and the same one-line errors, as predict
+    from inference.serve.app import create_app
+    from inference.serve.models import ServedModels
+
+    loaded = {kind: _load(kind, args) for kind in kinds}
+    app = create_app(ServedModels(**loaded, backend=args.backend), settings)
+    # uvicorn stops gracefully on SIGTERM / SIGINT, then raises the signal again under the handler
+    # it found: with these, that second delivery is a no-op and the command exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=int(settings.timeout_s) + 5,  # in-flight requests end by then anyway
+    )
+    return 0
+
+
+def _from_env(kind: str) -> str:
+    return os.environ.get(f"KHABAR_{kind.upper()}", "").strip()
+
+
+def _settings(args: argparse.Namespace):
+    from inference.serve.settings import ServeSettings
+
+    if args.timeout <= 0 or args.max_wait_ms < 0:
+        raise UsageError("--timeout must be over 0 and --max-wait-ms 0 or more")
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port {args.port}: must be 1-65535")
+    api_key = args.api_key or os.environ.get(API_KEY_ENV, "").strip() or None
+    if not api_key and not _is_loopback(args.host):
+        print(
+            f"khabar serve: warning: listening on {args.host} without an API key: anyone who can reach it may use it",
+            file=sys.stderr,
+        )
+    return ServeSettings(
+        host=args.host,
+        port=args.port,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_texts=args.max_texts,
+        max_body_bytes=args.max_body_bytes,
+        max_num_beams=args.max_num_beams,
+        max_new_tokens=args.max_new_tokens,
+        timeout_s=args.timeout,
+        api_key=api_key,
+        cors_origins=tuple(args.cors_origin),
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -1,0 +1,365 @@
+"""``khabar serve``: the JSON API, its refusals, micro-batching, the API key and a graceful stop.
+
+Skipped as a whole without the serve extra (``pip install 'khabar[serve]'``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from inference import Classifier, Summarizer  # noqa: E402
+from inference.batch import MAX_TEXT_CHARS  # noqa: E402
+from inference.normalize import join_title  # noqa: E402
+from inference.serve.app import create_app  # noqa: E402
+from inference.serve.batcher import MicroBatcher  # noqa: E402
+from inference.serve.models import ServedModels  # noqa: E402
+from inference.serve.settings import ServeSettings  # noqa: E402
+
+ARTICLE = "تیم ملی فوتبال ایران دیشب در ورزشگاه آزادی برابر حریف خود به پیروزی رسید."
+SHORT_SUMMARY = {"num_beams": 1, "max_new_tokens": 6}
+
+
+@pytest.fixture(scope="module")
+def models(fitted_classifier_dir, tiny_summarizer_dir) -> ServedModels:
+    return ServedModels(
+        Classifier.from_pretrained(fitted_classifier_dir, device="cpu"),
+        Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu"),
+    )
+
+
+def serve(models: ServedModels, **settings) -> TestClient:
+    """A started test client (lifespan run) whose models are warmed up."""
+    client = TestClient(create_app(models, ServeSettings(**settings)))
+    client.__enter__()
+    deadline = time.monotonic() + 30
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the server never became ready"
+        time.sleep(0.02)
+    return client
+
+
+@pytest.fixture(scope="module")
+def client(models):
+    client = serve(models, max_texts=8, max_body_bytes=300_000)
+    yield client
+    client.__exit__(None, None, None)
+
+
+# --- endpoints ---------------------------------------------------------------------------------
+
+
+def test_classify_answers_top_k_topics_in_input_order(client, models, sample_articles):
+    texts = sample_articles[:3]
+    response = client.post("/v1/classify", json={"texts": texts, "top_k": 3})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    expected = models.classifier.predict(texts, top_k=3)
+    assert [r["topic"] for r in results] == [e[0]["label"] for e in expected]
+    assert [[t["label"] for t in r["topics"]] for r in results] == [[t["label"] for t in e] for e in expected]
+    assert results[0]["score"] == pytest.approx(expected[0][0]["score"], abs=1e-5)
+
+
+def test_classify_reads_the_title_before_the_text_as_khabar_predict_does(client, models):
+    response = client.post("/v1/classify", json={"text": "خبر کوتاه", "title": "بازار بورس تهران", "top_k": 100})
+    scores = {t["label"]: t["score"] for t in response.json()["results"][0]["topics"]}
+    expected = models.classifier.predict_proba(join_title("بازار بورس تهران", "خبر کوتاه"))
+    assert scores == pytest.approx(expected, abs=1e-5)
+    assert len(scores) == len(models.classifier.labels)  # top_k is capped at every label
+
+
+def test_summarize_follows_the_requested_decoding(client, models):
+    response = client.post("/v1/summarize", json={"texts": [ARTICLE, "خبر دوم"], **SHORT_SUMMARY})
+    assert response.status_code == 200
+    assert [r["summary"] for r in response.json()["results"]] == models.summarizer.summarize(
+        [ARTICLE, "خبر دوم"], **SHORT_SUMMARY
+    )
+
+
+def test_analyze_gives_topic_and_summary_per_article(client, models):
+    response = client.post("/v1/analyze", json={"texts": [ARTICLE], "titles": [None], **SHORT_SUMMARY})
+    (result,) = response.json()["results"]
+    assert result["topic"] == models.classifier.predict(ARTICLE)["label"]
+    assert result["summary"] == models.summarizer.summarize(ARTICLE, **SHORT_SUMMARY)
+
+
+def test_models_describes_labels_paths_decoding_and_limits(client, models):
+    info = client.get("/v1/models").json()
+    assert info["classifier"]["labels"] == models.classifier.labels
+    assert info["classifier"]["path"] == models.classifier.name
+    assert info["classifier"]["normalization"]["digits"] in ("persian", "latin", "keep")
+    assert info["summarizer"]["decoding"]["num_beams"] == models.summarizer.generation_config.num_beams
+    assert info["backend"] == "torch" and info["ready"] is True
+    assert info["limits"]["max_texts"] == 8
+
+
+def test_health_ready_page_and_openapi(client):
+    assert client.get("/healthz").json() == {"status": "ok", "in_flight": 0}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    page = client.get("/")
+    assert page.status_code == 200 and '<html lang="fa" dir="rtl">' in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no external assets
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/classify", "/v1/summarize", "/v1/analyze", "/v1/models", "/healthz", "/readyz"} <= set(paths)
+
+
+def test_a_model_that_fails_its_warm_up_is_never_ready(models):
+    broken = ServedModels(classifier=models.classifier)
+    broken.run_batch = lambda key, texts: 1 / 0
+    with TestClient(create_app(broken)) as client:
+        deadline = time.monotonic() + 10
+        while "failed" not in client.get("/readyz").json()["status"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["status"] == "warm-up failed: ZeroDivisionError: division by zero"
+        assert client.get("/healthz").status_code == 200
+
+
+# --- bad input: 4xx with a one-line detail naming the field and the item -----------------------
+
+BAD_REQUESTS = [
+    ("/v1/classify", {"texts": ["خبر", "   "]}, 422, "texts[1]: text is empty"),
+    ("/v1/classify", {"text": ""}, 422, "text: text is empty"),
+    ("/v1/classify", {"texts": ["خبر", 42]}, 422, "texts[1]: Input should be a valid string"),
+    ("/v1/classify", {"texts": ["خبر", None]}, 422, "texts[1]: Input should be a valid string"),
+    ("/v1/classify", {"texts": "خبر"}, 422, "texts: Input should be a valid list"),
+    ("/v1/classify", {"texts": ["خبر"] * 9}, 413, "texts: 9 articles, over the server's limit of 8 per request"),
+    ("/v1/classify", {"texts": []}, 422, "texts: empty list; give at least one article"),
+    ("/v1/classify", {"text": "خبر", "color": "red"}, 422, "color: unknown field"),
+    ("/v1/classify", {"text": "خبر", "top_k": "3"}, 422, "top_k: Input should be a valid integer"),
+    ("/v1/classify", {"text": "خبر", "top_k": 0}, 422, "top_k: Input should be greater than or equal to 1"),
+    ("/v1/classify", {"text": "خبر", "texts": ["خبر"]}, 422, "body: give either text (one article) or texts"),
+    ("/v1/classify", {}, 422, "body: give either text (one article) or texts"),
+    ("/v1/classify", {"texts": ["خبر"], "titles": ["a", "b"]}, 422, "body: titles has 2 items and texts 1"),
+    ("/v1/classify", {"texts": ["خبر"], "titles": [5]}, 422, "titles[0]: Input should be a valid string"),
+    ("/v1/classify", ["خبر"], 422, "body: Input should be a valid dictionary"),
+    ("/v1/classify", {"text": "خبر", "model": "/etc"}, 422, "model: unknown field"),  # nothing reaches the disk
+    ("/v1/summarize", {"text": "خبر", "title": "تیتر"}, 422, "title: unknown field"),
+    ("/v1/summarize", {"text": "خبر", "num_beams": 9}, 422, "num_beams: 9 is over the server's limit of 8"),
+    ("/v1/summarize", {"text": "خبر", "max_new_tokens": 10_000}, 422, "max_new_tokens: 10000 is over the server's"),
+    ("/v1/analyze", {"texts": ["خبر", "x" * (MAX_TEXT_CHARS + 1)]}, 413, "texts[1]: text is 200,001 characters"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "detail"), BAD_REQUESTS)
+def test_bad_input_is_refused_with_a_one_line_detail(client, path, body, status, detail):
+    response = client.post(path, json=body)
+    assert response.status_code == status, response.text
+    message = response.json()["detail"]
+    assert isinstance(message, str) and "\n" not in message
+    assert message.startswith(detail)
+
+
+def test_malformed_json_and_oversized_bodies_are_refused(client):
+    response = client.post("/v1/classify", content=b'{"text": ', headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["detail"].startswith("body: not valid JSON")
+    response = client.post("/v1/classify", json={"text": "خبر " * 80_000})
+    assert response.status_code == 413
+    assert response.json()["detail"].endswith("over the server limit of 300000")
+    # A chunked body (no Content-Length) is counted as it arrives.
+    chunks = (b"x" * 100_000 for _ in range(4))
+    response = client.post("/v1/classify", content=chunks, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert client.get("/healthz").status_code == 200  # nothing stuck
+
+
+def test_an_item_the_model_rejects_fails_alone():
+    class Picky:
+        labels = ["a", "b"]
+        name, device, max_length, long_text = "picky", "cpu", 8, "windows"
+
+        def predict(self, texts, batch_size, top_k):
+            if any("بد" in text for text in texts):
+                raise ValueError("text at index 0: cannot read this")
+            return [[{"label": "a", "score": 0.75}, {"label": "b", "score": 0.25}] for _ in texts]
+
+    with TestClient(create_app(ServedModels(classifier=Picky()))) as picky:
+        results = picky.post("/v1/classify", json={"texts": ["خوب", "بد", "خوب"]}).json()["results"]
+    assert results == [
+        {"topic": "a", "score": 0.75, "topics": [{"label": "a", "score": 0.75}]},
+        {"error": "topic: cannot read this"},
+        {"topic": "a", "score": 0.75, "topics": [{"label": "a", "score": 0.75}]},
+    ]
+
+
+def test_an_absent_model_answers_404_naming_the_flag(models):
+    with TestClient(create_app(ServedModels(classifier=models.classifier))) as only_topics:
+        assert only_topics.post("/v1/classify", json={"text": ARTICLE}).status_code == 200
+        for path in ("/v1/summarize", "/v1/analyze"):
+            response = only_topics.post(path, json={"text": ARTICLE})
+            assert response.status_code == 404
+            assert response.json()["detail"] == "no summarizer is loaded: start khabar serve with --summarizer DIR"
+        assert only_topics.get("/v1/models").json()["summarizer"] is None
+
+
+def test_a_request_over_the_timeout_answers_504_and_the_server_goes_on(models):
+    slow = ServedModels(classifier=models.classifier)
+    original, done = slow.run_batch, threading.Event()
+
+    def run_batch(key, texts):
+        if any("کند" in text for text in texts):
+            time.sleep(1)
+            done.set()
+        return original(key, texts)
+
+    slow.run_batch = run_batch
+    client = serve(slow, timeout_s=0.5)
+    response = client.post("/v1/classify", json={"text": "کند"})
+    assert response.status_code == 504 and response.json()["detail"].startswith("no answer within 0.5s")
+    assert done.wait(10)  # the slow batch ends, and the worker takes the next one
+    assert client.post("/v1/classify", json={"text": ARTICLE}).status_code == 200
+    client.__exit__(None, None, None)
+
+
+# --- micro-batching ------------------------------------------------------------------------------
+
+
+def test_50_concurrent_requests_get_the_in_process_results_in_order(models, sample_articles):
+    texts = [sample_articles[i % len(sample_articles)] for i in range(50)]
+    expected_topics = models.classifier.predict(texts, top_k=2)
+    expected_summaries = models.summarizer.summarize(texts, **SHORT_SUMMARY)
+    batcher_calls = []
+    counting = ServedModels(models.classifier, models.summarizer)
+    original = counting.run_batch
+    counting.run_batch = lambda key, items: batcher_calls.append(len(items)) or original(key, items)
+    results: dict[int, dict] = {}
+
+    with TestClient(create_app(counting, ServeSettings(max_batch=16, max_wait_ms=50))) as client:
+
+        def ask(i: int) -> None:
+            body = {"text": texts[i], "top_k": 2, **SHORT_SUMMARY}
+            results[i] = client.post("/v1/analyze", json=body).json()["results"][0]
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(50)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    for i in range(50):
+        assert [t["label"] for t in results[i]["topics"]] == [t["label"] for t in expected_topics[i]], i
+        assert results[i]["score"] == pytest.approx(expected_topics[i][0]["score"], abs=1e-4)
+        assert results[i]["summary"] == expected_summaries[i], i
+    assert max(batcher_calls) > 1  # requests really shared model calls
+
+
+def test_the_batcher_fills_batches_up_to_max_batch_and_keeps_keys_apart():
+    calls = []
+
+    def run_batch(key, items):
+        calls.append((key, list(items)))
+        return [f"{key}:{item}" for item in items]
+
+    batcher = MicroBatcher(run_batch, max_batch=3, max_wait_ms=200)
+
+    async def requests():
+        return await asyncio.gather(batcher.run("a", [1, 2]), batcher.run("b", [3]), batcher.run("a", [4]))
+
+    assert asyncio.run(requests()) == [["a:1", "a:2"], ["b:3"], ["a:4"]]
+    batcher.close()
+    assert calls == [("a", [1, 2]), ("b", [3]), ("a", [4])]  # 3 items filled the first batch
+
+
+def test_health_is_answered_while_the_model_is_busy(models):
+    busy = ServedModels(classifier=models.classifier)
+    started, release = threading.Event(), threading.Event()
+    original = busy.run_batch
+
+    def run_batch(key, texts):
+        if any("کند" in text for text in texts):
+            started.set()
+            release.wait(10)
+        return original(key, texts)
+
+    busy.run_batch = run_batch
+    with TestClient(create_app(busy)) as client:
+        worker = threading.Thread(target=lambda: client.post("/v1/classify", json={"text": "کند"}))
+        worker.start()
+        assert started.wait(10)
+        began = time.monotonic()
+        assert client.get("/healthz").status_code == 200
+        assert time.monotonic() - began < 2
+        release.set()
+        worker.join()
+
+
+# --- API key and CORS ----------------------------------------------------------------------------
+
+
+def test_api_key_guards_v1_only(models):
+    with TestClient(create_app(ServedModels(classifier=models.classifier), ServeSettings(api_key="s3cret"))) as client:
+        body = {"text": ARTICLE}
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+            response = client.post("/v1/classify", json=body, headers=headers)
+            assert response.status_code == 401, headers
+            assert response.json()["detail"].startswith("missing or wrong API key")
+            assert response.headers["www-authenticate"] == "Bearer"
+        assert client.get("/v1/models").status_code == 401
+        ok = client.post("/v1/classify", json=body, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        assert client.get("/healthz").status_code == 200 and client.get("/").status_code == 200
+
+
+def test_without_a_key_v1_is_open(client):
+    assert client.post("/v1/classify", json={"text": ARTICLE}).status_code == 200
+
+
+def test_cors_is_off_unless_an_origin_is_given(models, client):
+    preflight = {"Origin": "https://cms.example", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in client.options("/v1/classify", headers=preflight).headers
+    settings = ServeSettings(cors_origins=("https://cms.example",))
+    with TestClient(create_app(ServedModels(classifier=models.classifier), settings)) as open_to_cms:
+        response = open_to_cms.options("/v1/classify", headers=preflight)
+        assert response.headers["access-control-allow-origin"] == "https://cms.example"
+
+
+def test_khabar_serve_without_a_model_is_a_usage_error(capsys, monkeypatch):
+    from inference.cli import main
+
+    monkeypatch.delenv("KHABAR_CLASSIFIER", raising=False)
+    monkeypatch.delenv("KHABAR_SUMMARIZER", raising=False)
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "khabar serve: error: no model to serve: give --classifier DIR and/or --summarizer DIR"
+    )
+    assert main(["serve", "--classifier", "no/such/dir"]) == 2
+    assert "no such model directory" in capsys.readouterr().err
+
+
+# --- a real server process: SIGTERM while busy ---------------------------------------------------
+
+
+@pytest.mark.slow  # starts a real server process: 10-30 s on a busy 2-core machine
+def test_sigterm_while_busy_finishes_in_flight_requests_and_exits_0(tiny_classifier_dir, tiny_summarizer_dir):
+    import httpx
+    from serve_process import ServerProcess
+
+    heavy = {"texts": [ARTICLE * 4] * 8, "num_beams": 2, "max_new_tokens": 32}
+    with ServerProcess(classifier=tiny_classifier_dir, summarizer=tiny_summarizer_dir) as server:
+        answers: list[tuple[int, float]] = []
+
+        def ask() -> None:
+            response = httpx.post(f"{server.url}/v1/summarize", json=heavy, timeout=120)
+            answers.append((response.status_code, time.monotonic()))
+
+        clients = [threading.Thread(target=ask) for _ in range(3)]
+        for client in clients:
+            client.start()
+        server.wait_for_requests(3)  # all three are being worked on
+        stopped_at = time.monotonic()
+        server.terminate()
+        for client in clients:
+            client.join(120)
+        code = server.wait(60)
+    assert code == 0, server.log()
+    assert [status for status, _ in answers] == [200, 200, 200]
+    assert max(at for _, at in answers) > stopped_at  # at least one was still in flight at SIGTERM
