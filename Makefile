@@ -8,7 +8,9 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 EXTRAS ?= dev
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# One stamp per set of extras, so `make install EXTRAS=dev,serve` on an existing .venv installs them.
+comma  := ,
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
