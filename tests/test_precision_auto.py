@@ -94,6 +94,16 @@ def test_topics_agree_with_float32(fitted_classifier_dir, references, dtype):
     assert agreement >= 0.99
 
 
+def test_bf16_topics_do_not_depend_on_batching(fitted_classifier_dir, references):
+    texts = [row["article"] for row in references[:12]]
+    classifier = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="bfloat16")
+    batched = classifier.predict_proba(texts, batch_size=5)
+    for got, text in zip(batched, texts, strict=True):
+        alone = classifier.predict_proba(text)
+        assert max(alone, key=alone.get) == max(got, key=got.get)
+        assert got == pytest.approx(alone, abs=2e-2)
+
+
 @pytest.mark.parametrize("dtype", ["auto", "bfloat16"])
 def test_summaries_score_as_float32_does(tiny_summarizer_dir, references, dtype):
     rows = references[:12]
