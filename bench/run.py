@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     """Build the models, run every route, write the results file and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="classifier,summarizer", help="comma-separated: classifier,summarizer")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions of every route (medians over them)")
+    parser.add_argument("--reps", type=int, help="repetitions of every route, medians over them (3; --quick: 1)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU run (bf16, batch 64)")
     parser.add_argument("--batch-size", type=int, default=None, help="default route batch (default: the class's own)")
     parser.add_argument("--fast-batch-size", type=int, default=None, help="fast route batch (16 on CPU, 64 on GPU)")
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch/engine threads (default: physical cores)")
     parser.add_argument("--work", type=Path, default=user_cache_dir() / "bench", help="where the models are built")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (records of other devices are kept)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: few documents, one repetition")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few documents, one repetition by default")
     parser.add_argument(
         "--isa",
         type=str.upper,
@@ -202,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet()
     gpu = args.device != "cpu"
     args.fast_batch_size = args.fast_batch_size or (64 if gpu else FAST_BATCH)
-    if args.quick:
-        args.reps = 1
+    args.reps = args.reps or (1 if args.quick else 3)
     started = time.time()
     info = report.machine(args.device)
     info["sgemm_gflops_before"] = sgemm_gflops()
@@ -232,9 +231,11 @@ def _rerun_with_isa(isa: str, argv: list[str] | None) -> int:
 
     oneDNN reads ``ONEDNN_MAX_CPU_ISA`` once, when it first runs, and torch has used it by the
     time this process got here; a fresh interpreter (whose route workers inherit it) is the only
-    reliable way to cap it.
+    reliable way to cap it. MKL (torch's fp32 matrix multiplies) and CTranslate2 are capped alike
+    where they have a switch; ONNX Runtime and fbgemm have none and keep this machine's kernels.
     """
-    env = {**os.environ, ISA_ENV[0]: isa}
+    wide = "AVX512" if isa.startswith("AVX512") else "AVX2"
+    env = {**os.environ, ISA_ENV[0]: isa, "MKL_ENABLE_INSTRUCTIONS": wide, "CT2_FORCE_CPU_ISA": wide}
     env.pop(ISA_ENV[1], None)
     given = sys.argv[1:] if argv is None else argv
     return subprocess.call([sys.executable, "-m", "bench.run", *given], env=env)
