@@ -124,7 +124,7 @@ def measure(task: str, model_dirs: dict[str, Path], args: argparse.Namespace) ->
     seconds: dict[tuple, list[float]] = {}
     cpu: dict[tuple, list[float]] = {}
     for rep in range(args.reps):
-        for workload in WORKLOADS:
+        for workload in args.workloads:
             for decoding in decodings:
                 # Rotate the order each repetition so no route always runs first (or right after another).
                 shift = rep % len(workers)
@@ -144,7 +144,7 @@ def measure(task: str, model_dirs: dict[str, Path], args: argparse.Namespace) ->
 def _records(task, task_routes, workers, peaks, counts, timings, lengths, decodings, args) -> list[dict]:
     seconds, cpu = timings["seconds"], timings["cpu"]
     records = []
-    for workload in WORKLOADS:
+    for workload in args.workloads:
         for decoding in decodings:
             naive = [counts["naive"] / s for s in seconds[(workload, decoding, "naive")]]
             for route, worker, peak in zip(task_routes, workers, peaks, strict=True):
@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     """Build the models, run every route, write the results file and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="classifier,summarizer", help="comma-separated: classifier,summarizer")
+    parser.add_argument("--workloads", type=lambda text: text.split(","), default=list(WORKLOADS), help="512,real")
     parser.add_argument("--reps", type=int, help="repetitions of every route, medians over them (3; --quick: 1)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU run (bf16, batch 64)")
     parser.add_argument("--batch-size", type=int, default=None, help="default route batch (default: the class's own)")
