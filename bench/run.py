@@ -120,7 +120,7 @@ def measure(task: str, model_dirs: dict[str, Path], args: argparse.Namespace) ->
         route_lengths[route.name] = {name: spread_subset(n, n, counts[route.name]) for name, n in lengths.items()}
         workers.append(Worker(route, model_dir, mine, args.threads))
         _say(f"{task}: loaded {route.label} via {workers[-1].via}")
-    decodings = list(DECODINGS) if task == "summarizer" else [None]
+    decodings = args.decodings if task == "summarizer" else [None]
     seconds: dict[tuple, list[float]] = {}
     cpu: dict[tuple, list[float]] = {}
     for rep in range(args.reps):
@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="classifier,summarizer", help="comma-separated: classifier,summarizer")
     parser.add_argument("--workloads", type=lambda text: text.split(","), default=list(WORKLOADS), help="512,real")
+    parser.add_argument("--decodings", type=lambda text: text.split(","), default=list(DECODINGS), help="greedy,beam4")
     parser.add_argument("--reps", type=int, help="repetitions of every route, medians over them (3; --quick: 1)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU run (bf16, batch 64)")
     parser.add_argument("--batch-size", type=int, default=None, help="default route batch (default: the class's own)")
