@@ -213,20 +213,15 @@ def auto_cpu_choice(kind: str, caps: CpuCapabilities | None = None, isa_limit: s
 
 
 def auto_cpu_dtype(kind: str) -> torch.dtype:
-    """:func:`auto_cpu_choice` for this machine, said once per kind and choice in an INFO log line.
+    """:func:`auto_cpu_choice` for this machine, said in one INFO log line per model loaded.
 
     Example:
         >>> auto_cpu_dtype("classifier") in (torch.bfloat16, torch.float32)
         True
     """
     choice = auto_cpu_choice(kind, cpu_capabilities(), isa_limit())
-    _say_once(kind, choice.label, choice.reason)
+    logger.info("%s on the CPU in %s (dtype=auto): %s; pass dtype to choose", kind, choice.label, choice.reason)
     return choice.dtype
-
-
-@functools.cache
-def _say_once(kind: str, label: str, reason: str) -> None:
-    logger.info("%s on the CPU in %s (dtype=auto): %s; pass dtype to choose", kind, label, reason)
 
 
 def precision_label(backend: str, dtype: torch.dtype | None, quantize: str | None, auto: bool) -> str:
