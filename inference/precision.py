@@ -202,12 +202,12 @@ def auto_cpu_choice(kind: str, caps: CpuCapabilities | None = None, isa_limit: s
     Example:
         >>> amx = CpuCapabilities(True, True, True, True, True)
         >>> auto_cpu_choice("summarizer", amx).reason
-        'AMX (oneDNN AVX512_CORE_AMX) runs bfloat16 matrix multiplies ~4x faster than float32'
+        'AMX (oneDNN AVX512_CORE_AMX) runs bfloat16 matrix multiplies 2-4x faster than float32'
     """
     caps = caps or cpu_capabilities()
     isa = effective_isa(caps, isa_limit)
     if ISA_LEVELS.index(isa) >= ISA_LEVELS.index("AVX512_CORE_AMX"):
-        return Choice(torch.bfloat16, f"AMX (oneDNN {isa}) runs bfloat16 matrix multiplies ~4x faster than float32")
+        return Choice(torch.bfloat16, f"AMX (oneDNN {isa}) runs bfloat16 matrix multiplies 2-4x faster than float32")
     capped = f", capped by ONEDNN_MAX_CPU_ISA={isa_limit}" if isa != caps.isa else ""
     return Choice(torch.float32, f"no AMX (oneDNN {isa}{capped}): bfloat16 would be slower than float32 here")
 
@@ -220,7 +220,9 @@ def auto_cpu_dtype(kind: str) -> torch.dtype:
         True
     """
     choice = auto_cpu_choice(kind, cpu_capabilities(), isa_limit())
-    logger.info("%s on the CPU in %s (dtype=auto): %s; pass dtype to choose", kind, choice.label, choice.reason)
+    logger.info(
+        "%s on the CPU in %s (dtype=auto): %s; dtype=... or --dtype overrides", kind, choice.label, choice.reason
+    )
     return choice.dtype
 
 
