@@ -218,15 +218,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _show_notices(shown: bool) -> None:
     """Print the fast engines' one-time conversion notices (a first run can take a minute) unless --quiet."""
-    for name in ("inference.fast", "inference.precision"):  # conversions; the precision dtype=auto chose
-        notices = logging.getLogger(name)
-        if not any(isinstance(handler, _StderrHandler) for handler in notices.handlers):
-            handler = _StderrHandler()
-            handler.setFormatter(logging.Formatter("khabar: %(message)s"))
-            notices.addHandler(handler)
-            # Printed here only: an engine's converter may set up root logging and would print it again.
-            notices.propagate = False
-        notices.setLevel(logging.INFO if shown else logging.WARNING)
+    notices = logging.getLogger("inference.fast")
+    if not any(isinstance(handler, _StderrHandler) for handler in notices.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("khabar: %(message)s"))
+        notices.addHandler(handler)
+        # Printed here only: an engine's converter may set up root logging and would print it again.
+        notices.propagate = False
+    notices.setLevel(logging.INFO if shown else logging.WARNING)
+    precision = logging.getLogger("inference.precision")  # the one line saying what dtype="auto" chose
+    precision.handlers, precision.propagate = notices.handlers, False
+    precision.setLevel(notices.level)
 
 
 class _StderrHandler(logging.StreamHandler):
