@@ -85,10 +85,12 @@ def save(records: list[dict], info: dict, path: Path) -> None:
         [('cuda', 2), ('cpu', 3)]
     """
     old = json.loads(path.read_text()) if path.is_file() else {"machines": {}, "results": []}
-    device = info["device"]
-    replaced = {(r["device"], r["model"]) for r in records}
+    device = info["device"] + (f" {info['isa_limit']}" if info.get("isa_limit") else "")
+    # A run capped with --isa is another kind of processor: it keeps the native run's records.
+    replaced = {(r["device"], r.get("isa"), r["model"]) for r in records}
     old["machines"][device] = info
-    old["results"] = [r for r in old["results"] if (r["device"], r.get("model")) not in replaced] + records
+    old["results"] = [r for r in old["results"] if (r["device"], r.get("isa"), r.get("model")) not in replaced]
+    old["results"] += records
     path.write_text(json.dumps(old, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -3,8 +3,9 @@
 * ``naive``: what a typical user script does: ``transformers.pipeline("text-classification")``
   one article at a time; ``model.generate`` one article at a time for summaries (transformers 5
   has no summarization pipeline any more).
-* ``default``: khabar's default CPU path: ``Classifier``/``Summarizer`` with the torch backend,
-  length-sorted batches.
+* ``default``: khabar's default CPU path, no flags: ``Classifier``/``Summarizer`` on the torch
+  backend with ``dtype="auto"`` (bf16 on AMX, fp32 elsewhere), length-sorted batches.
+* ``fp32``: the same in float32 whatever the processor (the default before ``dtype="auto"``).
 * ``fast``: khabar's fastest CPU path: the same classes on ONNX Runtime int8 (classifier) and
   CTranslate2 int8 (summarizer).
 * ``fast-vocab`` (summarizer): ``fast`` on a model directory holding an output vocabulary of the
@@ -38,6 +39,8 @@ class Route:
     Example:
         >>> Route("summarizer", "fast", "ctranslate2", "int8", 16).label
         'fast (ctranslate2 int8, batch 16)'
+        >>> Route("classifier", "default", "torch", None, 16).label
+        'default (torch auto, batch 16)'
         >>> Route("summarizer", "fast-vocab", "ctranslate2", "int8", 16, vocab=26535).label
         'fast-vocab (ctranslate2 int8, 26.5k output vocab, batch 16)'
     """
@@ -48,13 +51,13 @@ class Route:
     quantize: str | None
     batch_size: int
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str | None = None  # None: the class's own default (dtype="auto"); the naive route reads float32
     vocab: int | None = None  # size of the restricted output vocabulary, when there is one
 
     @property
     def label(self) -> str:
         engine = {"naive": "transformers"}.get(self.name, self.backend)
-        dtype = None if self.dtype == "float32" else self.dtype
+        dtype = self.dtype or ("auto" if self.backend == "torch" and self.name != "naive" else None)
         vocab = f"{self.vocab / 1000:.1f}k output vocab" if self.vocab else None
         details = " ".join(x for x in (engine, self.quantize, dtype) if x)
         return f"{self.name} ({', '.join(x for x in (details, vocab, f'batch {self.batch_size}') if x)})"
@@ -122,12 +125,12 @@ def _khabar_model(route: Route, model_dir: Path):
         from inference.classifier import Classifier as Model
     else:
         from inference.summarizer import Summarizer as Model
-    dtype = {"dtype": route.dtype} if route.dtype != "float32" else {}
+    dtype = {"dtype": route.dtype} if route.dtype else {}
     model = Model.from_pretrained(
         model_dir, device=route.device, backend=route.backend, quantize=route.quantize, **dtype
     )
-    return model, f"inference.{Model.__name__}"
+    return model, f"inference.{Model.__name__} {model.precision}"
 
 
 def _dtype(route: Route) -> torch.dtype:
-    return getattr(torch, route.dtype)
+    return getattr(torch, route.dtype or "float32")

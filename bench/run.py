@@ -1,7 +1,8 @@
 """Benchmark khabar's inference against a typical user script: ``python -m bench.run`` (``make bench``).
 
-Builds ParsBERT-base and mT5-small sized models with random weights, then times three routes
-(naive ``transformers``, khabar's default CPU path, khabar's fastest CPU path) on fixed 512-token
+Builds ParsBERT-base and mT5-small sized models with random weights, then times the routes
+(naive ``transformers``, khabar's default CPU path with ``dtype="auto"``, the same in fp32,
+khabar's fastest CPU path) on fixed 512-token
 articles and on the real mix of article lengths, summaries in greedy and beam-4 decoding, routes
 interleaved over repetitions. Writes ``bench/results.json`` and prints a markdown table.
 
@@ -9,12 +10,15 @@ Example:
     python -m bench.run                       # the full CPU run, about 10-15 minutes on 2 cores
     python -m bench.run --quick               # a smoke run of a minute or two
     python -m bench.run --device cuda         # GPU: bf16, batch 64; adds records beside the CPU ones
+    python -m bench.run --isa AVX2            # as a processor without AVX-512 or AMX would run
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +28,7 @@ from bench.measure import Worker, sgemm_gflops, spread
 from bench.routes import DECODINGS, Route, load
 from bench.workloads import fit, fixed_length, read_articles, real_mix, spread_subset, token_lengths
 from inference.fast.cache import user_cache_dir
+from inference.precision import BENCH_ISAS, ISA_ENV, cpu_capabilities, effective_isa, isa_limit
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 WORKLOADS = ("512", "real")
@@ -31,12 +36,12 @@ WORKLOADS = ("512", "real")
 # naive route handles one document at a time, so its speed does not depend on how many it gets;
 # batched routes need enough documents to fill their batches.
 DOCS = {
-    "classifier": {"naive": 8, "default": 16, "fast": 32},
-    "summarizer": {"naive": 3, "default": 8, "fast": 16, "fast-vocab": 16},
+    "classifier": {"naive": 8, "default": 16, "fp32": 16, "fast": 32},
+    "summarizer": {"naive": 3, "default": 8, "fp32": 8, "fast": 16, "fast-vocab": 16},
 }
 QUICK_DOCS = {
-    "classifier": {"naive": 2, "default": 4, "fast": 4},
-    "summarizer": {"naive": 1, "default": 2, "fast": 2, "fast-vocab": 2},
+    "classifier": {"naive": 2, "default": 4, "fp32": 4, "fast": 4},
+    "summarizer": {"naive": 1, "default": 2, "fp32": 2, "fast": 2, "fast-vocab": 2},
 }
 FAST_BATCH = 16
 
@@ -57,24 +62,25 @@ def default_batch(task: str) -> int:
 
 
 def routes(task: str, device: str, batch: dict[str, int], vocab: int | None = None) -> list[Route]:
-    """The routes of ``task`` on ``device``: naive, default, fast (and fast-vocab when ``vocab`` is given).
+    """The routes of ``task`` on ``device``: naive, default (``dtype="auto"``), fp32, fast (and fast-vocab).
 
     On a GPU the fast route is the torch backend in bf16 with a large batch: the engines here are
-    CPU engines.
+    CPU engines. ``fast-vocab`` runs when ``vocab`` is given.
 
     Example:
         >>> [r.name for r in routes("summarizer", "cpu", {"default": 8, "fast": 16}, vocab=26535)]
-        ['naive', 'default', 'fast', 'fast-vocab']
+        ['naive', 'default', 'fp32', 'fast', 'fast-vocab']
     """
     naive = Route(task, "naive", "torch", None, 1, device)
     default = Route(task, "default", "torch", None, batch["default"], device)
     if device != "cpu":
         return [naive, default, Route(task, "fast", "torch", None, batch["fast"], device, "bfloat16")]
+    fp32 = Route(task, "fp32", "torch", None, batch["default"], device, "float32")
     engine = "onnx" if task == "classifier" else "ctranslate2"
     fast = [Route(task, "fast", engine, "int8", batch["fast"], device)]
     if task == "summarizer" and vocab:
         fast.append(Route(task, "fast-vocab", engine, "int8", batch["fast"], device, vocab=vocab))
-    return [naive, default, *fast]
+    return [naive, default, fp32, *fast]
 
 
 def build_workloads(task: str, model_dir: Path, docs: int) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
@@ -114,11 +120,11 @@ def measure(task: str, model_dirs: dict[str, Path], args: argparse.Namespace) ->
         route_lengths[route.name] = {name: spread_subset(n, n, counts[route.name]) for name, n in lengths.items()}
         workers.append(Worker(route, model_dir, mine, args.threads))
         _say(f"{task}: loaded {route.label} via {workers[-1].via}")
-    decodings = list(DECODINGS) if task == "summarizer" else [None]
+    decodings = args.decodings if task == "summarizer" else [None]
     seconds: dict[tuple, list[float]] = {}
     cpu: dict[tuple, list[float]] = {}
     for rep in range(args.reps):
-        for workload in WORKLOADS:
+        for workload in args.workloads:
             for decoding in decodings:
                 # Rotate the order each repetition so no route always runs first (or right after another).
                 shift = rep % len(workers)
@@ -138,7 +144,7 @@ def measure(task: str, model_dirs: dict[str, Path], args: argparse.Namespace) ->
 def _records(task, task_routes, workers, peaks, counts, timings, lengths, decodings, args) -> list[dict]:
     seconds, cpu = timings["seconds"], timings["cpu"]
     records = []
-    for workload in WORKLOADS:
+    for workload in args.workloads:
         for decoding in decodings:
             naive = [counts["naive"] / s for s in seconds[(workload, decoding, "naive")]]
             for route, worker, peak in zip(task_routes, workers, peaks, strict=True):
@@ -146,6 +152,7 @@ def _records(task, task_routes, workers, peaks, counts, timings, lengths, decodi
                 rates = [n / s for s in seconds[(workload, decoding, route.name)]]
                 record = {
                     "device": args.device,
+                    "isa": args.isa,
                     "model": task,
                     "workload": workload,
                     "decoding": decoding,
@@ -173,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     """Build the models, run every route, write the results file and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="classifier,summarizer", help="comma-separated: classifier,summarizer")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions of every route (medians over them)")
+    parser.add_argument("--workloads", type=lambda text: text.split(","), default=list(WORKLOADS), help="512,real")
+    parser.add_argument("--decodings", type=lambda text: text.split(","), default=list(DECODINGS), help="greedy,beam4")
+    parser.add_argument("--reps", type=int, help="repetitions of every route, medians over them (3; --quick: 1)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU run (bf16, batch 64)")
     parser.add_argument("--batch-size", type=int, default=None, help="default route batch (default: the class's own)")
     parser.add_argument("--fast-batch-size", type=int, default=None, help="fast route batch (16 on CPU, 64 on GPU)")
@@ -181,17 +190,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch/engine threads (default: physical cores)")
     parser.add_argument("--work", type=Path, default=user_cache_dir() / "bench", help="where the models are built")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (records of other devices are kept)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: few documents, one repetition")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few documents, one repetition by default")
+    parser.add_argument(
+        "--isa",
+        type=str.upper,
+        choices=BENCH_ISAS,
+        help="run as a processor with this instruction set at most would (sets ONEDNN_MAX_CPU_ISA)",
+    )
     args = parser.parse_args(argv)
+    if args.isa and isa_limit() != args.isa:
+        return _rerun_with_isa(args.isa, argv)
+    args.isa = isa_limit()
     _quiet()
     gpu = args.device != "cpu"
     args.fast_batch_size = args.fast_batch_size or (64 if gpu else FAST_BATCH)
-    if args.quick:
-        args.reps = 1
+    args.reps = args.reps or (1 if args.quick else 3)
     started = time.time()
     info = report.machine(args.device)
     info["sgemm_gflops_before"] = sgemm_gflops()
+    caps = cpu_capabilities()
+    info.update(cpu_flags=caps.describe(), isa=effective_isa(caps, args.isa), isa_limit=args.isa)
     _say(f"{info['cpu']}, {info['physical_cores']} cores; fp32 sgemm {info['sgemm_gflops_before']} GFLOP/s")
+    capped = f" (ONEDNN_MAX_CPU_ISA={args.isa})" if args.isa else ""
+    _say(f"capabilities: {info['cpu_flags']}; oneDNN runs at {info['isa']}{capped}")
     records = []
     for task in args.models.split(","):
         records += measure(task, _models(task, args), args)
@@ -205,6 +226,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{info['minutes']} min; written to {args.out}"
     )
     return 0
+
+
+def _rerun_with_isa(isa: str, argv: list[str] | None) -> int:
+    """Run the benchmark again in a child process with oneDNN capped at ``isa``.
+
+    oneDNN reads ``ONEDNN_MAX_CPU_ISA`` once, when it first runs, and torch has used it by the
+    time this process got here; a fresh interpreter (whose route workers inherit it) is the only
+    reliable way to cap it. MKL (torch's fp32 matrix multiplies) and CTranslate2 are capped alike
+    where they have a switch; ONNX Runtime and fbgemm have none and keep this machine's kernels.
+    """
+    wide = "AVX512" if isa.startswith("AVX512") else "AVX2"
+    env = {**os.environ, ISA_ENV[0]: isa, "MKL_ENABLE_INSTRUCTIONS": wide, "CT2_FORCE_CPU_ISA": wide}
+    env.pop(ISA_ENV[1], None)
+    given = sys.argv[1:] if argv is None else argv
+    return subprocess.call([sys.executable, "-m", "bench.run", *given], env=env)
 
 
 def _models(task: str, args: argparse.Namespace) -> dict[str, Path]:

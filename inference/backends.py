@@ -2,7 +2,8 @@
 
 ``"torch"`` is transformers itself (CPU or GPU). ``"onnx"`` (classifier) and ``"ctranslate2"``
 (summarizer) are the fast CPU engines of :mod:`inference.fast`; ``"fast"`` names each model's
-fast engine, so one ``khabar predict --backend fast`` serves both models. Kept free of torch so
+fast engine, so one ``khabar predict --backend fast`` serves both models; ``"auto"`` the fastest
+installed for this processor (:func:`inference.precision.auto_backend`). Kept free of torch so
 ``khabar --help`` stays quick.
 
 Example:
@@ -12,5 +13,5 @@ Example:
 
 from __future__ import annotations
 
-CLASSIFIER_BACKENDS = ("torch", "onnx", "fast")
-SUMMARIZER_BACKENDS = ("torch", "ctranslate2", "fast")
+CLASSIFIER_BACKENDS = ("torch", "onnx", "fast", "auto")
+SUMMARIZER_BACKENDS = ("torch", "ctranslate2", "fast", "auto")

@@ -26,17 +26,18 @@ import torch
 from inference.loading import (
     check_positive,
     engine_device,
+    is_local,
     length_sorted_batches,
     load_config_and_tokenizer,
     load_weights,
     model_max_length,
     prepare_texts,
     resolve_device,
-    resolve_dtype,
     text_digits,
     text_normalization_version,
 )
 from inference.normalize import NORMALIZER_VERSION, DigitPolicy
+from inference.precision import auto_backend, model_dtype, precision_label
 
 LongText = Literal["windows", "truncate"]
 # (input_ids, attention_mask) -> float32 logits on the CPU, one row per window.
@@ -82,6 +83,7 @@ class Classifier:
         long_text: LongText = "windows",
         device: torch.device | None = None,
         name: str = "",
+        precision: str = "",
     ) -> None:
         _check_long_text(long_text)
         self.tokenizer = tokenizer
@@ -93,13 +95,14 @@ class Classifier:
         self.long_text = long_text
         self.device = device or torch.device("cpu")
         self.name = name
+        self.precision = precision  # engine and number format, e.g. "torch bfloat16 (auto)"
 
     @classmethod
     def from_pretrained(
         cls,
         path_or_id: str | os.PathLike,
         device: str | torch.device | None = "auto",
-        dtype: str | torch.dtype | None = None,
+        dtype: str | torch.dtype | None = "auto",
         quantize: Literal["int8"] | None = None,
         long_text: LongText = "windows",
         backend: str = "torch",
@@ -107,10 +110,12 @@ class Classifier:
         """Load a classifier from a ``save_pretrained`` directory or a hub id.
 
         ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-        ``dtype``: default float32 on CPU, bfloat16 (or float16) on GPU. ``quantize="int8"``:
+        ``dtype``: ``"auto"`` is bfloat16 on a CPU with AMX, float32 on other CPUs, bfloat16 (or
+        float16) on GPU (see :mod:`inference.precision`). ``quantize="int8"``:
         dynamic int8 linear layers, CPU only. ``long_text``: ``"windows"`` averages overlapping
         windows of a long article, ``"truncate"`` reads only its start. ``backend``: ``"torch"``
-        or a fast CPU engine (``"onnx"``, or ``"fast"`` for the same), which needs a local directory.
+        or a fast CPU engine (``"onnx"``, or ``"fast"`` for the same), which needs a local directory;
+        ``"auto"`` picks the fastest installed here (:func:`inference.precision.auto_backend`).
 
         Example:
             >>> import tempfile
@@ -122,16 +127,19 @@ class Classifier:
         _check_long_text(long_text)
         source = str(path_or_id)
         config, tokenizer = load_config_and_tokenizer(source, "classifier")
+        if backend == "auto":
+            backend = auto_backend("classifier", resolve_device(device), is_local(source), dtype)
+            quantize = quantize if backend == "torch" else "int8"
         if backend == "torch":
             target = resolve_device(device)
-            forward = _torch_forward(
-                source, target, resolve_dtype(dtype, target, config.model_type, quantize), quantize
-            )
+            chosen, auto = model_dtype("classifier", dtype, target, config.model_type, quantize)
+            forward = _torch_forward(source, target, chosen, quantize)
         else:
-            target = engine_device(device, dtype, backend, source)
+            target = engine_device(device, None if dtype == "auto" else dtype, backend, source)
             from inference.fast import classifier_engine
 
             forward = classifier_engine(Path(source), backend, quantize)
+            chosen, auto = None, False
         return cls(
             tokenizer,
             forward,
@@ -142,6 +150,7 @@ class Classifier:
             long_text=long_text,
             device=target,
             name=source,
+            precision=precision_label(backend, chosen, quantize, auto),
         )
 
     def predict(

@@ -118,6 +118,12 @@ def _add_model_flags(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) ->
             f"--{kind}", metavar="DIR_OR_ID", help=f"{kind} model (default: ${env}, else models/{kind})"
         )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="torch precision: auto (default: bfloat16 on CPUs with AMX and on GPUs, else float32)",
+    )
     parser.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
     choices = list(dict.fromkeys(name for kind in kinds for name in BACKENDS[kind]))
     parser.add_argument(
@@ -125,7 +131,8 @@ def _add_model_flags(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) ->
         default="torch",
         choices=choices,
         help="inference engine: torch (default, CPU or GPU); fast = the fastest CPU engine of each model "
-        "(onnx for topics, ctranslate2 for summaries; pip install khabar[fast]), fastest with --quantize int8",
+        "(onnx for topics, ctranslate2 for summaries; pip install khabar[fast]), fastest with --quantize int8; "
+        "auto = the fastest installed for this processor",
     )
     if "summarizer" in kinds:
         parser.add_argument("--num-beams", type=_positive, help="beam width (default: the model's)")
@@ -237,6 +244,9 @@ def _show_notices(shown: bool) -> None:
         # Printed here only: an engine's converter may set up root logging and would print it again.
         notices.propagate = False
     notices.setLevel(logging.INFO if shown else logging.WARNING)
+    precision = logging.getLogger("inference.precision")  # the one line saying what dtype="auto" chose
+    precision.handlers, precision.propagate = notices.handlers, False
+    precision.setLevel(notices.level)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -359,7 +369,11 @@ def _load(kind: str, args: argparse.Namespace):
             from inference.summarizer import Summarizer as Model
         with _loading_bars(_shows_progress(args)):
             device = device_for_rank(args.device)
-            return Model.from_pretrained(path, device=device, quantize=args.quantize, backend=args.backend)
+            model = Model.from_pretrained(
+                path, device=device, dtype=args.dtype, quantize=args.quantize, backend=args.backend
+            )
+            args.precisions = {**getattr(args, "precisions", {}), kind: model.precision}  # for the summary line
+            return model
     except (OSError, ValueError, ImportError) as exc:  # ImportError: a fast engine is not installed
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first_line = first_line.replace("pass model=...", f"pass --{kind} DIR")  # the API's advice, in flags
@@ -401,7 +415,8 @@ def _progress_bar(args: argparse.Namespace, shard: Shard, done: DoneRecords):
 
 def _report(stats: RunStats, args: argparse.Namespace, output: str, leftover: int) -> int:
     if not args.quiet:
-        _notice(f"{stats.summary()} -> {output}")
+        precision = "; ".join(f"{kind} {label}" for kind, label in getattr(args, "precisions", {}).items())
+        _notice(f"{stats.summary()} -> {output}" + (f" ({precision})" if precision else ""))
         if leftover and not (stats.interrupted or stats.fatal):
             _notice(f"note: {leftover} records in {output} have ids that are not in {args.input}")
     if stats.fatal:

@@ -30,17 +30,18 @@ from transformers import GenerationConfig
 from inference.loading import (
     check_positive,
     engine_device,
+    is_local,
     length_sorted_batches,
     load_config_and_tokenizer,
     load_weights,
     model_max_length,
     prepare_texts,
     resolve_device,
-    resolve_dtype,
     text_digits,
     text_normalization_version,
 )
 from inference.normalize import NORMALIZER_VERSION, DigitPolicy
+from inference.precision import auto_backend, model_dtype, precision_label
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Summarizer:
         normalization_version: int = NORMALIZER_VERSION,
         device: torch.device | None = None,
         name: str = "",
+        precision: str = "",
     ) -> None:
         self.tokenizer = tokenizer
         self.generate = generate
@@ -95,23 +97,25 @@ class Summarizer:
         self.normalization_version = normalization_version
         self.device = device or torch.device("cpu")
         self.name = name
+        self.precision = precision  # engine and number format, e.g. "torch bfloat16 (auto)"
 
     @classmethod
     def from_pretrained(
         cls,
         path_or_id: str | os.PathLike,
         device: str | torch.device | None = "auto",
-        dtype: str | torch.dtype | None = None,
+        dtype: str | torch.dtype | None = "auto",
         quantize: Literal["int8"] | None = None,
         backend: str = "torch",
     ) -> Summarizer:
         """Load a summarizer from a ``save_pretrained`` directory or a hub id.
 
         ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-        ``dtype``: default float32 on CPU, bfloat16 on a GPU that has it (float32 otherwise:
-        float16 breaks mT5 and is refused). ``quantize="int8"``: dynamic int8 linear layers, CPU
+        ``dtype``: ``"auto"`` is bfloat16 on a CPU with AMX, float32 on other CPUs (see
+        :mod:`inference.precision`), bfloat16 on a GPU that has it (float32 otherwise: float16
+        breaks mT5 and is refused). ``quantize="int8"``: dynamic int8 linear layers, CPU
         only. ``backend``: ``"torch"`` or a fast CPU engine (``"ctranslate2"``, or ``"fast"``
-        for the same), which needs a local directory.
+        for the same), which needs a local directory; ``"auto"`` picks the fastest installed here.
 
         Example:
             >>> import tempfile
@@ -122,18 +126,21 @@ class Summarizer:
         """
         source = str(path_or_id)
         config, tokenizer = load_config_and_tokenizer(source, "summarizer")
+        if backend == "auto":
+            backend = auto_backend("summarizer", resolve_device(device), is_local(source), dtype)
+            quantize = quantize if backend == "torch" else "int8"
         if backend == "torch":
             target = resolve_device(device)
-            model = load_weights(
-                _seq2seq_class(), source, target, resolve_dtype(dtype, target, config.model_type, quantize), quantize
-            )
+            chosen, auto = model_dtype("summarizer", dtype, target, config.model_type, quantize)
+            model = load_weights(_seq2seq_class(), source, target, chosen, quantize)
             generate, generation_config = _torch_generate(model, target, tokenizer), model.generation_config
         else:
-            target = engine_device(device, dtype, backend, source)
+            target = engine_device(device, None if dtype == "auto" else dtype, backend, source)
             from inference.fast import summarizer_engine
 
             generate = _engine_generate(summarizer_engine(Path(source), backend, quantize))
             generation_config = _saved_generation_config(source, config)
+            chosen, auto = None, False
         return cls(
             tokenizer,
             generate,
@@ -143,6 +150,7 @@ class Summarizer:
             normalization_version=text_normalization_version(source),
             device=target,
             name=source,
+            precision=precision_label(backend, chosen, quantize, auto),
         )
 
     def summarize(

@@ -48,7 +48,7 @@ def classifier_engine(model_dir: str | Path, backend: str, quantize: str | None 
         ...     classifier_engine("models/tiny/classifier", "tensorrt", None)
         ... except ValueError as err:
         ...     print(err)
-        unknown classifier backend 'tensorrt'; choose one of: torch, onnx, fast
+        unknown classifier backend 'tensorrt'; choose one of: torch, onnx, fast, auto
     """
     _check(backend, CLASSIFIER_BACKENDS, "classifier")
     from inference.fast.onnx_classifier import OnnxClassifier
@@ -64,7 +64,7 @@ def summarizer_engine(model_dir: str | Path, backend: str, quantize: str | None 
         ...     summarizer_engine("models/tiny/summarizer", "onnx", None)
         ... except ValueError as err:
         ...     print(err)
-        unknown summarizer backend 'onnx'; choose one of: torch, ctranslate2, fast
+        unknown summarizer backend 'onnx'; choose one of: torch, ctranslate2, fast, auto
     """
     _check(backend, SUMMARIZER_BACKENDS, "summarizer")
     from inference.fast.ct2_summarizer import Ct2Summarizer

@@ -1,0 +1,282 @@
+"""The precision and engine that run fastest on this CPU while keeping the answers.
+
+What is fast depends on the processor, not on the model: bfloat16 matrix multiplies are ~4x
+fp32 where oneDNN has AMX tiles, but slower than fp32 without them (it emulates or converts).
+Measured on one Xeon with AMX, restricting oneDNN to older instruction sets with
+``ONEDNN_MAX_CPU_ISA`` (ParsBERT-base, 512 tokens, docs/s fp32 -> bf16):
+
+    AVX512_CORE_AMX   2.09 -> 9.26      bf16 4.4x faster: the default
+    AVX512_CORE_BF16  1.98 -> 1.55      bf16 slower: float32
+    AVX512_CORE_VNNI  2.03 -> 0.64      bf16 slower: float32
+    AVX2              2.11 -> 0.32      bf16 slower: float32
+
+So ``dtype="auto"`` on the CPU is bfloat16 exactly when AMX is usable, float32 elsewhere.
+Dynamic int8 (``quantize="int8"``) stays opt-in: its torch kernels (fbgemm) do not follow
+``ONEDNN_MAX_CPU_ISA``, so it cannot be measured on older processors here, and on AMX bf16
+is faster. Capabilities come from ``torch.cpu.get_capabilities()``, with ``/proc/cpuinfo`` as a fallback, capped by
+``ONEDNN_MAX_CPU_ISA`` (or its older name ``DNNL_MAX_CPU_ISA``) when set, as oneDNN caps itself.
+
+Example:
+    >>> caps = CpuCapabilities(amx=True, avx512_bf16=True, avx512_vnni=True, avx512=True, avx2=True)
+    >>> auto_cpu_choice("classifier", caps, isa_limit="AVX512_CORE_VNNI").dtype
+    torch.float32
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+# oneDNN's instruction-set levels, oldest first (names as ONEDNN_MAX_CPU_ISA takes them).
+ISA_LEVELS = (
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_2_512",
+    "AVX10_2_512_AMX_2",
+    "ALL",
+)
+# Newer oneDNN names for the same levels.
+_ISA_ALIASES = {"AVX10_1_512": "AVX512_CORE_FP16", "AVX10_1_512_AMX": "AVX512_CORE_AMX",
+                "AVX10_1_512_AMX_FP16": "AVX512_CORE_AMX_FP16", "DEFAULT": "ALL"}  # fmt: skip
+ISA_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+# The levels the benchmark can emulate, one per kind of processor users have.
+BENCH_ISAS = ("AVX2", "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_AMX")
+
+
+@dataclass(frozen=True)
+class CpuCapabilities:
+    """What this processor's vector and matrix units can do.
+
+    Example:
+        >>> CpuCapabilities(amx=False, avx512_bf16=True, avx512_vnni=True, avx512=True, avx2=True).isa
+        'AVX512_CORE_BF16'
+    """
+
+    amx: bool
+    avx512_bf16: bool
+    avx512_vnni: bool
+    avx512: bool
+    avx2: bool
+
+    @property
+    def isa(self) -> str:
+        """The newest oneDNN instruction-set level the hardware has."""
+        for level, present in (
+            ("AVX512_CORE_AMX", self.amx),
+            ("AVX512_CORE_BF16", self.avx512_bf16),
+            ("AVX512_CORE_VNNI", self.avx512_vnni),
+            ("AVX512_CORE", self.avx512),
+            ("AVX2", self.avx2),
+        ):
+            if present:
+                return level
+        return "SSE41"
+
+    def describe(self) -> str:
+        """The flags, as one line for logs and benchmark headers.
+
+        Example:
+            >>> CpuCapabilities(True, True, True, True, True).describe()
+            'amx avx512_bf16 avx512_vnni avx512 avx2'
+        """
+        names = ("amx", "avx512_bf16", "avx512_vnni", "avx512", "avx2")
+        return " ".join(name for name in names if getattr(self, name)) or "none of amx/avx512/avx2"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A precision picked for a model, and why, in words a log line can carry.
+
+    Example:
+        >>> Choice(torch.bfloat16, "AMX").label
+        'bfloat16'
+    """
+
+    dtype: torch.dtype
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+
+@functools.cache
+def cpu_capabilities() -> CpuCapabilities:
+    """This machine's capabilities, from torch's own checks, else from ``/proc/cpuinfo``.
+
+    Example:
+        >>> isinstance(cpu_capabilities().avx2, bool)
+        True
+    """
+    try:
+        found = torch.cpu.get_capabilities()  # what torch's kernels dispatch on (torch >= 2.10)
+    except (AttributeError, RuntimeError):
+        return capabilities_from_flags(_cpuinfo_flags())
+    return CpuCapabilities(
+        amx=bool(found.get("amx_tile") and found.get("amx_bf16")),
+        avx512_bf16=bool(found.get("avx512_bf16")),
+        avx512_vnni=bool(found.get("avx512_vnni")),
+        avx512=bool(found.get("avx512_f")),
+        avx2=bool(found.get("avx2")),
+    )
+
+
+def capabilities_from_flags(flags: set[str]) -> CpuCapabilities:
+    """Capabilities from the ``flags`` line of ``/proc/cpuinfo``.
+
+    Example:
+        >>> capabilities_from_flags({"avx2", "avx512f", "avx512_vnni"}).isa
+        'AVX512_CORE_VNNI'
+    """
+    return CpuCapabilities(
+        amx={"amx_tile", "amx_bf16"} <= flags,
+        avx512_bf16="avx512_bf16" in flags,
+        avx512_vnni="avx512_vnni" in flags,
+        avx512="avx512f" in flags,
+        avx2="avx2" in flags,
+    )
+
+
+def _cpuinfo_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def isa_limit() -> str | None:
+    """The level ``ONEDNN_MAX_CPU_ISA`` caps oneDNN at, or ``None`` when unset or unknown.
+
+    Example:
+        >>> os.environ["ONEDNN_MAX_CPU_ISA"] = "avx10_1_512_amx"
+        >>> isa_limit()
+        'AVX512_CORE_AMX'
+        >>> del os.environ["ONEDNN_MAX_CPU_ISA"]
+    """
+    for name in ISA_ENV:
+        value = os.environ.get(name, "").strip().upper()
+        if value:
+            value = _ISA_ALIASES.get(value, value)
+            return value if value in ISA_LEVELS else None
+    return None
+
+
+def effective_isa(caps: CpuCapabilities, limit: str | None) -> str:
+    """The level oneDNN runs at: the hardware's, lowered to ``limit`` when one is set.
+
+    Example:
+        >>> effective_isa(CpuCapabilities(True, True, True, True, True), "AVX2")
+        'AVX2'
+    """
+    if limit is None or ISA_LEVELS.index(limit) >= ISA_LEVELS.index(caps.isa):
+        return caps.isa
+    return limit
+
+
+def auto_cpu_choice(kind: str, caps: CpuCapabilities | None = None, isa_limit: str | None = None) -> Choice:
+    """The precision ``dtype="auto"`` gives a ``kind`` model on the CPU, with the reason.
+
+    Both models (the encoder and mT5) spend their time in the same matrix multiplies, so one rule
+    serves both: bfloat16 on AMX, float32 elsewhere (see the module's measurements).
+
+    Example:
+        >>> amx = CpuCapabilities(True, True, True, True, True)
+        >>> auto_cpu_choice("summarizer", amx).reason
+        'AMX (oneDNN AVX512_CORE_AMX) runs bfloat16 matrix multiplies 2-4x faster than float32'
+    """
+    caps = caps or cpu_capabilities()
+    isa = effective_isa(caps, isa_limit)
+    if ISA_LEVELS.index(isa) >= ISA_LEVELS.index("AVX512_CORE_AMX"):
+        return Choice(torch.bfloat16, f"AMX (oneDNN {isa}) runs bfloat16 matrix multiplies 2-4x faster than float32")
+    capped = f", capped by ONEDNN_MAX_CPU_ISA={isa_limit}" if isa != caps.isa else ""
+    return Choice(torch.float32, f"no AMX (oneDNN {isa}{capped}): bfloat16 would be slower than float32 here")
+
+
+def auto_cpu_dtype(kind: str) -> torch.dtype:
+    """:func:`auto_cpu_choice` for this machine, said in one INFO log line per model loaded.
+
+    Example:
+        >>> auto_cpu_dtype("classifier") in (torch.bfloat16, torch.float32)
+        True
+    """
+    choice = auto_cpu_choice(kind, cpu_capabilities(), isa_limit())
+    logger.info(
+        "%s on the CPU in %s (dtype=auto): %s; dtype=... or --dtype overrides", kind, choice.label, choice.reason
+    )
+    return choice.dtype
+
+
+def precision_label(backend: str, dtype: torch.dtype | None, quantize: str | None, auto: bool) -> str:
+    """How a loaded model runs, for summary lines and benchmark records.
+
+    Example:
+        >>> precision_label("torch", torch.bfloat16, None, auto=True)
+        'torch bfloat16 (auto)'
+        >>> precision_label("ctranslate2", None, "int8", auto=False)
+        'ctranslate2 int8'
+    """
+    kind = "int8" if quantize == "int8" else str(dtype or torch.float32).removeprefix("torch.")
+    return f"{backend} {kind}{' (auto)' if auto else ''}"
+
+
+def model_dtype(
+    kind: str, dtype: str | torch.dtype | None, device: torch.device, model_type: str, quantize: str | None
+) -> tuple[torch.dtype, bool]:
+    """The torch backend's weight precision for a ``kind`` model, and whether ``"auto"`` chose it.
+
+    An explicit ``dtype`` (or ``quantize``) always wins; ``"auto"``/``None`` on the CPU follows
+    :func:`auto_cpu_dtype`, elsewhere :func:`inference.loading.resolve_dtype` (half on a GPU).
+
+    Example:
+        >>> model_dtype("classifier", "float32", torch.device("cpu"), "bert", None)
+        (torch.float32, False)
+    """
+    from inference.loading import resolve_dtype
+
+    auto = dtype in (None, "auto") and quantize is None
+    if auto and device.type == "cpu":
+        return auto_cpu_dtype(kind), True
+    return resolve_dtype(None if dtype == "auto" else dtype, device, model_type, quantize), auto
+
+
+# kind -> (its fast engine, the module that engine needs)
+_FAST_ENGINES = {"classifier": ("onnx", "onnxruntime"), "summarizer": ("ctranslate2", "ctranslate2")}
+
+
+def auto_backend(kind: str, device: torch.device, local: bool, dtype: str | torch.dtype | None) -> str:
+    """The engine ``backend="auto"`` runs a ``kind`` model on: the fastest one installed here.
+
+    Measured on a 2-core Xeon with AMX (bench/README.md): ONNX Runtime int8 classifies as fast as
+    torch bf16 on 512-token articles and ~2x faster on real lengths, and CTranslate2 int8
+    summarizes several times faster than torch bf16; without AMX the gaps are wider. So a fast
+    engine wins wherever it can run: on the CPU, from a local directory, without an explicit
+    ``dtype`` (a dtype is torch's); anywhere else, torch.
+
+    Example:
+        >>> auto_backend("summarizer", torch.device("cuda"), local=True, dtype=None)
+        'torch'
+    """
+    if device.type != "cpu" or not local or dtype not in (None, "auto"):
+        return "torch"
+    engine, module = _FAST_ENGINES[kind]
+    return engine if importlib.util.find_spec(module) is not None else "torch"

@@ -1,0 +1,154 @@
+"""dtype="auto" on the CPU: bf16 only where the processor runs it fast, and the answers kept."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+import torch
+
+from inference import Classifier, Summarizer
+from inference.cli import main
+from inference.precision import (
+    BENCH_ISAS,
+    CpuCapabilities,
+    auto_backend,
+    auto_cpu_choice,
+    auto_cpu_dtype,
+    capabilities_from_flags,
+    cpu_capabilities,
+    isa_limit,
+)
+from training.metrics import rouge
+
+SAPPHIRE_RAPIDS = CpuCapabilities(amx=True, avx512_bf16=True, avx512_vnni=True, avx512=True, avx2=True)
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def no_isa_limit(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+
+
+@pytest.fixture(scope="module")
+def references(sample_dir) -> list[dict]:
+    with (sample_dir / "test.jsonl").open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def all_articles(sample_dir) -> list[str]:
+    """Every bundled article (354): on the 40 of the test split one flipped near-tie is 2.5%."""
+    return [row["article"] for split in ("train", "validation", "test") for row in _rows(sample_dir / f"{split}.jsonl")]
+
+
+def _rows(path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _on_amx() -> bool:
+    return auto_cpu_choice("classifier", cpu_capabilities(), isa_limit()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("isa", BENCH_ISAS)
+def test_bf16_only_where_amx_runs_it(isa):
+    # Measured: bf16 is 4.4x fp32 with AMX, and 0.78x, 0.32x, 0.15x of fp32 on the older levels.
+    choice = auto_cpu_choice("classifier", SAPPHIRE_RAPIDS, isa_limit=isa)
+    assert choice.dtype == (torch.bfloat16 if isa == "AVX512_CORE_AMX" else torch.float32)
+    assert isa in choice.reason
+
+
+def test_capabilities_read_from_cpu_flags():
+    zen4 = capabilities_from_flags({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})
+    assert (zen4.amx, zen4.isa) == (False, "AVX512_CORE_BF16")
+    assert auto_cpu_choice("summarizer", zen4).dtype == torch.float32
+
+
+def test_onednn_isa_limit_is_honoured(monkeypatch, no_isa_limit):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert isa_limit() == "AVX2"
+    assert auto_cpu_dtype("classifier") == torch.float32  # whatever this machine has
+
+
+def test_auto_is_the_default_and_says_what_it_chose(fitted_classifier_dir, caplog):
+    with caplog.at_level(logging.INFO, logger="inference.precision"):
+        classifier = Classifier.from_pretrained(fitted_classifier_dir, device="cpu")
+    expected = "bfloat16" if _on_amx() else "float32"
+    assert classifier.precision == f"torch {expected} (auto)"
+    assert next(classifier.forward.model.parameters()).dtype == getattr(torch, expected)
+    line = next(r.getMessage() for r in caplog.records if r.name == "inference.precision")
+    assert expected in line and "oneDNN" in line
+
+
+def test_explicit_dtype_wins(fitted_classifier_dir, tiny_summarizer_dir):
+    classifier = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32")
+    assert classifier.precision == "torch float32"
+    assert next(classifier.forward.model.parameters()).dtype == torch.float32
+    summarizer = Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu", dtype="bfloat16")
+    assert summarizer.precision == "torch bfloat16"
+
+
+@pytest.mark.parametrize("dtype", ["auto", "bfloat16"])
+def test_topics_agree_with_float32(fitted_classifier_dir, all_articles, dtype):
+    # bfloat16 is what "auto" picks on AMX; checked on every machine, so a CPU without AMX
+    # (where auto is float32 and agrees trivially) still guards the bf16 numerics.
+    texts = all_articles
+    reference = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32")
+    other = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype=dtype)
+    want, got = reference.predict(texts), other.predict(texts)
+    assert all(math.isfinite(p["score"]) for p in got)
+    agreement = sum(a["label"] == b["label"] for a, b in zip(want, got, strict=True)) / len(texts)
+    assert agreement >= 0.99
+
+
+def test_bf16_topics_do_not_depend_on_batching(fitted_classifier_dir, references):
+    texts = [row["article"] for row in references[:12]]
+    classifier = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="bfloat16")
+    batched = classifier.predict_proba(texts, batch_size=5)
+    for got, text in zip(batched, texts, strict=True):
+        alone = classifier.predict_proba(text)
+        assert max(alone, key=alone.get) == max(got, key=got.get)
+        assert got == pytest.approx(alone, abs=2e-2)
+
+
+@pytest.mark.parametrize("dtype", ["auto", "bfloat16"])
+def test_summaries_score_as_float32_does(tiny_summarizer_dir, references, dtype):
+    rows = references[:12]
+    texts, gold = [row["article"] for row in rows], [row["summary"] for row in rows]
+    settings = {"num_beams": 4, "max_new_tokens": 16}
+    reference = Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu", dtype="float32")(texts, **settings)
+    summaries = Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu", dtype=dtype)(texts, **settings)
+    assert all(summaries) and not any("nan" in s.lower() for s in summaries)
+    assert abs(rouge(summaries, gold)["rouge1"] - rouge(reference, gold)["rouge1"]) <= 0.5
+
+
+def test_auto_backend_takes_the_fastest_installed_engine(monkeypatch):
+    assert auto_backend("classifier", CPU, local=False, dtype=None) == "torch"  # engines need a directory
+    assert auto_backend("summarizer", CPU, local=True, dtype="float32") == "torch"  # a dtype is torch's
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # the fast extra not installed
+    assert auto_backend("classifier", CPU, local=True, dtype=None) == "torch"
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())  # both engines installed
+    assert auto_backend("summarizer", CPU, local=True, dtype=None) == "ctranslate2"
+    assert auto_backend("classifier", CPU, local=True, dtype="auto") == "onnx"
+
+
+def test_auto_backend_loads_and_says_which(fitted_classifier_dir, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    model_dir = shutil.copytree(fitted_classifier_dir, tmp_path / "classifier")  # conversions land beside it
+    classifier = Classifier.from_pretrained(model_dir, device="cpu", backend="auto")
+    assert classifier.precision == "onnx int8"
+    assert classifier("تیم ملی فوتبال ایران برد")["label"] in classifier.labels
+
+
+def test_predict_summary_line_names_the_precision(fitted_classifier_dir, tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"id": 1, "article": "تیم ملی فوتبال ایران دیشب برد"}) + "\n", encoding="utf-8")
+    args = ["predict", str(source), "-o", str(tmp_path / "out.jsonl"), "--tasks", "topic"]
+    assert main([*args, "--classifier", str(fitted_classifier_dir), "--dtype", "float32"]) == 0
+    assert "classifier torch float32" in capsys.readouterr().err
