@@ -193,7 +193,7 @@ def _scores(classifier, texts: list[str], one_at_a_time: bool = False) -> torch.
 def test_on_a_gpu_float32_matches_the_cpu(fitted_classifier_dir, sample_articles) -> None:
     from inference import Classifier
 
-    on_cpu = Classifier.from_pretrained(fitted_classifier_dir, device="cpu")
+    on_cpu = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32")
     on_gpu = Classifier.from_pretrained(fitted_classifier_dir, device="cuda", dtype="float32")
 
     assert _scores(on_gpu, sample_articles) == pytest.approx(_scores(on_cpu, sample_articles), abs=1e-4)
@@ -214,7 +214,7 @@ def test_on_a_gpu_bf16_scores_do_not_depend_on_padding(fitted_classifier_dir, sa
 def test_on_a_gpu_bf16_alone_stays_within_the_measured_rounding(fitted_classifier_dir, sample_articles) -> None:
     from inference import Classifier
 
-    on_cpu = Classifier.from_pretrained(fitted_classifier_dir, device="cpu")
+    on_cpu = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32")
     on_gpu = Classifier.from_pretrained(fitted_classifier_dir, device="cuda", dtype="bfloat16")
 
     alone, expected = _scores(on_gpu, sample_articles, one_at_a_time=True), _scores(on_cpu, sample_articles)
