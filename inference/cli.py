@@ -348,7 +348,7 @@ def _load(kind: str, args: argparse.Namespace):
 
     flag = getattr(args, kind)
     try:
-        path = resolve_model(kind, flag)
+        path = resolve_model(kind, flag, how_to_pass=f"pass --{kind} DIR")
         if kind == "classifier":
             from inference.classifier import Classifier as Model
         else:
@@ -358,7 +358,6 @@ def _load(kind: str, args: argparse.Namespace):
             return Model.from_pretrained(path, device=device, quantize=args.quantize, backend=args.backend)
     except (OSError, ValueError, ImportError) as exc:  # ImportError: a fast engine is not installed
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first_line = first_line.replace("pass model=...", f"pass --{kind} DIR")  # the API's advice, in flags
         raise UsageError(f"--{kind} {flag}: {first_line}" if flag else first_line) from None
 
 
