@@ -45,6 +45,9 @@ SummarizeFn = Callable[[list[str]], list[str]]
 class Job:
     """The models to run (None skips that task) and how to treat bad rows.
 
+    With ``strict`` (``--strict``) :func:`run` stops at the first bad row, after writing the rows
+    before it, and says why in :attr:`RunStats.fatal`; nothing is raised.
+
     Example:
         >>> Job(InputColumns(), summarize=lambda texts: ["خلاصه"] * len(texts)).tasks()
         ['summary']
