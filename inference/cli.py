@@ -5,9 +5,9 @@
     khabar summarize - < article.txt                    # one text's summary
     khabar merge preds.shard-*.jsonl -o predictions.jsonl
 
-The work happens in :mod:`inference.batch` (the batch loop), :mod:`inference.records`
-(reading and writing files) and :mod:`inference.shards` (splitting and merging); this module
-only turns flags into calls and errors into one line and an exit code.
+The work happens in the :mod:`inference.batch` package (the batch loop, reading and writing
+files, splitting and merging); this module only turns flags into calls and errors into one line
+and an exit code.
 """
 
 from __future__ import annotations
@@ -22,23 +22,17 @@ from functools import partial
 from pathlib import Path
 
 from inference.backends import CLASSIFIER_BACKENDS, SUMMARIZER_BACKENDS
-from inference.batch import MAX_TEXT_CHARS, Columns, Job, RunStats, run, stop_after_batch
-from inference.input_checks import check_encoding_and_shape, check_not_same_file
-from inference.memory import keep_large_buffers_separate
-from inference.output_guard import OutputGuard, guarded_output
-from inference.records import (
-    STDIO,
-    DoneRecords,
-    RecordWriter,
-    UsageError,
-    count_rows,
-    csv_columns,
-    file_format,
-    load_done,
-    open_input,
-)
-from inference.records import read_rows as read_input
-from inference.shards import Shard, device_for_rank, merge_parts, shard_from_env
+from inference.batch.checks import MAX_TEXT_CHARS, InputColumns
+from inference.batch.formats import STDIO, UsageError, file_format
+from inference.batch.input_checks import check_encoding_and_shape, check_not_same_file
+from inference.batch.loop import Job, RunStats, run, stop_after_batch
+from inference.batch.memory import keep_large_buffers_separate
+from inference.batch.output_guard import OutputGuard, guarded_output
+from inference.batch.reading import count_rows, csv_columns, open_input
+from inference.batch.reading import read_rows as read_input
+from inference.batch.resume import DoneRecords, load_done
+from inference.batch.shards import Shard, device_for_rank, merge_parts, shard_from_env
+from inference.batch.writing import RecordWriter
 
 EXIT_OK, EXIT_USAGE, EXIT_ROWS_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 TASKS = ("topic", "summary")
@@ -262,7 +256,7 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def _predict(args: argparse.Namespace) -> int:
-    columns = Columns(args.text_column, args.title_column, args.id_column or "id", tuple(args.keep_columns))
+    columns = InputColumns(args.text_column, args.title_column, args.id_column or "id", tuple(args.keep_columns))
     shard = shard_from_env(args.num_shards, args.shard_index)
     output = shard.output_path(args.output)
     check_not_same_file(args.input, output)
@@ -273,7 +267,9 @@ def _predict(args: argparse.Namespace) -> int:
         return _predict_locked(args, columns, shard, output, guard)
 
 
-def _predict_locked(args: argparse.Namespace, columns: Columns, shard: Shard, output: str, guard: OutputGuard) -> int:
+def _predict_locked(
+    args: argparse.Namespace, columns: InputColumns, shard: Shard, output: str, guard: OutputGuard
+) -> int:
     done = _open_output(output, args)
     keep_large_buffers_separate()  # with release_freed_memory() per batch: flat memory on long inputs
     job = Job(columns, *_load_models(args), strict=args.strict)
@@ -287,7 +283,7 @@ def _predict_locked(args: argparse.Namespace, columns: Columns, shard: Shard, ou
     return _report(stats, args, output, leftover=sum(done.ids.values()))
 
 
-def _check_columns(path: str, columns: Columns, explicit_id: bool, fmt: str | None = None) -> None:
+def _check_columns(path: str, columns: InputColumns, explicit_id: bool, fmt: str | None = None) -> None:
     """Catch an unreadable input or a misspelled CSV/TSV column before any work (JSONL rows are checked one by one)."""
     if path != STDIO:
         open_input(path).close()
@@ -362,7 +358,7 @@ def _load(kind: str, args: argparse.Namespace):
 
     flag = getattr(args, kind)
     try:
-        path = resolve_model(kind, flag)
+        path = resolve_model(kind, flag, how_to_pass=f"pass --{kind} DIR")
         if kind == "classifier":
             from inference.classifier import Classifier as Model
         else:
@@ -376,7 +372,6 @@ def _load(kind: str, args: argparse.Namespace):
             return model
     except (OSError, ValueError, ImportError) as exc:  # ImportError: a fast engine is not installed
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first_line = first_line.replace("pass model=...", f"pass --{kind} DIR")  # the API's advice, in flags
         raise UsageError(f"--{kind} {flag}: {first_line}" if flag else first_line) from None
 
 

@@ -69,11 +69,12 @@ class DeviceError(ValueError):
     """
 
 
-def resolve_model(kind: ModelKind, model: str | os.PathLike | None) -> str:
+def resolve_model(kind: ModelKind, model: str | os.PathLike | None, how_to_pass: str = "pass model=...") -> str:
     """Where to load a ``kind`` model from: ``model``, else ``$KHABAR_<KIND>``, else ``models/<kind>``.
 
     A local directory must hold a saved model (``config.json``). A string that is not a local
     path but looks like a hub id (``org/name``) is returned as is for ``from_pretrained``.
+    ``how_to_pass`` is the advice given when no model is found, in the caller's terms (a flag for the CLI).
 
     Example:
         >>> resolve_model("classifier", "HooshvareLab/bert-fa-base-uncased-clf-persiannews")
@@ -93,7 +94,7 @@ def resolve_model(kind: ModelKind, model: str | os.PathLike | None) -> str:
     if Path(default_dir).is_dir():
         return _checked_source(default_dir, f"{default_dir} (the default)")
     raise ModelNotFoundError(
-        f"no {kind} model: pass model=..., set {env_var}, or train one with `khabar-train {config}`"
+        f"no {kind} model: {how_to_pass}, set {env_var}, or train one with `khabar-train {config}`"
     )
 
 

@@ -12,10 +12,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import inference.batch as batch_loop
-from inference.batch import MAX_TEXT_CHARS, Columns, Job, check_row, predict_batch, row_id, run, stop_after_batch
-from inference.records import RecordWriter, Row, UsageError, load_done, read_rows
-from inference.shards import Shard, merge_parts, shard_from_env
+import inference.batch.loop as batch_loop
+from inference.batch.checks import MAX_TEXT_CHARS, check_row, row_id
+from inference.batch.checks import InputColumns as Columns
+from inference.batch.formats import UsageError
+from inference.batch.loop import Job, predict_batch, run, stop_after_batch
+from inference.batch.reading import Row, read_rows
+from inference.batch.resume import load_done
+from inference.batch.shards import Shard, merge_parts, shard_from_env
+from inference.batch.writing import RecordWriter
 
 # --- fakes -------------------------------------------------------------------------------------
 

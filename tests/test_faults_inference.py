@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from inference.batch.writing import RecordWriter
 from inference.cli import main
-from inference.records import RecordWriter
 
 SAMPLE_TEST = Path(__file__).resolve().parent.parent / "data" / "sample" / "test.jsonl"
 

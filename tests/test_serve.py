@@ -17,7 +17,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from inference import Classifier, Summarizer  # noqa: E402
-from inference.batch import MAX_TEXT_CHARS  # noqa: E402
+from inference.batch.checks import MAX_TEXT_CHARS  # noqa: E402
 from inference.normalize import join_title  # noqa: E402
 from inference.serve.app import create_app  # noqa: E402
 from inference.serve.batcher import MicroBatcher  # noqa: E402

@@ -53,6 +53,10 @@ class Columns:
         return self.label or self.summary
 
 
+# Not inference.batch.reading: that reader turns a bad record into an error record and reads on
+# (a prediction run must not stop), is strict about CSV quotes and extra fields, and accepts a BOM;
+# training stops at the first bad record with one DataError and reads CSV as DictReader does, so
+# sharing it would change which training files load and how their errors read.
 def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
     with path.open(encoding="utf-8") as f:
         try:

@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 
-from inference.records import UsageError
+from inference.batch.formats import UsageError
 
 API_KEY_ENV = "KHABAR_API_KEY"
 EPILOG = f"""\
@@ -92,7 +92,7 @@ def serve_command(args: argparse.Namespace) -> int:
         >>> serve_command(argparse.Namespace(classifier=None, summarizer=None))
         Traceback (most recent call last):
         ...
-        inference.records.UsageError: no model to serve: give --classifier DIR and/or --summarizer DIR
+        inference.batch.formats.UsageError: no model to serve: give --classifier DIR and/or --summarizer DIR
     """
     kinds = [kind for kind in ("classifier", "summarizer") if getattr(args, kind) or _from_env(kind)]
     if not kinds:

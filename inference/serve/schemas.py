@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from inference.batch import MAX_TEXT_CHARS, Columns, check_row
+from inference.batch.checks import MAX_TEXT_CHARS, InputColumns, check_row
+from inference.batch.reading import Row
 from inference.normalize import join_title
-from inference.records import Row
 
-_ITEM_FIELDS = Columns(text="text", title="title")
+_ITEM_FIELDS = InputColumns(text="text", title="title")
 
 
 class RequestError(ValueError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inference.batch import MAX_TEXT_CHARS
+from inference.batch.checks import MAX_TEXT_CHARS
 
 
 @dataclass(frozen=True)

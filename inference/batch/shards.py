@@ -19,9 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.atomic import renamed_into_place
-from inference.input_checks import same_file
-from inference.records import RecordWriter, UsageError, file_format, read_rows
+from inference.batch.atomic import renamed_into_place
+from inference.batch.formats import OUTPUT_FIELDS, UsageError, file_format
+from inference.batch.input_checks import same_file
+from inference.batch.reading import read_rows
+from inference.batch.writing import RecordWriter
 
 
 @dataclass(frozen=True)
@@ -96,10 +98,6 @@ def device_for_rank(device: str) -> str:
     return f"cuda:{local_rank}" if torch.cuda.is_available() else device
 
 
-# The fields every record may carry, in output order; anything else is a kept input column.
-_RECORD_FIELDS = ("id", "line", "topic", "topic_score", "summary", "error")
-
-
 def merge_parts(parts: list[str], output: str, overwrite: bool = False) -> int:
     """Join shard outputs (JSONL, CSV or TSV) into ``output`` in input order; return the record count.
 
@@ -122,7 +120,7 @@ def merge_parts(parts: list[str], output: str, overwrite: bool = False) -> int:
             raise UsageError(f"-o {output}: is also one of the parts to merge ({part}); write to a new file")
     if output != "-" and Path(output).exists() and not overwrite:
         raise UsageError(f"-o {output}: already exists; add --overwrite to replace it")
-    fields = _merged_fields(parts) if output.lower().endswith((".csv", ".tsv")) else list(_RECORD_FIELDS)
+    fields = _merged_fields(parts) if output.lower().endswith((".csv", ".tsv")) else list(OUTPUT_FIELDS)
     if output == "-":
         return _write_merged(parts, output, fields)
     file_format(output, "-o")  # an unknown suffix is reported before the parts are read
@@ -163,7 +161,7 @@ def _part_records(part: str) -> Iterator[tuple[int, dict, str]]:
 
 def _from_csv(fields: dict) -> dict:
     """Undo CSV's flattening: numbers back to numbers, empty result cells back to absent."""
-    record = {k: v for k, v in fields.items() if k not in _RECORD_FIELDS or v != ""}
+    record = {k: v for k, v in fields.items() if k not in OUTPUT_FIELDS or v != ""}
     for name, kind in (("line", int), ("topic_score", float)):
         try:
             record[name] = kind(record[name])
@@ -178,4 +176,4 @@ def _merged_fields(parts: list[str]) -> list[str]:
     for part in parts:
         for row in read_rows(part, flag="PART"):
             seen.update(dict.fromkeys(row.fields or {}))
-    return [f for f in _RECORD_FIELDS if f in seen] + [f for f in seen if f not in _RECORD_FIELDS]
+    return [f for f in OUTPUT_FIELDS if f in seen] + [f for f in seen if f not in OUTPUT_FIELDS]

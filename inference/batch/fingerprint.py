@@ -3,7 +3,7 @@
 ``--resume`` skips the rows whose ids are already in the output. If the input changed in
 between (rows inserted, edited or removed), ids that are line numbers point at other rows
 and the output silently mixes two inputs, so a run records its input's size and SHA-256 in
-the output's run file (see :mod:`inference.locking`) and a resume onto anything else is refused.
+the output's run file (see :mod:`inference.batch.locking`) and a resume onto anything else is refused.
 
 Hashing reads the whole input once: a few seconds for gigabytes, small beside running models
 over it, and unlike sampled blocks it misses no edit.

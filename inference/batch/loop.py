@@ -6,13 +6,13 @@ becomes an error record and the run goes on; a row the models reject is found by
 its batch row by row, so it never takes the rest of its batch down with it.
 
 Each record carries the input ``line`` it came from, so shard outputs (see
-:mod:`inference.shards`) can be merged back into input order, and ``--resume`` skips rows
+:mod:`inference.batch.shards`) can be merged back into input order, and ``--resume`` skips rows
 whose id is already in the output.
 
 Example:
-    >>> from inference.records import Row
+    >>> from inference.batch.reading import Row
     >>> rows = [Row(0, 1, {"id": "a", "article": "متن خبر"}), Row(1, 2, {"id": "b", "article": ""})]
-    >>> job = Job(Columns(), classify=lambda texts: [{"label": "sports", "score": 0.9} for _ in texts])
+    >>> job = Job(InputColumns(), classify=lambda texts: [{"label": "sports", "score": 0.9} for _ in texts])
     >>> [sorted(r) for r in predict_batch(rows, job)]
     [['id', 'line', 'topic', 'topic_score'], ['error', 'id', 'line']]
 """
@@ -28,56 +28,32 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from inference.memory import release_freed_memory
-from inference.normalize import join_title
-from inference.records import Row, type_name
-from inference.safe_records import escape_surrogates, record_id, writable
-from inference.safe_records import problem as unwritable
-from inference.shards import Shard
+from inference.batch.checks import InputColumns, ReadyRow, check_row, row_id
+from inference.batch.formats import OUTPUT_FIELDS
+from inference.batch.memory import release_freed_memory
+from inference.batch.reading import Row
+from inference.batch.safe_records import writable
+from inference.batch.shards import Shard
 
-# Longer articles are split into windows by the classifier and truncated by the summarizer, as
-# the inference API does; past this size a "text" is almost surely a mis-parsed file or a dump,
-# and holding it would break the flat memory promise.
-MAX_TEXT_CHARS = 200_000
-OUTPUT_FIELDS = ("id", "line", "topic", "topic_score", "summary", "error")
 _INDEX_PREFIX = re.compile(r"^text at index \d+: ")
 
 ClassifyFn = Callable[[list[str]], list[dict]]
 SummarizeFn = Callable[[list[str]], list[str]]
 
 
-@dataclass(frozen=True)
-class Columns:
-    """Which input fields hold the text, title and id, and which to copy to the output.
-
-    ``text=None`` means ``article``, falling back to ``text``. Kept columns named like an
-    output field are written as ``input_NAME``.
-
-    Example:
-        >>> Columns(keep=("summary", "source")).kept_names()
-        ['input_summary', 'source']
-    """
-
-    text: str | None = None
-    title: str | None = None
-    id: str = "id"
-    keep: tuple[str, ...] = ()
-
-    def kept_names(self) -> list[str]:
-        """The output names of the kept columns."""
-        return [f"input_{name}" if name in OUTPUT_FIELDS else name for name in self.keep]
-
-
 @dataclass
 class Job:
     """The models to run (None skips that task) and how to treat bad rows.
 
+    With ``strict`` (``--strict``) :func:`run` stops at the first bad row, after writing the rows
+    before it, and says why in :attr:`RunStats.fatal`; nothing is raised.
+
     Example:
-        >>> Job(Columns(), summarize=lambda texts: ["خلاصه"] * len(texts)).tasks()
+        >>> Job(InputColumns(), summarize=lambda texts: ["خلاصه"] * len(texts)).tasks()
         ['summary']
     """
 
-    columns: Columns
+    columns: InputColumns
     classify: ClassifyFn | None = None
     summarize: SummarizeFn | None = None
     strict: bool = False
@@ -88,95 +64,21 @@ class Job:
 
     def output_fields(self) -> list[str]:
         """The output columns: id, line, the tasks' fields, error, then the kept columns."""
-        task_fields = {"topic": ["topic", "topic_score"], "summary": ["summary"]}
-        return ["id", "line", *(f for task in self.tasks() for f in task_fields[task]), "error"] + (
-            self.columns.kept_names()
-        )
-
-
-@dataclass
-class _Ready:
-    """A row that passed the checks: what the models read and what the record carries."""
-
-    record: dict
-    text: str
-    classifier_text: str
-
-
-class StrictFailure(Exception):
-    """Raised under ``--strict`` at the first bad row, after the rows before it were written."""
-
-
-def row_id(row: Row, id_column: str) -> str | int:
-    """The row's id: its ``id_column`` value, else (missing, empty or unreadable) its line number.
-
-    A non-string id keeps its JSON text (see :func:`~inference.safe_records.record_id`).
-
-    Example:
-        >>> row_id(Row(0, 5, {"id": "x9"}), "id"), row_id(Row(1, 6, {}), "id"), row_id(Row(2, 7, {"id": 1.5}), "id")
-        ('x9', 6, '1.5')
-    """
-    value = record_id((row.fields or {}).get(id_column))
-    return row.line if value is None else value
-
-
-def check_row(row: Row, columns: Columns) -> _Ready | dict:
-    """Turn a row into model input, or into an error record saying what is wrong with it.
-
-    Example:
-        >>> check_row(Row(0, 3, {"article": 42}), Columns())["error"]
-        "text field 'article' is a number, not a string"
-    """
-    record: dict[str, Any] = {"id": row_id(row, columns.id), "line": row.line}
-    fields = row.fields or {}
-    # _finish moves the kept columns behind the results.
-    kept = {out: fields.get(name) for name, out in zip(columns.keep, columns.kept_names(), strict=True)}
-    # A value that cannot be written (a lone surrogate, say) must not take its batch down with it.
-    problem = row.problem or unwritable({columns.id: fields.get(columns.id), **kept})
-    record.update(escape_surrogates(kept))
-    problem = problem or _text_problem(fields, columns)
-    if problem:
-        return {**record, "error": problem}
-    text = fields[_text_column(fields, columns)]
-    title = fields.get(columns.title) if columns.title else None
-    if title is not None and not isinstance(title, str):
-        return {**record, "error": f"title field {columns.title!r} is {type_name(title)}, not a string"}
-    if title is not None and (problem := unwritable({columns.title: title})):
-        return {**record, "error": problem}
-    return _Ready(record, text, join_title(title, text))
-
-
-def _text_column(fields: dict, columns: Columns) -> str:
-    if columns.text:
-        return columns.text
-    return "article" if "article" in fields else "text"
-
-
-def _text_problem(fields: dict, columns: Columns) -> str | None:
-    name = _text_column(fields, columns)
-    value = fields.get(name)
-    if value is None:
-        wanted = repr(name) if columns.text else "'article' or 'text'"
-        return f"no text: field {wanted} is missing" if name not in fields else f"no text: field {name!r} is null"
-    if not isinstance(value, str):
-        return f"text field {name!r} is {type_name(value)}, not a string"
-    if not value.strip():
-        return f"text field {name!r} is empty"
-    if len(value) > MAX_TEXT_CHARS:
-        return f"text is {len(value):,} characters, over the {MAX_TEXT_CHARS:,} limit"
-    return unwritable({name: value})
+        task_fields = {"topic": ("topic", "topic_score"), "summary": ("summary",)}
+        wanted = {"id", "line", "error", *(f for task in self.tasks() for f in task_fields[task])}
+        return [f for f in OUTPUT_FIELDS if f in wanted] + self.columns.kept_names()
 
 
 def predict_batch(rows: list[Row], job: Job) -> list[dict]:
     """Check ``rows``, run the job's models on the good ones and return one record per row, in order.
 
     Example:
-        >>> job = Job(Columns(), summarize=lambda texts: [t[:3] for t in texts])
+        >>> job = Job(InputColumns(), summarize=lambda texts: [t[:3] for t in texts])
         >>> predict_batch([Row(0, 1, {"text": "خبر امروز"})], job)
         [{'id': 1, 'line': 1, 'summary': 'خبر'}]
     """
     checked = [check_row(row, job.columns) for row in rows]
-    ready = [item for item in checked if isinstance(item, _Ready)]
+    ready = [item for item in checked if isinstance(item, ReadyRow)]
     if job.classify and ready:
         _run_task("topic", job.classify, ready, [item.classifier_text for item in ready])
     still_ready = [item for item in ready if "error" not in item.record]
@@ -185,7 +87,7 @@ def predict_batch(rows: list[Row], job: Job) -> list[dict]:
     return [_finish(item, job.columns.kept_names()) for item in checked]
 
 
-def _run_task(task: str, model: Callable[[list[str]], list], items: list[_Ready], texts: list[str]) -> None:
+def _run_task(task: str, model: Callable[[list[str]], list], items: list[ReadyRow], texts: list[str]) -> None:
     """Put ``model``'s result for each item in its record, or the reason it failed under ``error``."""
     for item, result in zip(items, _isolate(model, texts), strict=True):
         if isinstance(result, Exception):
@@ -196,7 +98,7 @@ def _run_task(task: str, model: Callable[[list[str]], list], items: list[_Ready]
             item.record["summary"] = result
 
 
-def _finish(item: _Ready | dict, kept: list[str]) -> dict:
+def _finish(item: ReadyRow | dict, kept: list[str]) -> dict:
     record = item if isinstance(item, dict) else item.record
     if "error" in record:
         # A row that failed one task reports only the error, so a resumed run never mixes halves.
@@ -321,7 +223,7 @@ def run(
     Example:
         >>> out = []
         >>> rows = [Row(i, i + 1, {"article": "خبر"}) for i in range(3)]
-        >>> job = Job(Columns(), classify=lambda texts: [{"label": "sports", "score": 1.0}] * len(texts))
+        >>> job = Job(InputColumns(), classify=lambda texts: [{"label": "sports", "score": 1.0}] * len(texts))
         >>> run(rows, job, out.extend, batch_size=2, done=Counter({"1": 1})).skipped, [r["id"] for r in out]
         (1, [2, 3])
     """

@@ -1,8 +1,8 @@
 """Guard ``khabar predict``'s output: one run at a time, and ``--resume`` only onto the same input.
 
-:func:`guarded_output` locks the output (see :mod:`inference.locking`) for the whole run and,
+:func:`guarded_output` locks the output (see :mod:`inference.batch.locking`) for the whole run and,
 on ``--resume``, refuses an input that changed since the output was started (see
-:mod:`inference.fingerprint`). stdout and devices such as ``/dev/null`` need neither.
+:mod:`inference.batch.fingerprint`). stdout and devices such as ``/dev/null`` need neither.
 
 Example:
     >>> import tempfile, pathlib
@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from inference.fingerprint import difference, fingerprint
-from inference.locking import OutputLock, OutputLocked
-from inference.records import STDIO, UsageError
+from inference.batch.fingerprint import difference, fingerprint
+from inference.batch.formats import STDIO, UsageError
+from inference.batch.locking import OutputLock, OutputLocked
 
 
 class OutputGuard:

@@ -4,7 +4,7 @@ The lock is taken on a small run file beside the output (``OUTPUT.khabar-run``),
 the output itself, because ``--resume`` may replace the output with a rename (to drop error
 records it retries) and a lock on the old file would not cover the new one. The run file
 also records the running process's id, for the message another run gets, and the input's
-fingerprint (see :mod:`inference.fingerprint`).
+fingerprint (see :mod:`inference.batch.fingerprint`).
 
 On POSIX the lock is ``flock``: the system releases it when the process ends, however it
 ends (SIGKILL included), so a crash never leaves a stale lock. Where ``fcntl`` is missing

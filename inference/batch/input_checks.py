@@ -17,7 +17,7 @@ import re
 import stat
 import sys
 
-from inference.records import STDIO, UsageError
+from inference.batch.formats import STDIO, UsageError
 
 # Byte-order marks of the encodings people save "text" in by mistake (Windows editors, Excel).
 _BOMS = (
@@ -78,7 +78,7 @@ def check_not_same_file(source: str, target: str, source_name: str = "INPUT") ->
         >>> check_not_same_file(str(path), str(path))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        inference.records.UsageError: -o .../x.jsonl: is the same file as INPUT .../x.jsonl; ...
+        inference.batch.formats.UsageError: -o .../x.jsonl: is the same file as INPUT .../x.jsonl; ...
     """
     if same_file(source, target):
         shown = "stdout" if target == STDIO else f"-o {target}"
@@ -102,7 +102,7 @@ def check_encoding_and_shape(path: str, fmt: str) -> None:
         >>> check_encoding_and_shape(str(path), "jsonl")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        inference.records.UsageError: INPUT .../in.jsonl: is a JSON array, not JSON Lines ...
+        inference.batch.formats.UsageError: INPUT .../in.jsonl: is a JSON array, not JSON Lines ...
     """
     if path == STDIO:
         return  # stdin can be read only once; its rows are checked one by one
