@@ -363,3 +363,18 @@ def test_sigterm_while_busy_finishes_in_flight_requests_and_exits_0(tiny_classif
     assert code == 0, server.log()
     assert [status for status, _ in answers] == [200, 200, 200]
     assert max(at for _, at in answers) > stopped_at  # at least one was still in flight at SIGTERM
+
+
+def test_khabar_serve_loads_its_models_through_the_predict_loader(fitted_classifier_dir):
+    """Every option the shared loader reads exists on `khabar serve` (a missing one crashed at start-up)."""
+    import argparse
+
+    from inference.cli import _load
+    from inference.serve.cli import add_serve_command
+
+    parser = add_serve_command(argparse.ArgumentParser().add_subparsers())
+    args = parser.parse_args(["--classifier", str(fitted_classifier_dir), "--device", "cpu", "--dtype", "float32"])
+
+    model = _load("classifier", args)
+
+    assert isinstance(model, Classifier) and model.precision == "torch float32"

@@ -64,6 +64,10 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
+    serve.add_argument(
+        "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+        help="torch precision: auto (default: bfloat16 on CPUs with AMX and on GPUs, else float32)",
+    )
     serve.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
     serve.add_argument(
         "--backend", default="torch", choices=[b for b in BACKENDS["classifier"] if b in BACKENDS["summarizer"]],
