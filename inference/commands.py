@@ -32,10 +32,11 @@ def load_model(kind: str, args: argparse.Namespace):
 
     Example:
         >>> from inference.cli import build_parser
-        >>> load_model("summarizer", build_parser().parse_args(["summarize", "x", "--summarizer", "no/such/dir"]))
-        Traceback (most recent call last):
-        ...
-        inference.batch.formats.UsageError: --summarizer no/such/dir: model 'no/such/dir': no such model directory
+        >>> try:
+        ...     load_model("classifier", build_parser().parse_args(["classify", "x", "--classifier", "/"]))
+        ... except UsageError as err:
+        ...     print(err)
+        --classifier /: model '/': / has no config.json, so it is not a saved model directory
     """
     from inference.loading import resolve_model
 
@@ -111,11 +112,7 @@ def classify_command(args: argparse.Namespace) -> int:
     from inference.normalize import join_title
 
     texts = [join_title(args.title, text) for text in _read_texts(args.texts)]
-    model = load_model("classifier", args)
-    try:
-        results = model.predict(texts)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(str(exc)) from None
+    results = _answer(load_model("classifier", args), "predict", texts)
     for result in results:
         print(f"{result['label']}\t{result['score']:.4f}")
     return EXIT_OK
@@ -126,20 +123,26 @@ def summarize_command(args: argparse.Namespace) -> int:
 
     Example:
         >>> from inference.cli import build_parser
-        >>> summarize_command(build_parser().parse_args(["summarize", "-", "-"]))
+        >>> summarize_command(build_parser().parse_args(["summarize", "x", "--summarizer", "no/such/dir"]))
         Traceback (most recent call last):
         ...
-        inference.batch.formats.UsageError: TEXT: '-' (stdin) can be given only once
+        inference.batch.formats.UsageError: --summarizer no/such/dir: model 'no/such/dir': no such model directory
     """
     texts = _read_texts(args.texts)
-    model = load_model("summarizer", args)
-    try:
-        summaries = model.summarize(texts, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(str(exc)) from None
+    summaries = _answer(
+        load_model("summarizer", args), "summarize", texts, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens
+    )
     for summary in summaries:
         print(summary)
     return EXIT_OK
+
+
+def _answer(model, method: str, texts: list[str], **settings) -> list:
+    """``model.<method>(texts)``; a text the model refuses is a one-line usage error."""
+    try:
+        return getattr(model, method)(texts, **settings)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def merge_command(args: argparse.Namespace) -> int:
