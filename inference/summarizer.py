@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import GenerationConfig
+from transformers import AutoModelForSeq2SeqLM, GenerationConfig
 
 from inference.inputs import check_positive, length_sorted_batches, prepare_texts
 from inference.load_plan import plan_load
@@ -115,7 +115,7 @@ class Summarizer:
         """
         plan = plan_load("summarizer", path_or_id, device, dtype, quantize, backend)
         if plan.backend == "torch":
-            model = load_weights(_seq2seq_class(), plan.source, plan.device, plan.dtype, plan.quantize)
+            model = load_weights(AutoModelForSeq2SeqLM, plan.source, plan.device, plan.dtype, plan.quantize)
             generate, generation_config = _torch_generate(model, plan.device, plan.tokenizer), model.generation_config
         else:
             from inference.fast import summarizer_engine
@@ -233,12 +233,6 @@ def gpu_batching(batch_size: int, max_length: int) -> tuple[int, int]:
     """
     budget = max(GPU_TOKENS_PER_BATCH, batch_size * max_length)
     return budget, budget
-
-
-def _seq2seq_class():
-    from transformers import AutoModelForSeq2SeqLM
-
-    return AutoModelForSeq2SeqLM
 
 
 def _torch_generate(model, device: torch.device, tokenizer) -> Generate:
