@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from inference.classifier import Classifier, Prediction
-from inference.loading import ModelKind, is_local, resolve_device, resolve_model
+from inference.devices import resolve_device
+from inference.loading import ModelKind, is_local, resolve_model
 from inference.summarizer import Summarizer
 
 # Options that change the loaded model (and so the cache key); every other option is per call.

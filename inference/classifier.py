@@ -23,21 +23,10 @@ from typing import Literal
 
 import torch
 
-from inference.loading import (
-    check_positive,
-    engine_device,
-    is_local,
-    length_sorted_batches,
-    load_config_and_tokenizer,
-    load_weights,
-    model_max_length,
-    prepare_texts,
-    resolve_device,
-    text_digits,
-    text_normalization_version,
-)
+from inference.inputs import check_positive, length_sorted_batches, prepare_texts
+from inference.load_plan import plan_load
+from inference.loading import load_weights
 from inference.normalize import NORMALIZER_VERSION, DigitPolicy
-from inference.precision import auto_backend, model_dtype, precision_label
 
 LongText = Literal["windows", "truncate"]
 # (input_ids, attention_mask) -> float32 logits on the CPU, one row per window.
@@ -125,33 +114,15 @@ class Classifier:
             ['culture-art', 'economy']
         """
         _check_long_text(long_text)
-        source = str(path_or_id)
-        config, tokenizer = load_config_and_tokenizer(source, "classifier")
-        if backend == "auto":
-            backend = auto_backend("classifier", resolve_device(device), is_local(source), dtype)
-            quantize = quantize if backend == "torch" else "int8"
-        if backend == "torch":
-            target = resolve_device(device)
-            chosen, auto = model_dtype("classifier", dtype, target, config.model_type, quantize)
-            forward = _torch_forward(source, target, chosen, quantize)
+        plan = plan_load("classifier", path_or_id, device, dtype, quantize, backend)
+        if plan.backend == "torch":
+            forward = _torch_forward(plan.source, plan.device, plan.dtype, plan.quantize)
         else:
-            target = engine_device(device, None if dtype == "auto" else dtype, backend, source)
             from inference.fast import classifier_engine
 
-            forward = classifier_engine(Path(source), backend, quantize)
-            chosen, auto = None, False
-        return cls(
-            tokenizer,
-            forward,
-            [config.id2label[i] for i in range(config.num_labels)],
-            max_length=model_max_length(tokenizer, config),
-            digits=text_digits(source),
-            normalization_version=text_normalization_version(source),
-            long_text=long_text,
-            device=target,
-            name=source,
-            precision=precision_label(backend, chosen, quantize, auto),
-        )
+            forward = classifier_engine(Path(plan.source), plan.backend, plan.quantize)
+        labels = [plan.config.id2label[i] for i in range(plan.config.num_labels)]
+        return cls(plan.tokenizer, forward, labels, long_text=long_text, **plan.model_settings())
 
     def predict(
         self, texts: str | Iterable[str], batch_size: int = 16, top_k: int = 1

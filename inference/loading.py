@@ -1,13 +1,12 @@
-"""Find a model, pick its device and precision, load it safely, and prepare the texts it reads.
+"""Find a model, check it is the kind asked for, and load its config, tokenizer and weights safely.
 
 Shared by :class:`~inference.classifier.Classifier` and :class:`~inference.summarizer.Summarizer`
-so both read a model, place it and check their input the same way, whatever the backend.
+so both read a model the same way, whatever the backend. Where it runs and in what precision is
+:mod:`inference.devices`; the texts it reads are prepared by :mod:`inference.inputs`.
 
 Example:
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    >>> prepare_texts(["كتاب"], digits="persian")
-    (['کتاب'], False)
+    >>> resolve_model("classifier", "org/some-model")
+    'org/some-model'
 """
 
 from __future__ import annotations
@@ -16,15 +15,16 @@ import os
 import pickle
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
 import torch
 from safetensors import SafetensorError
 
+# Re-exported for training/, which imports these from here.
+from inference.devices import T5_FAMILY, DeviceError  # noqa: F401
 from inference.model_checks import check_loaded, check_model_files, weights_error
-from inference.normalize import NORMALIZER_VERSION, DigitPolicy, load_normalization, normalize
+from inference.normalize import DigitPolicy, load_normalization
 
 ModelKind = Literal["classifier", "summarizer"]
 
@@ -35,17 +35,6 @@ _MODEL_SOURCES = {
 }
 # "org/name" as the Hugging Face hub spells a repository id.
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-# Models whose activations overflow float16 and produce empty or garbage output.
-T5_FAMILY = ("t5", "mt5", "umt5", "longt5", "switch_transformers")
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-}
 # A tokenizer without a configured limit reports a huge sentinel; real limits are far below this.
 _NO_LIMIT = 1_000_000
 DEFAULT_MAX_LENGTH = 512
@@ -56,15 +45,6 @@ class ModelNotFoundError(ValueError):
 
     Example:
         >>> issubclass(ModelNotFoundError, ValueError)
-        True
-    """
-
-
-class DeviceError(ValueError):
-    """A device that does not exist here, or a setting it cannot run.
-
-    Example:
-        >>> issubclass(DeviceError, ValueError)
         True
     """
 
@@ -121,118 +101,6 @@ def is_local(path_or_id: str | os.PathLike) -> bool:
     return Path(path_or_id).expanduser().is_dir()
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """The torch device for ``device``: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-
-    Example:
-        >>> resolve_device("cpu")
-        device(type='cpu')
-        >>> resolve_device("gpu")
-        Traceback (most recent call last):
-        ...
-        inference.loading.DeviceError: unknown device 'gpu': use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'
-    """
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise DeviceError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
-    if target.type == "cpu":
-        return target
-    if target.type == "cuda":
-        return _checked_cuda(target)
-    if target.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise DeviceError("device 'mps': Apple MPS is not available here; use device='cpu'")
-        return target
-    raise DeviceError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
-
-
-def _checked_cuda(target: torch.device) -> torch.device:
-    if not torch.cuda.is_available():
-        raise DeviceError(f"device '{target}': CUDA is not available here (no GPU, or a CPU build of torch); use 'cpu'")
-    count = torch.cuda.device_count()
-    if target.index is not None and target.index >= count:
-        raise DeviceError(f"device '{target}': this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
-    return target
-
-
-def engine_device(
-    device: str | torch.device | None, dtype: str | torch.dtype | None, backend: str, path_or_id: str
-) -> torch.device:
-    """The device of a fast engine (``backend`` other than ``"torch"``): always the CPU.
-
-    Such engines read a local directory and pick their precision from ``quantize``, so an
-    explicit GPU, a ``dtype`` or a hub id is refused with the fix.
-
-    Example:
-        >>> engine_device("auto", None, "onnx", ".")
-        device(type='cpu')
-        >>> engine_device("cpu", "bf16", "onnx", ".")
-        Traceback (most recent call last):
-        ...
-        ValueError: dtype is for backend='torch'; backend 'onnx' takes quantize='int8' or None
-    """
-    if device not in (None, "auto") and resolve_device(device).type != "cpu":
-        raise DeviceError(f"backend {backend!r} runs on the CPU; use device='cpu' or backend='torch'")
-    if dtype is not None:
-        raise ValueError(f"dtype is for backend='torch'; backend {backend!r} takes quantize='int8' or None")
-    if not is_local(path_or_id):
-        raise ValueError(f"backend {backend!r} needs a local model directory; download {path_or_id} first")
-    return torch.device("cpu")
-
-
-def resolve_dtype(
-    dtype: str | torch.dtype | None, device: torch.device, model_type: str, quantize: str | None = None
-) -> torch.dtype:
-    """The weights' precision: ``dtype`` if given, else half precision on a GPU and float32 elsewhere.
-
-    On a GPU the default is bfloat16 where the GPU supports it; otherwise float16, except for
-    T5-family models (mT5), whose activations overflow float16: they stay in float32 and an
-    explicit float16 is refused. ``quantize="int8"`` needs float32 weights on the CPU.
-
-    Example:
-        >>> resolve_dtype(None, torch.device("cpu"), "bert")
-        torch.float32
-        >>> resolve_dtype("fp16", torch.device("cpu"), "mt5")
-        Traceback (most recent call last):
-        ...
-        ValueError: dtype float16 breaks mt5 models (activations overflow, ...); use 'bfloat16' or 'float32'
-    """
-    t5_family = model_type in T5_FAMILY
-    if quantize is not None:
-        return _int8_dtype(dtype, device, quantize)
-    if dtype is None or dtype == "auto":
-        if device.type != "cuda":
-            return torch.float32
-        if torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32 if t5_family else torch.float16
-    chosen = dtype if isinstance(dtype, torch.dtype) else _DTYPES.get(str(dtype).lower())
-    if chosen not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"unknown dtype {dtype!r}; choose float32, bfloat16 or float16")
-    if chosen == torch.float16 and t5_family:
-        raise ValueError(
-            f"dtype float16 breaks {model_type} models (activations overflow, output is empty or garbage); "
-            "use 'bfloat16' or 'float32'"
-        )
-    return chosen
-
-
-def _int8_dtype(dtype: str | torch.dtype | None, device: torch.device, quantize: str) -> torch.dtype:
-    if quantize != "int8":
-        raise ValueError(f"unknown quantize {quantize!r}; choose 'int8' or None")
-    if device.type != "cpu":
-        raise DeviceError(
-            f"quantize='int8' is dynamic quantization for the CPU: add device='cpu', or leave it out on {device} "
-            "(half precision is the GPU default)"
-        )
-    if dtype not in (None, "auto", torch.float32, "float32", "fp32"):
-        raise ValueError(f"quantize='int8' starts from float32 weights; leave dtype out (got {dtype!r})")
-    return torch.float32
-
-
 def load_config_and_tokenizer(path_or_id: str, kind: ModelKind):
     """The model's ``config`` and tokenizer, after checking the model is a ``kind``.
 
@@ -260,12 +128,23 @@ def load_config_and_tokenizer(path_or_id: str, kind: ModelKind):
     except (OSError, ValueError) as exc:
         where = "" if is_local(path_or_id) else " (not a local directory; is the hub id right and reachable?)"
         raise ModelNotFoundError(f"cannot load {path_or_id}{where}: {_first_line(exc)}") from None
-    seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+    seq2seq = is_seq2seq(config)
     if kind == "classifier" and seq2seq:
         raise ModelNotFoundError(f"{path_or_id} is a {config.model_type} summarizer, not a topic classifier")
     if kind == "summarizer" and not seq2seq:
         raise ModelNotFoundError(f"{path_or_id} is a {config.model_type} model, not a sequence-to-sequence summarizer")
     return config, tokenizer
+
+
+def is_seq2seq(config) -> bool:
+    """Whether a model ``config`` is a sequence-to-sequence (encoder-decoder) model: a summarizer here.
+
+    Example:
+        >>> from transformers import BertConfig, MT5Config
+        >>> is_seq2seq(MT5Config()), is_seq2seq(BertConfig())
+        (True, False)
+    """
+    return bool(getattr(config, "is_encoder_decoder", False))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -351,78 +230,3 @@ def text_normalization_version(path_or_id: str) -> int:
         2
     """
     return load_normalization(path_or_id if is_local(path_or_id) else None)["version"]
-
-
-def prepare_texts(
-    texts: str | Iterable[str], digits: DigitPolicy, version: int = NORMALIZER_VERSION
-) -> tuple[list[str], bool]:
-    """Check and normalize ``texts``; return them as a list and whether a single string was given.
-
-    Every text is checked before any model work; a bad one raises ``TypeError``/``ValueError``
-    whose message starts with ``text at index I:``.
-
-    Example:
-        >>> prepare_texts("خبر ١", digits="persian")
-        (['خبر ۱'], True)
-        >>> prepare_texts(["خبر", "  "], digits="persian")
-        Traceback (most recent call last):
-        ...
-        ValueError: text at index 1: empty or whitespace only
-    """
-    if isinstance(texts, str):
-        items, single = [texts], True
-    elif texts is None or isinstance(texts, (bytes, Mapping, set, frozenset)) or not isinstance(texts, Iterable):
-        raise TypeError(f"text at index 0: expected a string or a list of strings, got {type(texts).__name__}")
-    else:
-        items, single = list(texts), False
-    prepared = []
-    for index, text in enumerate(items):
-        if not isinstance(text, str):
-            raise TypeError(f"text at index {index}: expected a string, got {type(text).__name__}")
-        if not text.strip():
-            raise ValueError(f"text at index {index}: empty or whitespace only")
-        clean = normalize(text, digits=digits, version=version)
-        if not clean:
-            raise ValueError(f"text at index {index}: nothing left after normalization (only invisible marks)")
-        prepared.append(clean)
-    return prepared, single
-
-
-def check_positive(**values: int) -> None:
-    """Refuse a batch size, ``top_k`` or token count that is not a positive whole number.
-
-    Example:
-        >>> check_positive(batch_size=0)
-        Traceback (most recent call last):
-        ...
-        ValueError: batch_size must be a positive integer, got 0
-    """
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def length_sorted_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> Iterator[list[int]]:
-    """Indices of ``lengths`` in batches of similar length, longest first, to waste little padding.
-
-    Longest first so a batch too large for memory fails at once, not at the end of a long run.
-    ``max_tokens`` also caps a batch's padded size (rows x its longest): on a CPU, big batches of
-    long inputs are slower per text than small ones (their activations outgrow the caches).
-
-    Example:
-        >>> list(length_sorted_batches([3, 9, 1, 7], batch_size=2))
-        [[1, 3], [0, 2]]
-        >>> list(length_sorted_batches([3, 9, 1, 7], batch_size=4, max_tokens=16))
-        [[1], [3, 0], [2]]
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batch: list[int] = []
-    for i in order:
-        # Sorted longest first, so the batch's first row sets its padded length.
-        too_many_tokens = max_tokens is not None and batch and (len(batch) + 1) * lengths[batch[0]] > max_tokens
-        if len(batch) == batch_size or too_many_tokens:
-            yield batch
-            batch = []
-        batch.append(i)
-    if batch:
-        yield batch

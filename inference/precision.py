@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from inference.devices import resolve_dtype
+
 logger = logging.getLogger(__name__)
 
 # oneDNN's instruction-set levels, oldest first (names as ONEDNN_MAX_CPU_ISA takes them).
@@ -245,14 +247,12 @@ def model_dtype(
     """The torch backend's weight precision for a ``kind`` model, and whether ``"auto"`` chose it.
 
     An explicit ``dtype`` (or ``quantize``) always wins; ``"auto"``/``None`` on the CPU follows
-    :func:`auto_cpu_dtype`, elsewhere :func:`inference.loading.resolve_dtype` (half on a GPU).
+    :func:`auto_cpu_dtype`, elsewhere :func:`inference.devices.resolve_dtype` (half on a GPU).
 
     Example:
         >>> model_dtype("classifier", "float32", torch.device("cpu"), "bert", None)
         (torch.float32, False)
     """
-    from inference.loading import resolve_dtype
-
     auto = dtype in (None, "auto") and quantize is None
     if auto and device.type == "cpu":
         return auto_cpu_dtype(kind), True

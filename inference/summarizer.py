@@ -25,23 +25,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import GenerationConfig
+from transformers import AutoModelForSeq2SeqLM, GenerationConfig
 
-from inference.loading import (
-    check_positive,
-    engine_device,
-    is_local,
-    length_sorted_batches,
-    load_config_and_tokenizer,
-    load_weights,
-    model_max_length,
-    prepare_texts,
-    resolve_device,
-    text_digits,
-    text_normalization_version,
-)
+from inference.inputs import check_positive, length_sorted_batches, prepare_texts
+from inference.load_plan import plan_load
+from inference.loading import load_weights
 from inference.normalize import NORMALIZER_VERSION, DigitPolicy
-from inference.precision import auto_backend, model_dtype, precision_label
 
 logger = logging.getLogger(__name__)
 
@@ -124,34 +113,16 @@ class Summarizer:
             >>> Summarizer.from_pretrained(path, device="cpu", quantize="int8").device
             device(type='cpu')
         """
-        source = str(path_or_id)
-        config, tokenizer = load_config_and_tokenizer(source, "summarizer")
-        if backend == "auto":
-            backend = auto_backend("summarizer", resolve_device(device), is_local(source), dtype)
-            quantize = quantize if backend == "torch" else "int8"
-        if backend == "torch":
-            target = resolve_device(device)
-            chosen, auto = model_dtype("summarizer", dtype, target, config.model_type, quantize)
-            model = load_weights(_seq2seq_class(), source, target, chosen, quantize)
-            generate, generation_config = _torch_generate(model, target, tokenizer), model.generation_config
+        plan = plan_load("summarizer", path_or_id, device, dtype, quantize, backend)
+        if plan.backend == "torch":
+            model = load_weights(AutoModelForSeq2SeqLM, plan.source, plan.device, plan.dtype, plan.quantize)
+            generate, generation_config = _torch_generate(model, plan.device, plan.tokenizer), model.generation_config
         else:
-            target = engine_device(device, None if dtype == "auto" else dtype, backend, source)
             from inference.fast import summarizer_engine
 
-            generate = _engine_generate(summarizer_engine(Path(source), backend, quantize))
-            generation_config = _saved_generation_config(source, config)
-            chosen, auto = None, False
-        return cls(
-            tokenizer,
-            generate,
-            generation_config,
-            max_length=model_max_length(tokenizer, config),
-            digits=text_digits(source),
-            normalization_version=text_normalization_version(source),
-            device=target,
-            name=source,
-            precision=precision_label(backend, chosen, quantize, auto),
-        )
+            generate = _engine_generate(summarizer_engine(Path(plan.source), plan.backend, plan.quantize))
+            generation_config = _saved_generation_config(plan.source, plan.config)
+        return cls(plan.tokenizer, generate, generation_config, **plan.model_settings())
 
     def summarize(
         self,
@@ -262,12 +233,6 @@ def gpu_batching(batch_size: int, max_length: int) -> tuple[int, int]:
     """
     budget = max(GPU_TOKENS_PER_BATCH, batch_size * max_length)
     return budget, budget
-
-
-def _seq2seq_class():
-    from transformers import AutoModelForSeq2SeqLM
-
-    return AutoModelForSeq2SeqLM
 
 
 def _torch_generate(model, device: torch.device, tokenizer) -> Generate:

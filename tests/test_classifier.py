@@ -14,7 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inference.classifier import CPU_TOKENS_PER_BATCH, Classifier
-from inference.loading import DeviceError, ModelNotFoundError, length_sorted_batches, resolve_dtype
+from inference.devices import DeviceError, resolve_dtype
+from inference.inputs import length_sorted_batches
+from inference.loading import ModelNotFoundError
 
 
 @pytest.fixture(scope="module")

@@ -180,7 +180,7 @@ MARGIN = 4
 
 
 def _scores(classifier, texts: list[str], one_at_a_time: bool = False) -> torch.Tensor:
-    from inference.loading import prepare_texts
+    from inference.inputs import prepare_texts
 
     prepared, _ = prepare_texts(texts, classifier.digits)
     if one_at_a_time:

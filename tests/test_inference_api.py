@@ -10,7 +10,8 @@ import torch
 import inference
 from inference import api
 from inference.classifier import Classifier
-from inference.loading import ModelNotFoundError, resolve_device, resolve_model
+from inference.devices import resolve_device
+from inference.loading import ModelNotFoundError, resolve_model
 
 
 @pytest.fixture(autouse=True)

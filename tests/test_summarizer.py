@@ -12,7 +12,8 @@ import types
 import pytest
 import torch
 
-from inference.loading import DeviceError, ModelNotFoundError
+from inference.devices import DeviceError
+from inference.loading import ModelNotFoundError
 from inference.summarizer import Summarizer
 
 # Greedy and short, so each call takes a fraction of a second on the tiny model.

@@ -49,7 +49,8 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
         >>> parser.parse_args(["--summarizer", "m", "--max-batch", "8"]).max_batch
         8
     """
-    from inference.cli import BACKENDS, _positive
+    from inference.cli import _positive
+    from inference.commands import BACKENDS
 
     serve = commands.add_parser(
         "serve",
@@ -107,11 +108,11 @@ def serve_command(args: argparse.Namespace) -> int:
     settings = _settings(args)
     import uvicorn
 
-    from inference.cli import _load  # the same loading, and the same one-line errors, as predict
+    from inference.commands import load_model  # the same loading, and the same one-line errors, as predict
     from inference.serve.app import create_app
     from inference.serve.models import ServedModels
 
-    loaded = {kind: _load(kind, args) for kind in kinds}
+    loaded = {kind: load_model(kind, args) for kind in kinds}
     app = create_app(ServedModels(**loaded, backend=args.backend), settings)
     # uvicorn stops gracefully on SIGTERM / SIGINT, then raises the signal again under the handler
     # it found: with these, that second delivery is a no-op and the command exits 0.

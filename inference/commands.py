@@ -1,0 +1,152 @@
+"""The ``khabar classify``, ``summarize`` and ``merge`` commands, and loading a model for any command.
+
+Each command turns its parsed flags into calls; a failure is a :class:`UsageError` that
+:func:`inference.cli.main` prints as one line with exit code 2.
+
+Example:
+    >>> import argparse
+    >>> merge_command(argparse.Namespace(parts=["missing.jsonl"], output="-", overwrite=False))
+    Traceback (most recent call last):
+    ...
+    inference.batch.formats.UsageError: PART missing.jsonl: No such file or directory
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from inference.backends import CLASSIFIER_BACKENDS, SUMMARIZER_BACKENDS
+from inference.batch.formats import STDIO, UsageError
+from inference.batch.input_checks import check_not_same_file
+from inference.batch.shards import device_for_rank, merge_parts
+
+EXIT_OK, EXIT_USAGE, EXIT_ROWS_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
+BACKENDS = {"classifier": CLASSIFIER_BACKENDS, "summarizer": SUMMARIZER_BACKENDS}
+
+
+def load_model(kind: str, args: argparse.Namespace):
+    """Load the classifier or summarizer named by its flag; any failure is a one-line usage error.
+
+    Example:
+        >>> from inference.cli import build_parser
+        >>> try:
+        ...     load_model("classifier", build_parser().parse_args(["classify", "x", "--classifier", "/"]))
+        ... except UsageError as err:
+        ...     print(err)
+        --classifier /: model '/': / has no config.json, so it is not a saved model directory
+    """
+    from inference.loading import resolve_model
+
+    flag = getattr(args, kind)
+    try:
+        path = resolve_model(kind, flag, how_to_pass=f"pass --{kind} DIR")
+        if kind == "classifier":
+            from inference.classifier import Classifier as Model
+        else:
+            from inference.summarizer import Summarizer as Model
+        with _loading_bars(shows_progress(args)):
+            device = device_for_rank(args.device)
+            model = Model.from_pretrained(
+                path, device=device, dtype=args.dtype, quantize=args.quantize, backend=args.backend
+            )
+            args.precisions = {**getattr(args, "precisions", {}), kind: model.precision}  # for the summary line
+            return model
+    except (OSError, ValueError, ImportError) as exc:  # ImportError: a fast engine is not installed
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--{kind} {flag}: {first_line}" if flag else first_line) from None
+
+
+@contextmanager
+def _loading_bars(shown: bool) -> Iterator[None]:
+    """Silence transformers' own "Loading weights" bars unless progress output is wanted."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    if not shown:
+        logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled and not shown:
+            logging.enable_progress_bar()
+
+
+def shows_progress(args: argparse.Namespace) -> bool:
+    """Progress goes to stderr when it is a terminal or --progress asks for it, never with --quiet.
+
+    Example:
+        >>> shows_progress(argparse.Namespace(progress=True, quiet=False))
+        True
+        >>> shows_progress(argparse.Namespace(progress=True, quiet=True))
+        False
+    """
+    quiet, asked = getattr(args, "quiet", False), getattr(args, "progress", False)
+    return not quiet and (asked or sys.stderr.isatty())
+
+
+def _read_texts(texts: list[str]) -> list[str]:
+    """The texts from the command line, with ``-`` read from stdin."""
+    if texts.count(STDIO) > 1:
+        raise UsageError("TEXT: '-' (stdin) can be given only once")
+    if STDIO in texts:
+        check_not_same_file(STDIO, STDIO, source_name="TEXT -")
+    try:
+        return [sys.stdin.buffer.read().decode("utf-8") if text == STDIO else text for text in texts]
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"stdin: not UTF-8 text (byte {exc.start + 1})") from None
+
+
+def classify_command(args: argparse.Namespace) -> int:
+    """``khabar classify``: print each text's topic and score, tab-separated, one line per text.
+
+    Example:
+        >>> from inference.cli import build_parser
+        >>> classify_command(build_parser().parse_args(["classify", "-", "-"]))
+        Traceback (most recent call last):
+        ...
+        inference.batch.formats.UsageError: TEXT: '-' (stdin) can be given only once
+    """
+    from inference.normalize import join_title
+
+    texts = [join_title(args.title, text) for text in _read_texts(args.texts)]
+    results = _answer(load_model("classifier", args), "predict", texts)
+    for result in results:
+        print(f"{result['label']}\t{result['score']:.4f}")
+    return EXIT_OK
+
+
+def summarize_command(args: argparse.Namespace) -> int:
+    """``khabar summarize``: print each text's summary, one line per text.
+
+    Example:
+        >>> from inference.cli import build_parser
+        >>> summarize_command(build_parser().parse_args(["summarize", "x", "--summarizer", "no/such/dir"]))
+        Traceback (most recent call last):
+        ...
+        inference.batch.formats.UsageError: --summarizer no/such/dir: model 'no/such/dir': no such model directory
+    """
+    texts = _read_texts(args.texts)
+    summaries = _answer(
+        load_model("summarizer", args), "summarize", texts, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens
+    )
+    for summary in summaries:
+        print(summary)
+    return EXIT_OK
+
+
+def _answer(model, method: str, texts: list[str], **settings) -> list:
+    """``model.<method>(texts)``; a text the model refuses is a one-line usage error."""
+    try:
+        return getattr(model, method)(texts, **settings)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    """``khabar merge``: join shard outputs into input order (see the module example for a bad part)."""
+    count = merge_parts(args.parts, args.output, overwrite=args.overwrite)
+    print(f"khabar merge: {count} records from {len(args.parts)} parts -> {args.output}", file=sys.stderr)
+    return EXIT_OK

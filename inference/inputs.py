@@ -1,0 +1,87 @@
+"""The texts a model reads: checked and normalized up front, then batched by length.
+
+Example:
+    >>> prepare_texts(["كتاب"], digits="persian")
+    (['کتاب'], False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+
+from inference.normalize import NORMALIZER_VERSION, DigitPolicy, normalize
+
+
+def prepare_texts(
+    texts: str | Iterable[str], digits: DigitPolicy, version: int = NORMALIZER_VERSION
+) -> tuple[list[str], bool]:
+    """Check and normalize ``texts``; return them as a list and whether a single string was given.
+
+    Every text is checked before any model work; a bad one raises ``TypeError``/``ValueError``
+    whose message starts with ``text at index I:``.
+
+    Example:
+        >>> prepare_texts("خبر ١", digits="persian")
+        (['خبر ۱'], True)
+        >>> prepare_texts(["خبر", "  "], digits="persian")
+        Traceback (most recent call last):
+        ...
+        ValueError: text at index 1: empty or whitespace only
+    """
+    if isinstance(texts, str):
+        items, single = [texts], True
+    elif texts is None or isinstance(texts, (bytes, Mapping, set, frozenset)) or not isinstance(texts, Iterable):
+        raise TypeError(f"text at index 0: expected a string or a list of strings, got {type(texts).__name__}")
+    else:
+        items, single = list(texts), False
+    prepared = []
+    for index, text in enumerate(items):
+        if not isinstance(text, str):
+            raise TypeError(f"text at index {index}: expected a string, got {type(text).__name__}")
+        if not text.strip():
+            raise ValueError(f"text at index {index}: empty or whitespace only")
+        clean = normalize(text, digits=digits, version=version)
+        if not clean:
+            raise ValueError(f"text at index {index}: nothing left after normalization (only invisible marks)")
+        prepared.append(clean)
+    return prepared, single
+
+
+def check_positive(**values: int) -> None:
+    """Refuse a batch size, ``top_k`` or token count that is not a positive whole number.
+
+    Example:
+        >>> check_positive(batch_size=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: batch_size must be a positive integer, got 0
+    """
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> Iterator[list[int]]:
+    """Indices of ``lengths`` in batches of similar length, longest first, to waste little padding.
+
+    Longest first so a batch too large for memory fails at once, not at the end of a long run.
+    ``max_tokens`` also caps a batch's padded size (rows x its longest): on a CPU, big batches of
+    long inputs are slower per text than small ones (their activations outgrow the caches).
+
+    Example:
+        >>> list(length_sorted_batches([3, 9, 1, 7], batch_size=2))
+        [[1, 3], [0, 2]]
+        >>> list(length_sorted_batches([3, 9, 1, 7], batch_size=4, max_tokens=16))
+        [[1], [3, 0], [2]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for i in order:
+        # Sorted longest first, so the batch's first row sets its padded length.
+        too_many_tokens = max_tokens is not None and batch and (len(batch) + 1) * lengths[batch[0]] > max_tokens
+        if len(batch) == batch_size or too_many_tokens:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
