@@ -28,6 +28,7 @@ from inference.commands import (
     merge_command,
     summarize_command,
 )
+from inference.install_check import install_clashes
 
 TASKS = ("topic", "summary")
 
@@ -207,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a bad flag already reported in one line
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     _show_notices(shown=not getattr(args, "quiet", False))
+    for clash in install_clashes():
+        print(f"khabar: warning: {clash}", file=sys.stderr)
     try:
         return args.handler(args)
     except UsageError as exc:

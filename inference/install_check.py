@@ -16,11 +16,8 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from importlib import metadata
-
-log = logging.getLogger(__name__)
 
 DISTRIBUTION = "khabar"
 PACKAGES = ("inference", "training")
@@ -41,18 +38,16 @@ def clashes(owners: Mapping[str, Sequence[str]]) -> list[str]:
     return found
 
 
-def warn_on_clashes() -> list[str]:
-    """Log a warning for each clash in this environment; returns the messages (empty when clean).
+def install_clashes() -> list[str]:
+    """One warning line per clash in this environment (empty when khabar alone owns its packages).
 
     Example:
-        >>> warn_on_clashes()  # khabar alone owns its packages here
+        >>> install_clashes()  # khabar alone owns its packages here
         []
     """
     try:
         owners = metadata.packages_distributions()
     except Exception:  # a broken metadata folder must never stop a run: the check is advice
         return []
-    found = clashes(owners)
-    for message in found:
-        log.warning("%s: the two overwrite each other's files; install khabar in its own virtual environment", message)
-    return found
+    advice = "the two overwrite each other's files; install khabar in its own virtual environment"
+    return [f"{clash}: {advice}" for clash in clashes(owners)]

@@ -30,9 +30,11 @@ SHORT_SUMMARY = {"num_beams": 1, "max_new_tokens": 6}
 
 @pytest.fixture(scope="module")
 def models(fitted_classifier_dir, tiny_summarizer_dir) -> ServedModels:
+    # float32: the served answers are compared with in-process ones batched differently, and in
+    # bf16 (the auto choice on AMX processors) a padded batch moves close scores enough to swap them.
     return ServedModels(
-        Classifier.from_pretrained(fitted_classifier_dir, device="cpu"),
-        Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu"),
+        Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32"),
+        Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu", dtype="float32"),
     )
 
 
@@ -369,12 +371,12 @@ def test_khabar_serve_loads_its_models_through_the_predict_loader(fitted_classif
     """Every option the shared loader reads exists on `khabar serve` (a missing one crashed at start-up)."""
     import argparse
 
-    from inference.cli import _load
+    from inference.commands import load_model
     from inference.serve.cli import add_serve_command
 
     parser = add_serve_command(argparse.ArgumentParser().add_subparsers())
     args = parser.parse_args(["--classifier", str(fitted_classifier_dir), "--device", "cpu", "--dtype", "float32"])
 
-    model = _load("classifier", args)
+    model = load_model("classifier", args)
 
     assert isinstance(model, Classifier) and model.precision == "torch float32"
