@@ -18,7 +18,6 @@ process writes the directory).
 
 from __future__ import annotations
 
-import json
 import logging
 from functools import partial
 from pathlib import Path
@@ -27,11 +26,8 @@ import datasets
 import numpy as np
 import torch
 from transformers import (
-    AutoConfig,
     AutoModelForSeq2SeqLM,
-    AutoTokenizer,
     DataCollatorForSeq2Seq,
-    EarlyStoppingCallback,
     GenerationConfig,
     PretrainedConfig,
     PreTrainedTokenizerBase,
@@ -44,21 +40,29 @@ from transformers import (
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
 from transformers.trainer_utils import EvalPrediction
 
-from inference.normalize import join_title, save_normalization
 from training.batch_probe import fit_batch_to_device
-from training.checkpoints import checkpoint_to_resume, remove_checkpoints
-from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig, save_config
+from training.checkpoints import checkpoint_to_resume
+from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig
 from training.data import Columns, load_splits
-from training.distributed import LogLastStep, loss_is_batch_mean, main_process_writes
-from training.hf import load_pretrained, trainer_arguments
+from training.distributed import loss_is_batch_mean, main_process_writes
+from training.hf import trainer_arguments
 from training.metrics.rouge import rouge, rouge_per_example
-from training.model_card import describe_hardware, write_model_card
 from training.model_checks import load_weights
 from training.precision import Precision, training_precision
+from training.recipe_parts import (
+    LabelledProgress,
+    article_texts,
+    finish_model_dir,
+    load_tokenizer,
+    starting_config,
+    trainer_callbacks,
+    write_jsonl,
+    write_run_files,
+)
 
 log = logging.getLogger(__name__)
 
-# T5's feed-forward activations exceed float16's range (65504) and become inf, then NaN.
+# Generated summaries written to samples.jsonl beside their references: enough to eyeball, small to open.
 NUM_SAMPLES = 5
 
 
@@ -79,7 +83,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     model_config = load_model_config(cfg)
     precision = training_precision(cfg.train, model_config.model_type)
     resume_from = checkpoint_to_resume(cfg)
-    tokenizer = load_pretrained(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, "model.tokenizer")
+    tokenizer = load_tokenizer(cfg)
     columns = Columns(text=cfg.data.text_column, summary=cfg.data.summary_column, title=cfg.data.title_column)
     raw = load_splits(cfg.data, columns, cfg.train.seed)
     tokenized = {name: tokenize(split, tokenizer, cfg.train) for name, split in raw.items()}
@@ -95,10 +99,10 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
         eval_dataset=eval_sample,
         processing_class=tokenizer,
         compute_metrics=partial(summary_metrics, tokenizer=tokenizer, rows=len(eval_sample)),
-        callbacks=_callbacks(cfg.train) + list(callbacks or []),
+        callbacks=trainer_callbacks(cfg.train) + list(callbacks or []),
     )
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(LabelledProgress())
+    trainer.add_callback(LabelledProgress("generating summaries"))
     trained = trainer.train(resume_from_checkpoint=resume_from)
 
     # Score the best model on whole splits against the untruncated reference texts.
@@ -135,15 +139,11 @@ def load_model_config(cfg: ExperimentConfig) -> PretrainedConfig:
         >>> load_model_config(load_config("configs/summarizer/tiny.yaml")).model_type  # doctest: +SKIP
         'mt5'
     """
-    key = "model.config" if cfg.model.config else "model.name_or_path"
-    source = cfg.model.config or cfg.model.name_or_path
-    config = load_pretrained(AutoConfig, source, key)
-    if config.model_type not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
-        raise ConfigError(
-            f"{key}: {source!r} is a {config.model_type} model, not a sequence-to-sequence model "
-            "(summarization starts from one such as google/mt5-small)"
-        )
-    return config
+    return starting_config(
+        cfg,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+        "not a sequence-to-sequence model (summarization starts from one such as google/mt5-small)",
+    )
 
 
 def _load_model(cfg: ExperimentConfig, config: PretrainedConfig) -> torch.nn.Module:
@@ -169,10 +169,7 @@ def tokenize(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, train_
     """
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        texts = batch["text"]
-        if "title" in batch:
-            texts = [join_title(title, text) for title, text in zip(batch["title"], texts, strict=True)]
-        features = tokenizer(texts, max_length=train_cfg.max_length, truncation=True)
+        features = tokenizer(article_texts(batch), max_length=train_cfg.max_length, truncation=True)
         targets = tokenizer(text_target=batch["summary"], max_length=train_cfg.max_target_length, truncation=True)
         features["labels"] = targets["input_ids"]
         return features
@@ -229,27 +226,6 @@ def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") 
         'rougeL'
     """
     return Seq2SeqTrainingArguments(**trainer_arguments(cfg, precision, "rougeL"), predict_with_generate=True)
-
-
-def _callbacks(train_cfg: TrainConfig) -> list[TrainerCallback]:
-    if train_cfg.early_stopping_patience is None:
-        return [LogLastStep()]
-    return [LogLastStep(), EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)]
-
-
-class LabelledProgress(ProgressCallback):
-    """The trainer's progress bars (with ETA), labelled so training and summary generation are told apart."""
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        super().on_train_begin(args, state, control, **kwargs)
-        if self.training_bar is not None:
-            self.training_bar.set_description("training")
-
-    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
-        new_bar = self.prediction_bar is None
-        super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
-        if new_bar and self.prediction_bar is not None:
-            self.prediction_bar.set_description("generating summaries")
 
 
 def decode(token_ids: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> list[str]:
@@ -339,20 +315,21 @@ def write_outputs(
     Example:
         >>> write_outputs(Path("models/summarizer"), cfg, trainer, metrics, raw, predictions)  # doctest: +SKIP
     """
-    save_config(cfg, out / "config.yaml")
-    save_normalization(out, cfg.data.digits, cfg.data.normalization_version)
-    metrics["train"].setdefault("hardware", describe_hardware())
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_run_files(out, cfg, metrics)
     split = "test" if "test" in predictions else "validation"
     rows = raw[split].select(range(min(NUM_SAMPLES, len(raw[split]))))
     summaries = predictions[split][: len(rows)]
     scores = rouge_per_example(summaries, rows["summary"])["rougeL"]
-    with (out / "samples.jsonl").open("w", encoding="utf-8") as f:
-        for row, summary, score in zip(rows, summaries, scores, strict=True):
-            sample = {"split": split, "article": row["text"], "reference": row["summary"], "generated": summary}
-            f.write(json.dumps({**sample, "rougeL": round(score, 2)}, ensure_ascii=False) + "\n")
-    with (out / "training_log.jsonl").open("w", encoding="utf-8") as f:
-        for entry in trainer.state.log_history:
-            f.write(json.dumps(entry) + "\n")
-    write_model_card(out)
-    remove_checkpoints(out)
+    samples = [
+        {
+            "split": split,
+            "article": row["text"],
+            "reference": row["summary"],
+            "generated": summary,
+            "rougeL": round(score, 2),
+        }
+        for row, summary, score in zip(rows, summaries, scores, strict=True)
+    ]
+    write_jsonl(out / "samples.jsonl", samples)
+    write_jsonl(out / "training_log.jsonl", trainer.state.log_history)
+    finish_model_dir(out)
