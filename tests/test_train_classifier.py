@@ -219,7 +219,7 @@ def test_metrics_agree_with_scikit_learn_and_ignore_absent_topics() -> None:
 
 
 def test_confusion_matrix_plot_is_a_png_and_checks_its_shape(tmp_path) -> None:
-    from training.plots import plot_confusion_matrix
+    from training.evaluation.plots import plot_confusion_matrix
 
     path = plot_confusion_matrix({"labels": ["a", "b"], "matrix": [[3, 1], [0, 2]]}, tmp_path / "cm.png")
     assert path.read_bytes()[:4] == b"\x89PNG"

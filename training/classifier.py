@@ -47,9 +47,9 @@ from training.classifier_scores import BEST_METRIC, HEADLINE, epoch_log, epoch_m
 from training.config import ConfigError, ExperimentConfig, TrainConfig
 from training.data import Columns, DataError, load_splits
 from training.distributed import loss_is_batch_mean, main_process_writes
+from training.evaluation.plots import plot_confusion_matrix
 from training.hf import trainer_arguments
 from training.model_checks import load_weights
-from training.plots import plot_confusion_matrix
 from training.precision import Precision, training_precision
 from training.recipe_parts import (
     LabelledProgress,
@@ -183,7 +183,7 @@ def starting_model_config(cfg: ExperimentConfig) -> PretrainedConfig:
     """
     return starting_config(
         cfg,
-        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+        lambda config: config.model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
         "which has no sequence-classification head "
         "(topic classification starts from an encoder such as HooshvareLab/bert-fa-base-uncased)",
     )

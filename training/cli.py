@@ -18,7 +18,7 @@ from training.data import DataError
 from training.distributed import one_of_several_warning, quiet_replicas
 
 # subcommand -> module with a main(argv) -> int
-TOOLS = {"tiny-models": "training.tiny", "evaluate": "training.evaluation", "card": "training.model_card"}
+TOOLS = {"tiny-models": "training.tiny", "evaluate": "training.evaluation.cli", "card": "training.model_card"}
 TRAINERS = {"classification": "training.classifier", "summarization": "training.summarizer"}
 
 

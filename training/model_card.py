@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from training.card_baselines import baseline_scores
+from training.model_kind import is_seq2seq
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def collect_facts(model_dir: Path, hardware: str | None = None) -> dict:
         run = yaml.safe_load((model_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         run = {}
-    task = run.get("task") or ("summarization" if model_config.get("is_encoder_decoder") else "classification")
+    task = run.get("task") or ("summarization" if is_seq2seq(model_config) else "classification")
     start = (run.get("model") or {}).get("name_or_path") or (run.get("model") or {}).get("config")
     return {
         "model_dir": str(model_dir),

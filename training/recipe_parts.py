@@ -8,6 +8,7 @@ calls these where its steps are the same.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from transformers import (
@@ -44,9 +45,11 @@ def load_tokenizer(cfg: ExperimentConfig) -> PreTrainedTokenizerBase:
     return load_pretrained(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, key)
 
 
-def starting_config(cfg: ExperimentConfig, accepted: object, refusal: str) -> PretrainedConfig:
-    """The starting model's ``config.json`` (from ``model.config`` or ``model.name_or_path``), checked to be of a
-    model type in ``accepted``; otherwise a ``ConfigError`` naming the key, the model type and ``refusal``.
+def starting_config(
+    cfg: ExperimentConfig, accepts: Callable[[PretrainedConfig], bool], refusal: str
+) -> PretrainedConfig:
+    """The starting model's ``config.json`` (from ``model.config`` or ``model.name_or_path``), if ``accepts`` it;
+    otherwise a ``ConfigError`` naming the key, the model type and ``refusal``.
 
     Example:
         >>> import tempfile
@@ -54,7 +57,7 @@ def starting_config(cfg: ExperimentConfig, accepted: object, refusal: str) -> Pr
         >>> from training.tiny import build_tiny_summarizer
         >>> mt5 = build_tiny_summarizer(tempfile.mkdtemp())
         >>> cfg = load_config("configs/classifier/tiny.yaml", [f"model.name_or_path={mt5}"])
-        >>> starting_config(cfg, {"bert"}, "not an encoder")  # doctest: +ELLIPSIS
+        >>> starting_config(cfg, lambda config: config.model_type == "bert", "not an encoder")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         training.config.ConfigError: model.name_or_path: '...' is a mt5 model, not an encoder
@@ -62,7 +65,7 @@ def starting_config(cfg: ExperimentConfig, accepted: object, refusal: str) -> Pr
     key = "model.config" if cfg.model.config else "model.name_or_path"
     source = cfg.model.config or cfg.model.name_or_path
     config = load_pretrained(AutoConfig, source, key)
-    if config.model_type not in accepted:
+    if not accepts(config):
         raise ConfigError(f"{key}: {source!r} is a {config.model_type} model, {refusal}")
     return config
 

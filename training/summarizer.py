@@ -37,7 +37,6 @@ from transformers import (
     TrainerCallback,
     set_seed,
 )
-from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
 from transformers.trainer_utils import EvalPrediction
 
 from training.batch_probe import fit_batch_to_device
@@ -48,6 +47,7 @@ from training.distributed import loss_is_batch_mean, main_process_writes
 from training.hf import trainer_arguments
 from training.metrics.rouge import rouge, rouge_per_example
 from training.model_checks import load_weights
+from training.model_kind import is_seq2seq
 from training.precision import Precision, training_precision
 from training.recipe_parts import (
     LabelledProgress,
@@ -141,7 +141,7 @@ def load_model_config(cfg: ExperimentConfig) -> PretrainedConfig:
     """
     return starting_config(
         cfg,
-        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+        is_seq2seq,
         "not a sequence-to-sequence model (summarization starts from one such as google/mt5-small)",
     )
 
