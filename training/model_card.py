@@ -26,6 +26,8 @@ import yaml
 from training.card_baselines import baseline_scores
 from training.model_kind import is_seq2seq
 
+CARD_DESCRIPTION = "Write the README.md model card of a trained model directory."
+
 log = logging.getLogger(__name__)
 
 CARD_NAME = "README.md"
@@ -205,19 +207,20 @@ def render_card(facts: dict) -> str:
     return front + "\n" + body
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``khabar-train card DIR``: write (or rewrite) a trained model directory's ``README.md`` card.
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``khabar-train card`` arguments, added to ``parser``.
 
     Example:
-        >>> main(["no/such/dir"])
-        2
+        >>> add_arguments(argparse.ArgumentParser()).parse_args(["models/classifier"]).no_baselines
+        False
     """
-    parser = argparse.ArgumentParser(
-        prog="khabar-train card", description="Write the README.md model card of a trained model directory."
-    )
     parser.add_argument("model_dir", help="a directory written by khabar-train")
     parser.add_argument("--no-baselines", action="store_true", help="skip scoring the baselines on the data files")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the card ``args`` asks for; returns the exit code (2 with a one-line message for a bad directory)."""
     try:
         path = write_model_card(args.model_dir, baselines=not args.no_baselines)
     except CardError as error:
@@ -225,3 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"model card written to {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``khabar-train card DIR``: write (or rewrite) a trained model directory's ``README.md`` card.
+
+    Example:
+        >>> main(["no/such/dir"])
+        2
+    """
+    parser = argparse.ArgumentParser(prog="khabar-train card", description=CARD_DESCRIPTION)
+    return run(add_arguments(parser).parse_args(argv))

@@ -201,20 +201,8 @@ def generation_config(settings: GenerationSettings, model_config: PretrainedConf
         >>> generation_config(GenerationSettings(), MT5Config()).no_repeat_ngram_size
         3
     """
-    decoding = {
-        "num_beams": settings.num_beams,
-        "no_repeat_ngram_size": settings.no_repeat_ngram_size,
-        "max_new_tokens": settings.max_new_tokens,
-        "decoder_start_token_id": model_config.decoder_start_token_id,
-        "pad_token_id": model_config.pad_token_id,
-        "eos_token_id": model_config.eos_token_id,
-    }
-    if settings.min_new_tokens:
-        decoding["min_new_tokens"] = settings.min_new_tokens
-    # transformers refuses to save beam-only flags without beams.
-    if settings.num_beams > 1:
-        decoding |= {"length_penalty": settings.length_penalty, "early_stopping": settings.early_stopping}
-    return GenerationConfig(**decoding)
+    tokens = ("decoder_start_token_id", "pad_token_id", "eos_token_id")
+    return GenerationConfig(**settings.decoding(), **{name: getattr(model_config, name) for name in tokens})
 
 
 def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") -> Seq2SeqTrainingArguments:

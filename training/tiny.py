@@ -31,12 +31,11 @@ from transformers import (
 )
 
 from inference.normalize import normalize, save_normalization
+from training.config import GenerationSettings
 
 SAMPLE_TRAIN = Path(__file__).resolve().parent.parent / "data" / "sample" / "train.jsonl"
 TINY_DIR = Path("models/tiny")
 SEED = 0
-# The pn-summary paper's decoding settings; a tiny model also needs no-repeat n-grams to avoid loops.
-SUMMARY_DECODING = {"num_beams": 4, "no_repeat_ngram_size": 3, "length_penalty": 1.0, "early_stopping": True}
 
 
 def sample_texts(path: Path = SAMPLE_TRAIN) -> list[str]:
@@ -188,8 +187,8 @@ def build_tiny_summarizer(out_dir: str | Path, texts: Sequence[str] | None = Non
         decoder_start_token_id=tokenizer.pad_token_id,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        max_new_tokens=64,
-        **SUMMARY_DECODING,
+        # The shipped decoding settings, with summaries kept short on a model this small.
+        **GenerationSettings(max_new_tokens=64).decoding(),
     )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -203,13 +202,27 @@ def _seed() -> None:
     torch.manual_seed(SEED)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``khabar-train tiny-models [--out DIR]``: build both tiny models from the bundled sample."""
-    parser = argparse.ArgumentParser(prog="khabar-train tiny-models", description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``khabar-train tiny-models`` flags, added to ``parser``.
+
+    Example:
+        >>> add_arguments(argparse.ArgumentParser()).parse_args([]).out
+        PosixPath('models/tiny')
+    """
     parser.add_argument("--out", type=Path, default=TINY_DIR, help="folder to write classifier/ and summarizer/ into")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build both tiny models from the bundled sample into ``args.out``; returns the exit code."""
     texts = sample_texts()
     classifier = build_tiny_classifier(args.out / "classifier", texts=texts)
     summarizer = build_tiny_summarizer(args.out / "summarizer", texts=texts)
     print(f"tiny models written to {classifier} and {summarizer}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``khabar-train tiny-models [--out DIR]``: build both tiny models from the bundled sample."""
+    parser = argparse.ArgumentParser(prog="khabar-train tiny-models", description=__doc__.split("\n\n")[0])
+    return run(add_arguments(parser).parse_args(argv))

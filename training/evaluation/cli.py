@@ -30,6 +30,8 @@ from training.evaluation.scoring import evaluate_classification, evaluate_summar
 from training.model_checks import check_model_source
 from training.model_kind import detect_kind
 
+DESCRIPTION = "Score a classifier or summarizer beside simple baselines; write metrics.json, report.md, plots."
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``khabar-train evaluate`` argument parser.
@@ -38,10 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["--model", "m", "--data", "d.jsonl", "-o", "out"]).label_column
         'category'
     """
-    parser = argparse.ArgumentParser(
-        prog="khabar-train evaluate",
-        description="Score a classifier or summarizer beside simple baselines; write metrics.json, report.md, plots.",
-    )
+    parser = argparse.ArgumentParser(prog="khabar-train evaluate", description=DESCRIPTION)
+    return add_arguments(parser)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``khabar-train evaluate`` flags, added to ``parser``.
+
+    Example:
+        >>> add_arguments(argparse.ArgumentParser()).parse_args(["--model", "m", "--data", "d", "-o", "o"]).bootstrap
+        1000
+    """
     parser.add_argument(
         "--model", required=True, type=Path, help="trained model directory (its config.json tells the kind)"
     )
@@ -150,7 +159,16 @@ def main(argv: list[str] | None = None) -> int:
         >>> main(["--model", "no-such-dir", "--data", "d.jsonl", "-o", "out"])
         2
     """
-    args = build_parser().parse_args(argv)
+    return execute(build_parser().parse_args(argv))
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run a parsed ``khabar-train evaluate`` and print its one-line outcome; returns the exit code.
+
+    Example:
+        >>> execute(build_parser().parse_args(["--model", "no-such-dir", "--data", "d.jsonl", "-o", "out"]))
+        2
+    """
     if world_size() > 1:
         # The report needs every row in one place (bootstrap intervals, baselines, examples); the
         # model pass is inference only, which `khabar predict` already spreads over processes.
