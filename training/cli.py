@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 def train_from_args(args: argparse.Namespace) -> int:
     """Load the config, pick the trainer for its task, and train."""
     cfg = load_config(args.config, args.overrides)
+    tiny.ensure_tiny_models(cfg)
     quiet_replicas()
     if warning := one_of_several_warning():
         logging.getLogger(__name__).warning(warning)

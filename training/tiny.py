@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -31,11 +32,13 @@ from transformers import (
 )
 
 from inference.normalize import normalize, save_normalization
-from training.config import GenerationSettings
+from training.config import ExperimentConfig, GenerationSettings
+from training.distributed import world_size
 
 SAMPLE_TRAIN = Path(__file__).resolve().parent.parent / "data" / "sample" / "train.jsonl"
 TINY_DIR = Path("models/tiny")
 SEED = 0
+log = logging.getLogger(__name__)
 
 
 def sample_texts(path: Path = SAMPLE_TRAIN) -> list[str]:
@@ -196,10 +199,41 @@ def build_tiny_summarizer(out_dir: str | Path, texts: Sequence[str] | None = Non
     return out
 
 
+TINY_BUILDERS = {"classifier": build_tiny_classifier, "summarizer": build_tiny_summarizer}
+
+
 def _seed() -> None:
     import torch
 
     torch.manual_seed(SEED)
+
+
+def ensure_tiny_models(cfg: ExperimentConfig) -> None:
+    """Build a missing ``models/tiny/classifier`` or ``models/tiny/summarizer`` that ``cfg`` starts from.
+
+    So ``khabar-train configs/classifier/tiny.yaml`` works on a fresh clone without ``make tiny-models``
+    first; any other missing path is left for the loader to report.
+
+    Example:
+        >>> import os, tempfile
+        >>> from training.config import load_config
+        >>> cfg = load_config("configs/classifier/tiny.yaml")
+        >>> here = os.getcwd(); os.chdir(tempfile.mkdtemp())
+        >>> ensure_tiny_models(cfg)
+        >>> Path("models/tiny/classifier/config.json").is_file(), Path("models/tiny/summarizer").exists()
+        (True, False)
+        >>> os.chdir(here)
+    """
+    if world_size() > 1:  # several processes would build the same folder at once; make tiny-models first
+        return
+    for source in (cfg.model.name_or_path, cfg.model.config, cfg.model.tokenizer):
+        path = Path(source) if source else None
+        if path is None or path.exists() or path.parent != TINY_DIR or path.name not in TINY_BUILDERS:
+            continue
+        log.info(
+            "%s is missing: building the tiny %s from the bundled sample (as make tiny-models does)", path, path.name
+        )
+        TINY_BUILDERS[path.name](path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
