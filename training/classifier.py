@@ -71,10 +71,17 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     ``callbacks`` are extra ``transformers`` trainer callbacks (logging, custom stopping rules).
 
     Example:
+        >>> import contextlib, io, tempfile
         >>> from training.config import load_config
-        >>> cfg = load_config("configs/classifier/tiny.yaml", ["train.max_steps=2"])
-        >>> train(cfg)  # doctest: +SKIP
-        PosixPath('models/classifier')
+        >>> from training.tiny import build_tiny_classifier
+        >>> work = Path(tempfile.mkdtemp())
+        >>> start = build_tiny_classifier(work / "start")
+        >>> overrides = [f"model.name_or_path={start}", f"output_dir={work / 'model'}", "train.max_steps=2"]
+        >>> overrides += ["data.max_eval_samples=8"]  # seconds, not minutes
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # the trainer's log lines
+        ...     out = train(load_config("configs/classifier/tiny.yaml", overrides))
+        >>> (out / "model.safetensors").is_file(), (out / "training_log.jsonl").is_file()
+        (True, True)
     """
     if cfg.task != "classification":
         raise ConfigError(f"task: the classifier trains task 'classification', not {cfg.task!r}")
@@ -323,8 +330,7 @@ class TopicProgress(LabelledProgress):
 def write_outputs(out: Path, cfg: ExperimentConfig, log_history: list[dict], metrics: dict) -> None:
     """Write config, normalization, metrics, the confusion matrix and the epoch log beside the model; drop checkpoints.
 
-    Example:
-        >>> write_outputs(Path("models/classifier"), cfg, trainer.state.log_history, metrics)  # doctest: +SKIP
+    Runs at the end of :func:`train`, whose example covers it.
     """
     write_run_files(out, cfg, metrics)
     split = "test" if "test" in metrics else "validation"

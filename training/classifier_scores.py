@@ -40,9 +40,7 @@ def _score(logits: np.ndarray | tuple, label_ids: np.ndarray, labels: list[str])
 def evaluate_split(trainer: Trainer, tokenized: datasets.Dataset, labels: list[str], name: str) -> dict:
     """Every score of the trained model on a whole split (with per-class rows and the confusion matrix).
 
-    Example:
-        >>> evaluate_split(trainer, tokenized["test"], labels, "test")["macro_f1"]  # doctest: +SKIP
-        0.61
+    Runs inside ``training.classifier.train``, whose example covers it (it needs a trained ``Trainer``).
     """
     output = trainer.predict(tokenized, metric_key_prefix=name)
     return {**_score(output.predictions, output.label_ids, labels), "loss": output.metrics[f"{name}_loss"]}

@@ -72,10 +72,17 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     ``callbacks`` are extra ``transformers`` trainer callbacks (logging, custom stopping rules).
 
     Example:
+        >>> import contextlib, io, tempfile
         >>> from training.config import load_config
-        >>> cfg = load_config("configs/summarizer/tiny.yaml", ["train.max_steps=2"])
-        >>> train(cfg)  # doctest: +SKIP
-        PosixPath('models/summarizer')
+        >>> from training.tiny import build_tiny_summarizer
+        >>> work = Path(tempfile.mkdtemp())
+        >>> start = build_tiny_summarizer(work / "start")
+        >>> overrides = [f"model.name_or_path={start}", f"output_dir={work / 'model'}", "train.max_steps=2"]
+        >>> overrides += ["data.max_eval_samples=2", "generation.num_beams=1"]  # seconds, not minutes
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # the trainer's log lines
+        ...     out = train(load_config("configs/summarizer/tiny.yaml", overrides))
+        >>> (out / "model.safetensors").is_file(), (out / "training_log.jsonl").is_file()
+        (True, True)
     """
     if cfg.task != "summarization":
         raise ConfigError(f"task: the summarizer trains task 'summarization', not {cfg.task!r}")
@@ -135,8 +142,11 @@ def load_model_config(cfg: ExperimentConfig) -> PretrainedConfig:
     """The starting model's ``config.json``, checked to be a sequence-to-sequence model.
 
     Example:
+        >>> import tempfile
         >>> from training.config import load_config
-        >>> load_model_config(load_config("configs/summarizer/tiny.yaml")).model_type  # doctest: +SKIP
+        >>> from training.tiny import build_tiny_summarizer
+        >>> start = build_tiny_summarizer(tempfile.mkdtemp())
+        >>> load_model_config(load_config("configs/summarizer/tiny.yaml", [f"model.name_or_path={start}"])).model_type
         'mt5'
     """
     return starting_config(
@@ -276,8 +286,7 @@ def evaluate_split(
 ) -> tuple[dict[str, float], list[str]]:
     """Summarise a whole split with the trained model: its metrics and the generated summaries.
 
-    Example:
-        >>> metrics, summaries = evaluate_split(trainer, tokenized["test"], raw["test"], "test")  # doctest: +SKIP
+    Runs inside :func:`train`, whose example covers it (it needs a trained ``Seq2SeqTrainer``).
     """
     output = trainer.predict(tokenized, metric_key_prefix=name)
     generated = whole_split(output.predictions, len(raw))
@@ -300,8 +309,7 @@ def write_outputs(
 ) -> None:
     """Write config, normalization, metrics, samples and the training log beside the model; drop checkpoints.
 
-    Example:
-        >>> write_outputs(Path("models/summarizer"), cfg, trainer, metrics, raw, predictions)  # doctest: +SKIP
+    Runs at the end of :func:`train`, whose example covers it.
     """
     write_run_files(out, cfg, metrics)
     split = "test" if "test" in predictions else "validation"
