@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 from fixtures_training import TINY_CLASSIFIER_CONFIG, classifier_overrides
+from helpers import ROOT
 
 from training.cli import main as train_main
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY_SUMMARIZER_CONFIG = ROOT / "configs" / "summarizer" / "tiny.yaml"
 SAMPLE = ROOT / "data" / "sample"
 

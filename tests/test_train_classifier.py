@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from fixtures_training import TINY_CLASSIFIER_CONFIG, classifier_overrides
+from helpers import RecordSteps
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback, pipeline
 
@@ -76,14 +77,6 @@ class StopAtStep(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= self.step:
             raise KeyboardInterrupt
-
-
-class RecordSteps(TrainerCallback):
-    def __init__(self) -> None:
-        self.steps: list[int] = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.steps.append(state.global_step)
 
 
 def test_resume_continues_an_interrupted_run_to_the_same_model(tiny_classifier_dir, sample_dir, tmp_path) -> None:

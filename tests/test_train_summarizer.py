@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT, RecordSteps, read_jsonl
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig, TrainerCallback
 
 from training.cli import main
 from training.config import ConfigError, load_config
 from training.summarizer import load_model_config, train
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs" / "summarizer"
 TINY_CONFIG = CONFIGS / "tiny.yaml"
 ROUGE_KEYS = {"rouge1", "rouge2", "rougeL", "rougeLsum"}
@@ -50,10 +50,6 @@ def trained_dir(tiny_summarizer_dir, tmp_path_factory) -> Path:
     decoding = [f"generation.{key}={value}" for key, value in CUSTOM_DECODING.items()]
     assert main([str(TINY_CONFIG), *quick_overrides(tiny_summarizer_dir, out, *decoding)]) == 0
     return out
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_two_step_run_writes_every_artifact(trained_dir: Path) -> None:
@@ -130,14 +126,6 @@ class Interrupt(Exception):
 class StopAfterFirstCheckpoint(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         raise Interrupt
-
-
-class RecordSteps(TrainerCallback):
-    def __init__(self) -> None:
-        self.steps: list[int] = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.steps.append(state.global_step)
 
 
 def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_summarizer_dir, tmp_path, capsys) -> None:
