@@ -43,7 +43,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICA
 from training.batch_probe import fit_batch_to_device
 from training.checkpoints import checkpoint_to_resume
 from training.class_weights import class_weights, weighted_loss
-from training.classifier_scores import BEST_METRIC, HEADLINE, epoch_log, epoch_metrics, evaluate_split
+from training.classifier_scores import BEST_METRIC, HEADLINE, epoch_metrics, evaluate_split
 from training.config import ConfigError, ExperimentConfig, TrainConfig
 from training.data import Columns, DataError, load_splits
 from training.distributed import loss_is_batch_mean, main_process_writes
@@ -54,6 +54,7 @@ from training.precision import Precision, training_precision
 from training.recipe_parts import (
     LabelledProgress,
     article_texts,
+    epoch_log,
     finish_model_dir,
     load_tokenizer,
     starting_config,
@@ -337,5 +338,5 @@ def write_outputs(out: Path, cfg: ExperimentConfig, log_history: list[dict], met
     plot_confusion_matrix(
         metrics[split]["confusion_matrix"], out / "confusion_matrix.png", f"Confusion matrix ({split})"
     )
-    write_jsonl(out / "training_log.jsonl", epoch_log(log_history))
+    write_jsonl(out / "training_log.jsonl", epoch_log(log_history, HEADLINE))
     finish_model_dir(out)

@@ -44,38 +44,3 @@ def evaluate_split(trainer: Trainer, tokenized: datasets.Dataset, labels: list[s
     """
     output = trainer.predict(tokenized, metric_key_prefix=name)
     return {**_score(output.predictions, output.label_ids, labels), "loss": output.metrics[f"{name}_loss"]}
-
-
-def epoch_log(log_history: list[dict]) -> list[dict]:
-    """One row per evaluation: the mean training loss logged since the previous one, and the validation scores.
-
-    The trainer's history survives a resume (it is saved in each checkpoint), so a resumed run's
-    log covers every epoch.
-
-    Example:
-        >>> history = [{"loss": 1.0, "step": 5}, {"loss": 0.5, "step": 10},
-        ...            {"eval_loss": 0.7, "eval_macro_f1": 0.4, "eval_sports/f1": 0.9, "epoch": 1.0, "step": 10}]
-        >>> row = epoch_log(history)[0]
-        >>> row["train_loss"], row["validation_loss"], row["macro_f1"], row["per_class"]
-        (0.75, 0.7, 0.4, {'sports': {'f1': 0.9}})
-    """
-    rows, losses = [], []
-    for entry in log_history:
-        if "loss" in entry:
-            losses.append(entry["loss"])
-        if "eval_loss" not in entry:
-            continue
-        row = {"epoch": entry.get("epoch"), "step": entry.get("step")}
-        row["train_loss"] = float(np.mean(losses)) if losses else None
-        row["validation_loss"] = entry["eval_loss"]
-        per_class: dict[str, dict[str, float]] = {}
-        for key, value in entry.items():
-            name = key.removeprefix("eval_")
-            if "/" in name:
-                label, score = name.rsplit("/", 1)
-                per_class.setdefault(label, {})[score] = value
-            elif key.startswith("eval_") and name in HEADLINE:
-                row[name] = value
-        rows.append({**row, "per_class": per_class})
-        losses = []
-    return rows

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from transformers import (
     AutoConfig,
     AutoTokenizer,
@@ -161,3 +162,39 @@ def finish_model_dir(out: Path) -> None:
     """
     write_model_card(out)
     remove_checkpoints(out)
+
+
+def epoch_log(log_history: list[dict], headline: tuple[str, ...]) -> list[dict]:
+    """``training_log.jsonl`` of both tasks: one row per evaluation with the mean training loss logged since
+    the previous one, the validation loss, the ``headline`` validation scores and any per-class scores.
+
+    The trainer's history survives a resume (it is saved in each checkpoint), so a resumed run's
+    log covers every epoch.
+
+    Example:
+        >>> history = [{"loss": 1.0, "step": 5}, {"loss": 0.5, "step": 10},
+        ...            {"eval_loss": 0.7, "eval_macro_f1": 0.4, "eval_sports/f1": 0.9, "epoch": 1.0, "step": 10}]
+        >>> row = epoch_log(history, ("macro_f1",))[0]
+        >>> row["train_loss"], row["validation_loss"], row["macro_f1"], row["per_class"]
+        (0.75, 0.7, 0.4, {'sports': {'f1': 0.9}})
+    """
+    rows, losses = [], []
+    for entry in log_history:
+        if "loss" in entry:
+            losses.append(entry["loss"])
+        if "eval_loss" not in entry:
+            continue
+        row = {"epoch": entry.get("epoch"), "step": entry.get("step")}
+        row["train_loss"] = float(np.mean(losses)) if losses else None
+        row["validation_loss"] = entry["eval_loss"]
+        per_class: dict[str, dict[str, float]] = {}
+        for key, value in entry.items():
+            name = key.removeprefix("eval_")
+            if "/" in name:
+                label, score = name.rsplit("/", 1)
+                per_class.setdefault(label, {})[score] = value
+            elif key.startswith("eval_") and name in headline:
+                row[name] = value
+        rows.append({**row, "per_class": per_class})
+        losses = []
+    return rows

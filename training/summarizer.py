@@ -10,7 +10,7 @@ and write a model directory that plain ``transformers`` loads:
   decodes exactly as khabar does;
 * ``config.yaml`` (the resolved config), ``normalization.json``, ``metrics.json``
   (validation and test ROUGE, mean generated length), ``samples.jsonl`` (generated summaries
-  beside their references) and ``training_log.jsonl`` (losses and metrics as training went).
+  beside their references) and ``training_log.jsonl`` (one line per evaluation, as the classifier's).
 
 Several CPUs, GPUs or machines: ``torchrun --nproc_per_node N -m training CONFIG`` (only the main
 process writes the directory).
@@ -52,6 +52,7 @@ from training.precision import Precision, training_precision
 from training.recipe_parts import (
     LabelledProgress,
     article_texts,
+    epoch_log,
     finish_model_dir,
     load_tokenizer,
     starting_config,
@@ -64,6 +65,8 @@ log = logging.getLogger(__name__)
 
 # Generated summaries written to samples.jsonl beside their references: enough to eyeball, small to open.
 NUM_SAMPLES = 5
+# Validation scores kept per evaluation in training_log.jsonl.
+HEADLINE = ("rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len")
 
 
 def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None) -> Path:
@@ -327,5 +330,5 @@ def write_outputs(
         for row, summary, score in zip(rows, summaries, scores, strict=True)
     ]
     write_jsonl(out / "samples.jsonl", samples)
-    write_jsonl(out / "training_log.jsonl", trainer.state.log_history)
+    write_jsonl(out / "training_log.jsonl", epoch_log(trainer.state.log_history, HEADLINE))
     finish_model_dir(out)
