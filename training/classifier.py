@@ -40,6 +40,7 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
+from training import recipe_parts as parts
 from training.batch_probe import fit_batch_to_device
 from training.checkpoints import checkpoint_to_resume
 from training.class_weights import class_weights, weighted_loss
@@ -51,17 +52,6 @@ from training.evaluation.plots import plot_confusion_matrix
 from training.hf import trainer_arguments
 from training.model_checks import load_weights
 from training.precision import Precision, training_precision
-from training.recipe_parts import (
-    LabelledProgress,
-    article_texts,
-    epoch_log,
-    finish_model_dir,
-    load_tokenizer,
-    starting_config,
-    trainer_callbacks,
-    write_jsonl,
-    write_run_files,
-)
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +62,11 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     ``callbacks`` are extra ``transformers`` trainer callbacks (logging, custom stopping rules).
 
     Example:
-        >>> import contextlib, io, tempfile
-        >>> from training.config import load_config
-        >>> from training.tiny import build_tiny_classifier
-        >>> work = Path(tempfile.mkdtemp())
-        >>> start = build_tiny_classifier(work / "start")
-        >>> overrides = [f"model.name_or_path={start}", f"output_dir={work / 'model'}", "train.max_steps=2"]
-        >>> overrides += ["data.max_eval_samples=8"]  # seconds, not minutes
+        >>> import contextlib, io
+        >>> from training.tiny import tiny_config
+        >>> cfg = tiny_config("classifier", "train.max_steps=2", "data.max_eval_samples=8")  # seconds, not minutes
         >>> with contextlib.redirect_stdout(io.StringIO()):  # the trainer's log lines
-        ...     out = train(load_config("configs/classifier/tiny.yaml", overrides))
+        ...     out = train(cfg)
         >>> (out / "model.safetensors").is_file(), (out / "training_log.jsonl").is_file()
         (True, True)
     """
@@ -92,7 +78,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     precision = training_precision(cfg.train, starting.model_type)
     check_max_length(cfg.train, starting)
     resume_from = checkpoint_to_resume(cfg)
-    tokenizer = load_tokenizer(cfg)
+    tokenizer = parts.load_tokenizer(cfg)
     columns = Columns(text=cfg.data.text_column, label=cfg.data.label_column, title=cfg.data.title_column)
     raw = load_splits(cfg.data, columns, cfg.train.seed)
     labels = label_set(raw, cfg)
@@ -112,7 +98,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
         processing_class=tokenizer,
         compute_metrics=partial(epoch_metrics, labels=labels),
         compute_loss_func=loss,  # None: the model's own unweighted cross-entropy
-        callbacks=trainer_callbacks(cfg.train, LogAtEvaluation()) + list(callbacks or []),
+        callbacks=parts.trainer_callbacks(cfg.train, LogAtEvaluation()) + list(callbacks or []),
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(TopicProgress())
@@ -181,15 +167,12 @@ def starting_model_config(cfg: ExperimentConfig) -> PretrainedConfig:
     """The starting model's config, checked to have a sequence-classification head.
 
     Example:
-        >>> import tempfile
-        >>> from training.config import load_config
-        >>> from training.tiny import build_tiny_classifier
-        >>> start = build_tiny_classifier(tempfile.mkdtemp())
-        >>> cfg = load_config("configs/classifier/tiny.yaml", [f"model.name_or_path={start}"])
+        >>> from training.tiny import tiny_config
+        >>> cfg = tiny_config("classifier")
         >>> starting_model_config(cfg).model_type
         'bert'
     """
-    return starting_config(
+    return parts.starting_config(
         cfg,
         lambda config: config.model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
         "which has no sequence-classification head "
@@ -205,11 +188,8 @@ def load_model(cfg: ExperimentConfig, labels: list[str], original: PretrainedCon
     ``model.config`` every weight is fresh (seeded).
 
     Example:
-        >>> import tempfile
-        >>> from training.config import load_config
-        >>> from training.tiny import build_tiny_classifier
-        >>> start = build_tiny_classifier(tempfile.mkdtemp())
-        >>> cfg = load_config("configs/classifier/tiny.yaml", [f"model.name_or_path={start}"])
+        >>> from training.tiny import tiny_config
+        >>> cfg = tiny_config("classifier")
         >>> model = load_model(cfg, ["economy", "sports"])
         >>> model.config.id2label
         {0: 'economy', 1: 'sports'}
@@ -282,7 +262,7 @@ def tokenize(
     label_id = {label: i for i, label in enumerate(labels)}
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        features = tokenizer(article_texts(batch), max_length=max_length, truncation=True)
+        features = tokenizer(parts.article_texts(batch), max_length=max_length, truncation=True)
         features["labels"] = [label_id[label] for label in batch["label"]]
         return features
 
@@ -313,7 +293,7 @@ class LogAtEvaluation(TrainerCallback):
         control.should_log = control.should_log or control.should_evaluate
 
 
-class TopicProgress(LabelledProgress):
+class TopicProgress(parts.LabelledProgress):
     """The labelled progress bars, and one short line per evaluation instead of a raw dict."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -333,10 +313,10 @@ def write_outputs(out: Path, cfg: ExperimentConfig, log_history: list[dict], met
 
     Runs at the end of :func:`train`, whose example covers it.
     """
-    write_run_files(out, cfg, metrics)
+    parts.write_run_files(out, cfg, metrics)
     split = "test" if "test" in metrics else "validation"
     plot_confusion_matrix(
         metrics[split]["confusion_matrix"], out / "confusion_matrix.png", f"Confusion matrix ({split})"
     )
-    write_jsonl(out / "training_log.jsonl", epoch_log(log_history, HEADLINE))
-    finish_model_dir(out)
+    parts.write_jsonl(out / "training_log.jsonl", parts.epoch_log(log_history, HEADLINE))
+    parts.finish_model_dir(out)

@@ -34,11 +34,8 @@ def load_tokenizer(cfg: ExperimentConfig) -> PreTrainedTokenizerBase:
     """The tokenizer ``model.tokenizer`` names, else the starting model's; an error names the key actually set.
 
     Example:
-        >>> import tempfile
-        >>> from training.config import load_config
-        >>> from training.tiny import build_tiny_classifier
-        >>> start = build_tiny_classifier(tempfile.mkdtemp())
-        >>> cfg = load_config("configs/classifier/tiny.yaml", [f"model.name_or_path={start}"])
+        >>> from training.tiny import tiny_config
+        >>> cfg = tiny_config("classifier")
         >>> load_tokenizer(cfg).model_max_length > 0
         True
     """
@@ -53,11 +50,8 @@ def starting_config(
     otherwise a ``ConfigError`` naming the key, the model type and ``refusal``.
 
     Example:
-        >>> import tempfile
-        >>> from training.config import load_config
-        >>> from training.tiny import build_tiny_summarizer
-        >>> mt5 = build_tiny_summarizer(tempfile.mkdtemp())
-        >>> cfg = load_config("configs/classifier/tiny.yaml", [f"model.name_or_path={mt5}"])
+        >>> from training.tiny import tiny_config
+        >>> cfg = tiny_config("summarizer")
         >>> starting_config(cfg, lambda config: config.model_type == "bert", "not an encoder")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...

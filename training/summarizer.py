@@ -39,6 +39,7 @@ from transformers import (
 )
 from transformers.trainer_utils import EvalPrediction
 
+from training import recipe_parts as parts
 from training.batch_probe import fit_batch_to_device
 from training.checkpoints import checkpoint_to_resume
 from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig
@@ -49,17 +50,6 @@ from training.metrics.rouge import rouge, rouge_per_example
 from training.model_checks import load_weights
 from training.model_kind import is_seq2seq
 from training.precision import Precision, training_precision
-from training.recipe_parts import (
-    LabelledProgress,
-    article_texts,
-    epoch_log,
-    finish_model_dir,
-    load_tokenizer,
-    starting_config,
-    trainer_callbacks,
-    write_jsonl,
-    write_run_files,
-)
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +65,12 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     ``callbacks`` are extra ``transformers`` trainer callbacks (logging, custom stopping rules).
 
     Example:
-        >>> import contextlib, io, tempfile
-        >>> from training.config import load_config
-        >>> from training.tiny import build_tiny_summarizer
-        >>> work = Path(tempfile.mkdtemp())
-        >>> start = build_tiny_summarizer(work / "start")
-        >>> overrides = [f"model.name_or_path={start}", f"output_dir={work / 'model'}", "train.max_steps=2"]
-        >>> overrides += ["data.max_eval_samples=2", "generation.num_beams=1"]  # seconds, not minutes
+        >>> import contextlib, io
+        >>> from training.tiny import tiny_config
+        >>> quick = ("train.max_steps=2", "data.max_eval_samples=2", "generation.num_beams=1")  # seconds, not minutes
+        >>> cfg = tiny_config("summarizer", *quick)
         >>> with contextlib.redirect_stdout(io.StringIO()):  # the trainer's log lines
-        ...     out = train(load_config("configs/summarizer/tiny.yaml", overrides))
+        ...     out = train(cfg)
         >>> (out / "model.safetensors").is_file(), (out / "training_log.jsonl").is_file()
         (True, True)
     """
@@ -93,7 +80,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     model_config = load_model_config(cfg)
     precision = training_precision(cfg.train, model_config.model_type)
     resume_from = checkpoint_to_resume(cfg)
-    tokenizer = load_tokenizer(cfg)
+    tokenizer = parts.load_tokenizer(cfg)
     columns = Columns(text=cfg.data.text_column, summary=cfg.data.summary_column, title=cfg.data.title_column)
     raw = load_splits(cfg.data, columns, cfg.train.seed)
     tokenized = {name: tokenize(split, tokenizer, cfg.train) for name, split in raw.items()}
@@ -109,10 +96,10 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
         eval_dataset=eval_sample,
         processing_class=tokenizer,
         compute_metrics=partial(summary_metrics, tokenizer=tokenizer, rows=len(eval_sample)),
-        callbacks=trainer_callbacks(cfg.train) + list(callbacks or []),
+        callbacks=parts.trainer_callbacks(cfg.train) + list(callbacks or []),
     )
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(LabelledProgress("generating summaries"))
+    trainer.add_callback(parts.LabelledProgress("generating summaries"))
     trained = trainer.train(resume_from_checkpoint=resume_from)
 
     # Score the best model on whole splits against the untruncated reference texts.
@@ -145,14 +132,11 @@ def load_model_config(cfg: ExperimentConfig) -> PretrainedConfig:
     """The starting model's ``config.json``, checked to be a sequence-to-sequence model.
 
     Example:
-        >>> import tempfile
-        >>> from training.config import load_config
-        >>> from training.tiny import build_tiny_summarizer
-        >>> start = build_tiny_summarizer(tempfile.mkdtemp())
-        >>> load_model_config(load_config("configs/summarizer/tiny.yaml", [f"model.name_or_path={start}"])).model_type
+        >>> from training.tiny import tiny_config
+        >>> load_model_config(tiny_config("summarizer")).model_type
         'mt5'
     """
-    return starting_config(
+    return parts.starting_config(
         cfg,
         is_seq2seq,
         "not a sequence-to-sequence model (summarization starts from one such as google/mt5-small)",
@@ -182,7 +166,7 @@ def tokenize(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, train_
     """
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        features = tokenizer(article_texts(batch), max_length=train_cfg.max_length, truncation=True)
+        features = tokenizer(parts.article_texts(batch), max_length=train_cfg.max_length, truncation=True)
         targets = tokenizer(text_target=batch["summary"], max_length=train_cfg.max_target_length, truncation=True)
         features["labels"] = targets["input_ids"]
         return features
@@ -314,7 +298,7 @@ def write_outputs(
 
     Runs at the end of :func:`train`, whose example covers it.
     """
-    write_run_files(out, cfg, metrics)
+    parts.write_run_files(out, cfg, metrics)
     split = "test" if "test" in predictions else "validation"
     rows = raw[split].select(range(min(NUM_SAMPLES, len(raw[split]))))
     summaries = predictions[split][: len(rows)]
@@ -329,6 +313,6 @@ def write_outputs(
         }
         for row, summary, score in zip(rows, summaries, scores, strict=True)
     ]
-    write_jsonl(out / "samples.jsonl", samples)
-    write_jsonl(out / "training_log.jsonl", epoch_log(trainer.state.log_history, HEADLINE))
-    finish_model_dir(out)
+    parts.write_jsonl(out / "samples.jsonl", samples)
+    parts.write_jsonl(out / "training_log.jsonl", parts.epoch_log(trainer.state.log_history, HEADLINE))
+    parts.finish_model_dir(out)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -32,10 +33,11 @@ from transformers import (
 )
 
 from inference.normalize import normalize, save_normalization
-from training.config import ExperimentConfig, GenerationSettings
+from training.config import ExperimentConfig, GenerationSettings, load_config
 from training.distributed import world_size
 
 SAMPLE_TRAIN = Path(__file__).resolve().parent.parent / "data" / "sample" / "train.jsonl"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 TINY_DIR = Path("models/tiny")
 SEED = 0
 log = logging.getLogger(__name__)
@@ -206,6 +208,20 @@ def _seed() -> None:
     import torch
 
     torch.manual_seed(SEED)
+
+
+def tiny_config(model: str, *overrides: str) -> ExperimentConfig:
+    """``configs/<model>/tiny.yaml`` starting from a fresh tiny ``classifier`` or ``summarizer`` in a temp folder,
+    writing there too; for examples and quick runs. ``overrides`` are ``key=value`` and win.
+
+    Example:
+        >>> tiny_config("classifier", "train.max_steps=2").train.max_steps
+        2
+    """
+    work = Path(tempfile.mkdtemp(prefix=f"khabar-tiny-{model}-"))
+    start = TINY_BUILDERS[model](work / "start")
+    config = CONFIGS / model / "tiny.yaml"
+    return load_config(config, [f"model.name_or_path={start}", f"output_dir={work / 'model'}", *overrides])
 
 
 def ensure_tiny_models(cfg: ExperimentConfig) -> None:
