@@ -95,8 +95,8 @@ def throughput(texts: list[str], reps: int) -> dict:
 
 def baselines(version: int, seed: int = 0) -> dict:
     """TF-IDF topic scores and lead-1 ROUGE on the test split, data normalized with ``version``."""
-    from training.baselines import classification_scores, lead_baseline, rouge_scores, tfidf_baseline
     from training.data import Columns, load_split
+    from training.evaluation.baselines import classification_scores, lead_baseline, rouge_scores, tfidf_baseline
 
     folder = data_dir()
     topics = Columns(text="article", label="category")

@@ -118,8 +118,8 @@ def print_table(predictions: Path) -> None:
 
 def print_scores(models: Path) -> None:
     """The tiny models' test scores beside baselines computed on the same test rows."""
-    from training.baselines import lead_baseline, majority_baseline, tfidf_baseline
     from training.data import Columns, load_split
+    from training.evaluation.baselines import lead_baseline, majority_baseline, tfidf_baseline
     from training.metrics import classification_metrics, rouge
 
     step("How good are they? Scores on the bundled test split (40 articles), beside simple baselines")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 # Fixtures of each area live beside the tests that first needed them.
 pytest_plugins = ["fixtures_training", "fixtures_inference"]
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
 
 

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
+from helpers import read_jsonl
 
 # A few passes over the sample give the tiny classifier clear margins between topics, so
 # quantization noise cannot flip most of its answers (a random model's scores are all ties).
 FIT_EPOCHS = 6
 FIT_MAX_LENGTH = 64
 FIT_BATCH_SIZE = 32
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The rows of a JSONL file."""
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def fit_classifier(model_dir: Path, rows: list[dict], epochs: int = FIT_EPOCHS) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY_CLASSIFIER_CONFIG = ROOT / "configs" / "classifier" / "tiny.yaml"
 
 

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import read_jsonl
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -40,10 +41,6 @@ def fake_summarize(texts: list[str]) -> list[str]:
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 # --- reading input -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import read_jsonl
 
 from inference.cli import main
 
@@ -45,10 +46,6 @@ def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from training.cli import main
 from training.config import ConfigError, load_config, parse_overrides
 
-ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "configs").rglob("*.yaml"))
 
 

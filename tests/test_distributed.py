@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 from fixtures_training import TINY_CLASSIFIER_CONFIG, classifier_overrides
+from helpers import ROOT
 
 from training.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
 TINY_SUMMARIZER_CONFIG = ROOT / "configs" / "summarizer" / "tiny.yaml"
 # Weights move by about this much per step: nothing, at these models' float32 precision.

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from training.baselines import (
+from training.cli import main as khabar_train
+from training.evaluation import detect_kind
+from training.evaluation.baselines import (
     bootstrap_ci,
     classification_scores,
     lead_baseline,
@@ -16,8 +18,6 @@ from training.baselines import (
     rouge_scores,
     tfidf_baseline,
 )
-from training.cli import main as khabar_train
-from training.evaluation import detect_kind
 from training.metrics.rouge import rouge
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 from fixtures_training import classifier_overrides
+from helpers import ROOT
 from transformers import TrainerCallback
 
 from training import classifier, summarizer
 from training.config import load_config
 
-ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = Path(__file__).resolve().parent / "data" / "loss_reference.json"
 RECORD = os.environ.get("KHABAR_RECORD_REFERENCE") == "1"
 # Relative. The tiny tokenizers are trained afresh each test session and order pieces of equal

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import yaml
+from helpers import ROOT
 
 from training.cli import main
 from training.model_card import write_model_card
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def front_matter(card: str) -> dict:

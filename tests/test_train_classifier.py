@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from fixtures_training import TINY_CLASSIFIER_CONFIG, classifier_overrides
+from helpers import RecordSteps
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback, pipeline
 
@@ -76,14 +77,6 @@ class StopAtStep(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= self.step:
             raise KeyboardInterrupt
-
-
-class RecordSteps(TrainerCallback):
-    def __init__(self) -> None:
-        self.steps: list[int] = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.steps.append(state.global_step)
 
 
 def test_resume_continues_an_interrupted_run_to_the_same_model(tiny_classifier_dir, sample_dir, tmp_path) -> None:
@@ -219,7 +212,7 @@ def test_metrics_agree_with_scikit_learn_and_ignore_absent_topics() -> None:
 
 
 def test_confusion_matrix_plot_is_a_png_and_checks_its_shape(tmp_path) -> None:
-    from training.plots import plot_confusion_matrix
+    from training.evaluation.plots import plot_confusion_matrix
 
     path = plot_confusion_matrix({"labels": ["a", "b"], "matrix": [[3, 1], [0, 2]]}, tmp_path / "cm.png")
     assert path.read_bytes()[:4] == b"\x89PNG"

@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from training.baselines import lead_baseline, majority_baseline, tfidf_baseline
 from training.data import Columns, DataError, load_split
+from training.evaluation.baselines import lead_baseline, majority_baseline, tfidf_baseline
 from training.metrics import classification_metrics
 from training.metrics.rouge import rouge_per_example
 

@@ -19,21 +19,16 @@ shards the batches and gathers the predictions; only the main process writes the
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from collections import Counter
 from functools import partial
 from pathlib import Path
 
 import datasets
-import numpy as np
 import torch
 from transformers import (
-    AutoConfig,
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     DataCollatorWithPadding,
-    EarlyStoppingCallback,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -44,26 +39,21 @@ from transformers import (
     set_seed,
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
-from transformers.trainer_utils import EvalPrediction
 
-from inference.normalize import join_title, save_normalization
+from training import recipe_parts as parts
 from training.batch_probe import fit_batch_to_device
-from training.checkpoints import checkpoint_to_resume, remove_checkpoints
-from training.config import ConfigError, ExperimentConfig, TrainConfig, save_config
+from training.checkpoints import checkpoint_to_resume
+from training.class_weights import class_weights, weighted_loss
+from training.classifier_scores import BEST_METRIC, HEADLINE, epoch_metrics, evaluate_split
+from training.config import ConfigError, ExperimentConfig, TrainConfig
 from training.data import Columns, DataError, load_splits
-from training.distributed import LogLastStep, loss_is_batch_mean, main_process_writes
-from training.hf import load_pretrained, trainer_arguments
-from training.metrics.classification import classification_metrics
-from training.model_card import describe_hardware, write_model_card
+from training.distributed import loss_is_batch_mean, main_process_writes
+from training.evaluation.plots import plot_confusion_matrix
+from training.hf import trainer_arguments
 from training.model_checks import load_weights
-from training.plots import plot_confusion_matrix
 from training.precision import Precision, training_precision
 
 log = logging.getLogger(__name__)
-
-BEST_METRIC = "macro_f1"
-# Scores shown in the per-epoch progress line and kept as headline numbers.
-HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
 
 
 def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None) -> Path:
@@ -72,23 +62,27 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     ``callbacks`` are extra ``transformers`` trainer callbacks (logging, custom stopping rules).
 
     Example:
-        >>> from training.config import load_config
-        >>> cfg = load_config("configs/classifier/tiny.yaml", ["train.max_steps=2"])
-        >>> train(cfg)  # doctest: +SKIP
-        PosixPath('models/classifier')
+        >>> import contextlib, io
+        >>> from training.tiny import tiny_config
+        >>> cfg = tiny_config("classifier", "train.max_steps=2", "data.max_eval_samples=8")  # seconds, not minutes
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # the trainer's log lines
+        ...     out = train(cfg)
+        >>> (out / "model.safetensors").is_file(), (out / "training_log.jsonl").is_file()
+        (True, True)
     """
     if cfg.task != "classification":
         raise ConfigError(f"task: the classifier trains task 'classification', not {cfg.task!r}")
     set_seed(cfg.train.seed)
+    # Every config check (model type, precision, resume) runs before data and weights are loaded.
+    starting = starting_model_config(cfg)
+    precision = training_precision(cfg.train, starting.model_type)
+    check_max_length(cfg.train, starting)
     resume_from = checkpoint_to_resume(cfg)
-    tokenizer_key = "model.tokenizer" if cfg.model.tokenizer else "model.name_or_path"
-    tokenizer = load_pretrained(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, tokenizer_key)
+    tokenizer = parts.load_tokenizer(cfg)
     columns = Columns(text=cfg.data.text_column, label=cfg.data.label_column, title=cfg.data.title_column)
     raw = load_splits(cfg.data, columns, cfg.train.seed)
     labels = label_set(raw, cfg)
-    model = loss_is_batch_mean(load_model(cfg, labels))
-    precision = training_precision(cfg.train, model.config.model_type)
-    check_max_length(cfg.train, model.config)
+    model = loss_is_batch_mean(load_model(cfg, labels, starting))
     tokenized = {name: tokenize(split, tokenizer, labels, cfg.train.max_length) for name, split in raw.items()}
 
     mixed = precision != "float32"
@@ -104,7 +98,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
         processing_class=tokenizer,
         compute_metrics=partial(epoch_metrics, labels=labels),
         compute_loss_func=loss,  # None: the model's own unweighted cross-entropy
-        callbacks=_callbacks(cfg.train) + list(callbacks or []),
+        callbacks=parts.trainer_callbacks(cfg.train, LogAtEvaluation()) + list(callbacks or []),
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(TopicProgress())
@@ -169,7 +163,24 @@ def label_set(splits: dict[str, datasets.Dataset], cfg: ExperimentConfig) -> lis
     return labels
 
 
-def load_model(cfg: ExperimentConfig, labels: list[str]) -> PreTrainedModel:
+def starting_model_config(cfg: ExperimentConfig) -> PretrainedConfig:
+    """The starting model's config, checked to have a sequence-classification head.
+
+    Example:
+        >>> from training.tiny import tiny_config
+        >>> cfg = tiny_config("classifier")
+        >>> starting_model_config(cfg).model_type
+        'bert'
+    """
+    return parts.starting_config(
+        cfg,
+        lambda config: config.model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+        "which has no sequence-classification head "
+        "(topic classification starts from an encoder such as HooshvareLab/bert-fa-base-uncased)",
+    )
+
+
+def load_model(cfg: ExperimentConfig, labels: list[str], original: PretrainedConfig | None = None) -> PreTrainedModel:
     """The model to fine-tune, its head sized to ``labels`` and its config carrying ``id2label``/``label2id``.
 
     From ``model.name_or_path`` the encoder weights are loaded and the classification head is new,
@@ -177,23 +188,13 @@ def load_model(cfg: ExperimentConfig, labels: list[str]) -> PreTrainedModel:
     ``model.config`` every weight is fresh (seeded).
 
     Example:
-        >>> import tempfile
-        >>> from training.config import load_config
-        >>> from training.tiny import build_tiny_classifier
-        >>> start = build_tiny_classifier(tempfile.mkdtemp())
-        >>> cfg = load_config("configs/classifier/tiny.yaml", [f"model.name_or_path={start}"])
+        >>> from training.tiny import tiny_config
+        >>> cfg = tiny_config("classifier")
         >>> model = load_model(cfg, ["economy", "sports"])
         >>> model.config.id2label
         {0: 'economy', 1: 'sports'}
     """
-    key = "model.config" if cfg.model.config else "model.name_or_path"
-    source = cfg.model.config or cfg.model.name_or_path
-    original = load_pretrained(AutoConfig, source, key)
-    if original.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
-        raise ConfigError(
-            f"{key}: {source!r} is a {original.model_type} model, which has no sequence-classification head "
-            "(topic classification starts from an encoder such as HooshvareLab/bert-fa-base-uncased)"
-        )
+    original = original or starting_model_config(cfg)
     id2label = dict(enumerate(labels))
     config = copy.deepcopy(original)
     config.id2label, config.label2id = id2label, {label: i for i, label in id2label.items()}
@@ -203,7 +204,7 @@ def load_model(cfg: ExperimentConfig, labels: list[str]) -> PreTrainedModel:
     model = load_weights(
         AutoModelForSequenceClassification,
         cfg.model.name_or_path,
-        key,
+        "model.name_or_path",
         config=config,
         ignore_mismatched_sizes=True,
         dtype=torch.float32,
@@ -261,52 +262,11 @@ def tokenize(
     label_id = {label: i for i, label in enumerate(labels)}
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        texts = batch["text"]
-        if "title" in batch:
-            texts = [join_title(title, text) for title, text in zip(batch["title"], texts, strict=True)]
-        features = tokenizer(texts, max_length=max_length, truncation=True)
+        features = tokenizer(parts.article_texts(batch), max_length=max_length, truncation=True)
         features["labels"] = [label_id[label] for label in batch["label"]]
         return features
 
     return split.map(encode, batched=True, remove_columns=split.column_names, desc="tokenizing")
-
-
-def class_weights(train_labels: list[str], labels: list[str]) -> torch.Tensor:
-    """``balanced`` loss weights: ``rows / (labels * rows_of_label)``, so each topic weighs the same in total.
-
-    Example:
-        >>> weights = class_weights(["sports", "sports", "sports", "economy"], ["economy", "sports"])
-        >>> [round(w, 3) for w in weights.tolist()]
-        [2.0, 0.667]
-    """
-    counts = Counter(train_labels)
-    # A topic seen only in held-out rows has no training rows to weigh; any finite weight will do.
-    weights = [len(train_labels) / (len(labels) * counts[label]) if counts[label] else 1.0 for label in labels]
-    return torch.tensor(weights, dtype=torch.float32)
-
-
-def weighted_loss(weights: torch.Tensor):
-    """A ``compute_loss_func`` for ``Trainer``: class-weighted cross-entropy.
-
-    The sum is divided by the number of examples in the whole accumulated batch, which keeps
-    gradient accumulation equivalent to one large batch.
-
-    Example:
-        >>> from types import SimpleNamespace
-        >>> loss = weighted_loss(torch.tensor([1.0, 3.0]))
-        >>> outputs = SimpleNamespace(logits=torch.zeros(2, 2))
-        >>> round(loss(outputs, torch.tensor([0, 1])).item(), 4)  # (1 + 3) * ln 2 / 2
-        1.3863
-    """
-
-    def compute(outputs, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
-        total = torch.nn.functional.cross_entropy(
-            logits.float(), labels, weight=weights.to(logits.device), reduction="sum"
-        )
-        return total / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
-
-    return compute
 
 
 def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") -> TrainingArguments:
@@ -318,13 +278,6 @@ def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") 
         'macro_f1'
     """
     return TrainingArguments(**trainer_arguments(cfg, precision, BEST_METRIC))
-
-
-def _callbacks(train_cfg: TrainConfig) -> list[TrainerCallback]:
-    if train_cfg.early_stopping_patience is None:
-        return [LogAtEvaluation(), LogLastStep()]
-    stopping = EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)
-    return [LogAtEvaluation(), LogLastStep(), stopping]
 
 
 class LogAtEvaluation(TrainerCallback):
@@ -340,19 +293,8 @@ class LogAtEvaluation(TrainerCallback):
         control.should_log = control.should_log or control.should_evaluate
 
 
-class TopicProgress(ProgressCallback):
-    """The trainer's progress bars (with ETA), labelled, and one short line per evaluation instead of a raw dict."""
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        super().on_train_begin(args, state, control, **kwargs)
-        if self.training_bar is not None:
-            self.training_bar.set_description("training")
-
-    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
-        new_bar = self.prediction_bar is None
-        super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
-        if new_bar and self.prediction_bar is not None:
-            self.prediction_bar.set_description("scoring")
+class TopicProgress(parts.LabelledProgress):
+    """The labelled progress bars, and one short line per evaluation instead of a raw dict."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or self.training_bar is None or not logs:
@@ -366,91 +308,15 @@ class TopicProgress(ProgressCallback):
             self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}")
 
 
-def epoch_metrics(prediction: EvalPrediction, labels: list[str]) -> dict[str, float]:
-    """Validation scores logged at each evaluation: headline scores plus ``<label>/precision|recall|f1``.
-
-    Flat numbers, because the trainer's log (and so ``training_log.jsonl``) holds only scalars.
-
-    Example:
-        >>> logits = np.array([[2.0, 0.0], [0.0, 2.0]])
-        >>> epoch_metrics(EvalPrediction(predictions=logits, label_ids=np.array([0, 0])), ["a", "b"])["accuracy"]
-        0.5
-    """
-    scores = _score(prediction.predictions, prediction.label_ids, labels)
-    flat = {name: scores[name] for name in HEADLINE}
-    for label, row in scores["per_class"].items():
-        flat |= {f"{label}/{name}": row[name] for name in ("precision", "recall", "f1")}
-    return flat
-
-
-def _score(logits: np.ndarray | tuple, label_ids: np.ndarray, labels: list[str]) -> dict:
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    predicted = [labels[i] for i in np.asarray(logits).argmax(axis=-1)]
-    return classification_metrics(predicted, [labels[i] for i in label_ids], labels)
-
-
-def evaluate_split(trainer: Trainer, tokenized: datasets.Dataset, labels: list[str], name: str) -> dict:
-    """Every score of the trained model on a whole split (with per-class rows and the confusion matrix).
-
-    Example:
-        >>> evaluate_split(trainer, tokenized["test"], labels, "test")["macro_f1"]  # doctest: +SKIP
-        0.61
-    """
-    output = trainer.predict(tokenized, metric_key_prefix=name)
-    return {**_score(output.predictions, output.label_ids, labels), "loss": output.metrics[f"{name}_loss"]}
-
-
-def epoch_log(log_history: list[dict]) -> list[dict]:
-    """One row per evaluation: the mean training loss logged since the previous one, and the validation scores.
-
-    The trainer's history survives a resume (it is saved in each checkpoint), so a resumed run's
-    log covers every epoch.
-
-    Example:
-        >>> history = [{"loss": 1.0, "step": 5}, {"loss": 0.5, "step": 10},
-        ...            {"eval_loss": 0.7, "eval_macro_f1": 0.4, "eval_sports/f1": 0.9, "epoch": 1.0, "step": 10}]
-        >>> row = epoch_log(history)[0]
-        >>> row["train_loss"], row["validation_loss"], row["macro_f1"], row["per_class"]
-        (0.75, 0.7, 0.4, {'sports': {'f1': 0.9}})
-    """
-    rows, losses = [], []
-    for entry in log_history:
-        if "loss" in entry:
-            losses.append(entry["loss"])
-        if "eval_loss" not in entry:
-            continue
-        row = {"epoch": entry.get("epoch"), "step": entry.get("step")}
-        row["train_loss"] = float(np.mean(losses)) if losses else None
-        row["validation_loss"] = entry["eval_loss"]
-        per_class: dict[str, dict[str, float]] = {}
-        for key, value in entry.items():
-            name = key.removeprefix("eval_")
-            if "/" in name:
-                label, score = name.rsplit("/", 1)
-                per_class.setdefault(label, {})[score] = value
-            elif key.startswith("eval_") and name in HEADLINE:
-                row[name] = value
-        rows.append({**row, "per_class": per_class})
-        losses = []
-    return rows
-
-
 def write_outputs(out: Path, cfg: ExperimentConfig, log_history: list[dict], metrics: dict) -> None:
     """Write config, normalization, metrics, the confusion matrix and the epoch log beside the model; drop checkpoints.
 
-    Example:
-        >>> write_outputs(Path("models/classifier"), cfg, trainer.state.log_history, metrics)  # doctest: +SKIP
+    Runs at the end of :func:`train`, whose example covers it.
     """
-    save_config(cfg, out / "config.yaml")
-    save_normalization(out, cfg.data.digits, cfg.data.normalization_version)
-    metrics["train"].setdefault("hardware", describe_hardware())
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    parts.write_run_files(out, cfg, metrics)
     split = "test" if "test" in metrics else "validation"
     plot_confusion_matrix(
         metrics[split]["confusion_matrix"], out / "confusion_matrix.png", f"Confusion matrix ({split})"
     )
-    with (out / "training_log.jsonl").open("w", encoding="utf-8") as f:
-        for row in epoch_log(log_history):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    write_model_card(out)
-    remove_checkpoints(out)
+    parts.write_jsonl(out / "training_log.jsonl", parts.epoch_log(log_history, HEADLINE))
+    parts.finish_model_dir(out)

@@ -1,7 +1,8 @@
 """``khabar-train``: train a model from a YAML config, or run a training-side tool.
 
 Usage:
-    khabar-train CONFIG [key=value ...]     train (the config's ``task`` picks the trainer)
+    khabar-train CONFIG [key=value ...]     train (the config's ``task`` picks the trainer);
+                                            the same as ``khabar-train train CONFIG ...``
     khabar-train tiny-models [--out DIR]    build the tiny offline models
     khabar-train evaluate --model DIR ...   write an evaluation report
     khabar-train card DIR                   write a trained model's README.md model card
@@ -9,27 +10,95 @@ Usage:
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import sys
+import typing
 from importlib import import_module
 
-from training.config import ConfigError, field_help, load_config
+from training import model_card, tiny
+from training.config import ConfigError, ExperimentConfig, load_config
 from training.data import DataError
 from training.distributed import one_of_several_warning, quiet_replicas
+from training.evaluation import cli as evaluation
 
-# subcommand -> module with a main(argv) -> int
-TOOLS = {"tiny-models": "training.tiny", "evaluate": "training.evaluation", "card": "training.model_card"}
+EXIT_USAGE = 2
 TRAINERS = {"classification": "training.classifier", "summarization": "training.summarizer"}
+COMMANDS = ("train", "tiny-models", "evaluate", "card")
 
 
-def usage() -> str:
+class _Parser(argparse.ArgumentParser):
+    """Report a bad flag in one line (plus a pointer to --help), not a usage dump; as ``khabar`` does."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def field_help(cls: type = ExperimentConfig, prefix: str = "") -> list[tuple[str, str]]:
+    """Every config key with its one-line description (from the fields' metadata), for ``--help``.
+
+    Example:
+        >>> dict(field_help())["train.learning_rate"]
+        'Peak learning rate of the linear schedule.'
+    """
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += field_help(hints[f.name], prefix + f.name + ".")
+        else:
+            rows.append((prefix + f.name, f.metadata.get("help", "")))
+    return rows
+
+
+def config_keys() -> str:
+    """The ``Config keys`` block of ``--help``: every key and what it does.
+
+    Example:
+        >>> "train.learning_rate" in config_keys()
+        True
+    """
     keys = "\n".join(f"  {key:<36} {doc}" for key, doc in field_help())
-    return f"{__doc__}\nConfig keys (override any with key=value):\n{keys}\n"
+    return f"config keys (override any with key=value):\n{keys}\n"
 
 
-def train_from_config(path: str, overrides: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``khabar-train`` argument parser with its train, tiny-models, evaluate and card commands.
+
+    Example:
+        >>> build_parser().parse_args(["train", "c.yaml", "train.epochs=1"]).overrides
+        ['train.epochs=1']
+    """
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="khabar-train", description=__doc__, epilog=config_keys(), formatter_class=raw)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = commands.add_parser(
+        "train",
+        help="train from a YAML config (implied when CONFIG comes first)",
+        epilog=config_keys(),
+        description="Train the model a YAML config describes; key=value overrides win.",
+        formatter_class=raw,
+    )
+    train.add_argument("config", metavar="CONFIG", help="YAML config, e.g. configs/classifier/tiny.yaml")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=1")
+    train.set_defaults(handler=train_from_args)
+    tools = (
+        ("tiny-models", tiny, "build the tiny offline models", tiny.__doc__.split("\n\n")[0]),
+        ("evaluate", evaluation, "write an evaluation report", evaluation.DESCRIPTION),
+        ("card", model_card, "write a trained model's README.md model card", model_card.CARD_DESCRIPTION),
+    )
+    for name, module, summary, description in tools:
+        tool = commands.add_parser(name, help=summary, description=description)
+        module.add_arguments(tool)
+        tool.set_defaults(handler=getattr(module, "execute", None) or module.run)
+    return parser
+
+
+def train_from_args(args: argparse.Namespace) -> int:
     """Load the config, pick the trainer for its task, and train."""
-    cfg = load_config(path, overrides)
+    cfg = load_config(args.config, args.overrides)
+    tiny.ensure_tiny_models(cfg)
     quiet_replicas()
     if warning := one_of_several_warning():
         logging.getLogger(__name__).warning(warning)
@@ -39,16 +108,26 @@ def train_from_config(path: str, overrides: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``khabar-train``; returns the process exit code (2 for user errors)."""
-    argv = sys.argv[1:] if argv is None else argv
+    """Entry point of ``khabar-train``; returns the process exit code (2 for user errors).
+
+    Example:
+        >>> main(["no/such/config.yaml"])
+        2
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not argv or argv[0] in ("-h", "--help"):
-        print(usage())
-        return 0 if argv else 2
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return EXIT_USAGE
+    if argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv = ["train", *argv]  # `khabar-train CONFIG key=value ...`
     try:
-        if argv[0] in TOOLS:
-            return import_module(TOOLS[argv[0]]).main(argv[1:])
-        return train_from_config(argv[0], argv[1:])
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad flag already reported in one line
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return args.handler(args)
     except (ConfigError, DataError) as error:
         print(f"khabar-train: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE

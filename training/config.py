@@ -36,46 +36,57 @@ class ConfigError(ValueError):
     """A config problem, reported in one line naming the file and the key."""
 
 
+def key(default: Any, doc: str) -> Any:
+    """A config key: its default and its one-line ``--help`` text, kept in the field's metadata.
+
+    Metadata (not source text) carries the help, so ``khabar-train --help`` works in an install without sources.
+
+    Example:
+        >>> dataclasses.fields(TrainConfig)[0].metadata["help"]
+        'Passes over the training data.'
+    """
+    return field(default=default, metadata={"help": doc})
+
+
 @dataclass
 class ModelConfig:
     """Where the model starts from."""
 
-    name_or_path: str | None = None
-    """Checkpoint to fine-tune: a hub id (``HooshvareLab/bert-fa-base-uncased``) or a local directory."""
-    config: str | None = None
-    """Instead of a checkpoint: a model ``config.json`` (file or directory) to build fresh random weights from."""
-    tokenizer: str | None = None
-    """Tokenizer directory or hub id; defaults to ``name_or_path``. Required with ``config``."""
+    name_or_path: str | None = key(
+        None, "Checkpoint to fine-tune: a hub id (``HooshvareLab/bert-fa-base-uncased``) or a local directory."
+    )
+    config: str | None = key(
+        None, "Instead of a checkpoint: a model ``config.json`` (file or directory) to build fresh random weights from."
+    )
+    tokenizer: str | None = key(
+        None, "Tokenizer directory or hub id; defaults to ``name_or_path``. Required with ``config``."
+    )
 
 
 @dataclass
 class DataConfig:
     """Which data to read and which of its columns feed the model."""
 
-    train_file: str | None = None
-    """Training data: a JSONL, CSV, TSV or Parquet file, or a ``datasets`` hub id."""
-    validation_file: str | None = None
-    """Validation data; when absent, ``validation_fraction`` of the training data is held out."""
-    test_file: str | None = None
-    """Test data, scored once at the end (optional)."""
-    text_column: str = "article"
-    """Column holding the article body."""
-    label_column: str = "category"
-    """Column holding the topic (classification)."""
-    summary_column: str = "summary"
-    """Column holding the reference summary (summarization)."""
-    title_column: str | None = None
-    """Optional column holding the headline; prepended to the article when set."""
-    validation_fraction: float = 0.1
-    """Share of the training data held out for validation when no ``validation_file`` is given."""
-    max_train_samples: int | None = None
-    """Use at most this many training rows (quick experiments)."""
-    max_eval_samples: int | None = None
-    """Use at most this many validation and test rows."""
-    digits: Literal["persian", "latin", "keep"] = "persian"
-    """Digit policy of the normalizer, recorded in the model directory for inference."""
-    normalization_version: int = 2
-    """Normalizer version (2: half-space repairs; 1: the first policy), recorded for inference."""
+    train_file: str | None = key(None, "Training data: a JSONL, CSV, TSV or Parquet file, or a ``datasets`` hub id.")
+    validation_file: str | None = key(
+        None, "Validation data; when absent, ``validation_fraction`` of the training data is held out."
+    )
+    test_file: str | None = key(None, "Test data, scored once at the end (optional).")
+    text_column: str = key("article", "Column holding the article body.")
+    label_column: str = key("category", "Column holding the topic (classification).")
+    summary_column: str = key("summary", "Column holding the reference summary (summarization).")
+    title_column: str | None = key(None, "Optional column holding the headline; prepended to the article when set.")
+    validation_fraction: float = key(
+        0.1, "Share of the training data held out for validation when no ``validation_file`` is given."
+    )
+    max_train_samples: int | None = key(None, "Use at most this many training rows (quick experiments).")
+    max_eval_samples: int | None = key(None, "Use at most this many validation and test rows.")
+    digits: Literal["persian", "latin", "keep"] = key(
+        "persian", "Digit policy of the normalizer, recorded in the model directory for inference."
+    )
+    normalization_version: int = key(
+        2, "Normalizer version (2: half-space repairs; 1: the first policy), recorded for inference."
+    )
 
     def __post_init__(self) -> None:
         if self.normalization_version not in (1, 2):
@@ -86,91 +97,91 @@ class DataConfig:
 class TrainConfig:
     """Optimisation and run settings (they map onto ``transformers.TrainingArguments``)."""
 
-    epochs: float = 3.0
-    """Passes over the training data."""
-    learning_rate: float = 2e-5
-    """Peak learning rate of the linear schedule."""
-    batch_size: int = 16
-    """Examples per device per step."""
-    eval_batch_size: int | None = None
-    """Examples per device during evaluation; defaults to ``batch_size``."""
-    gradient_accumulation_steps: int = 1
-    """Steps whose gradients add up before one optimizer update."""
-    max_length: int = 512
-    """Longest input in tokens; longer articles are truncated."""
-    max_target_length: int = 128
-    """Longest reference summary in tokens (summarization)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    warmup_ratio: float = 0.0
-    """Share of steps spent warming the learning rate up."""
-    seed: int = 42
-    """Seed for data order, initialisation and the held-out split."""
-    max_steps: int = -1
-    """Stop after this many optimizer steps (overrides ``epochs`` when positive)."""
-    fp16: bool = False
-    """Mixed precision in float16 (CUDA only; refused for T5-family models, which overflow)."""
-    bf16: bool = False
-    """Mixed precision in bfloat16 (where the hardware supports it)."""
-    early_stopping_patience: int | None = 2
-    """Stop after this many evaluations without improvement; ``null`` disables early stopping."""
-    class_weights: Literal["balanced"] | None = None
-    """``balanced`` weights the loss by inverse class frequency (classification)."""
-    resume: bool = False
-    """Continue from the last checkpoint in ``output_dir``."""
-    eval_strategy: Literal["epoch", "steps"] = "epoch"
-    """Evaluate after every epoch, or every ``eval_steps`` steps."""
-    eval_steps: int | None = None
-    """Steps between evaluations when ``eval_strategy`` is ``steps``."""
-    logging_steps: int = 10
-    """Steps between training-loss log lines."""
-    generation_eval_samples: int | None = 64
-    """Validation rows summarised with ``generate`` at each evaluation (``null``: all); keeps CPU runs quick."""
-    num_workers: int | None = None
-    """DataLoader worker processes; ``null``: none on the CPU, 4 on a GPU (with pinned memory)."""
-    save_total_limit: int | None = 2
-    """Checkpoints kept in ``output_dir`` (the best one is always kept)."""
-    auto_batch: Literal["keep", "grow", "off"] = "keep"
-    """On a GPU: ``keep`` the effective batch, split into the largest per-device batch that fits; ``grow`` it to
-    that batch (learning rate x sqrt of the growth); ``off``: as written. The CPU always trains as written."""
-    compile: bool = False
-    """Compile the model with ``torch.compile`` (pays off on a GPU over long runs; minutes of compiling first)."""
+    epochs: float = key(3.0, "Passes over the training data.")
+    learning_rate: float = key(2e-5, "Peak learning rate of the linear schedule.")
+    batch_size: int = key(16, "Examples per device per step.")
+    eval_batch_size: int | None = key(None, "Examples per device during evaluation; defaults to ``batch_size``.")
+    gradient_accumulation_steps: int = key(1, "Steps whose gradients add up before one optimizer update.")
+    max_length: int = key(512, "Longest input in tokens; longer articles are truncated.")
+    max_target_length: int = key(128, "Longest reference summary in tokens (summarization).")
+    weight_decay: float = key(0.0, "AdamW weight decay.")
+    warmup_ratio: float = key(0.0, "Share of steps spent warming the learning rate up.")
+    seed: int = key(42, "Seed for data order, initialisation and the held-out split.")
+    max_steps: int = key(-1, "Stop after this many optimizer steps (overrides ``epochs`` when positive).")
+    fp16: bool = key(False, "Mixed precision in float16 (CUDA only; refused for T5-family models, which overflow).")
+    bf16: bool = key(False, "Mixed precision in bfloat16 (where the hardware supports it).")
+    early_stopping_patience: int | None = key(
+        2, "Stop after this many evaluations without improvement; ``null`` disables early stopping."
+    )
+    class_weights: Literal["balanced"] | None = key(
+        None, "``balanced`` weights the loss by inverse class frequency (classification)."
+    )
+    resume: bool = key(False, "Continue from the last checkpoint in ``output_dir``.")
+    eval_strategy: Literal["epoch", "steps"] = key(
+        "epoch", "Evaluate after every epoch, or every ``eval_steps`` steps."
+    )
+    eval_steps: int | None = key(None, "Steps between evaluations when ``eval_strategy`` is ``steps``.")
+    logging_steps: int = key(10, "Steps between training-loss log lines.")
+    generation_eval_samples: int | None = key(
+        64, "Validation rows summarised with ``generate`` at each evaluation (``null``: all); keeps CPU runs quick."
+    )
+    num_workers: int | None = key(
+        None, "DataLoader worker processes; ``null``: none on the CPU, 4 on a GPU (with pinned memory)."
+    )
+    save_total_limit: int | None = key(2, "Checkpoints kept in ``output_dir`` (the best one is always kept).")
+    auto_batch: Literal["keep", "grow", "off"] = key(
+        "keep",
+        "On a GPU: ``keep`` the effective batch, split into the largest per-device batch that fits; ``grow`` it "
+        "to that batch (learning rate x sqrt of the growth); ``off``: as written. The CPU always trains as written.",
+    )
+    compile: bool = key(
+        False,
+        "Compile the model with ``torch.compile`` (pays off on a GPU over long runs; minutes of compiling first).",
+    )
 
 
 @dataclass
 class GenerationSettings:
-    """Decoding settings saved as the model's ``generation_config.json`` (summarization)."""
+    """Decoding settings saved as the model's ``generation_config.json`` (summarization).
 
-    num_beams: int = 4
-    """Beam width."""
-    no_repeat_ngram_size: int = 3
-    """Never repeat an n-gram of this size in one summary."""
-    length_penalty: float = 1.0
-    """Exponent on length in beam scores (>1 favours longer summaries)."""
-    early_stopping: bool = True
-    """Stop beam search once ``num_beams`` finished candidates exist."""
-    max_new_tokens: int = 128
-    """Longest summary in tokens."""
-    min_new_tokens: int = 0
-    """Shortest summary in tokens."""
+    The defaults are the pn-summary paper's; no-repeat n-grams also keep a tiny model out of loops.
+    """
+
+    num_beams: int = key(4, "Beam width.")
+    no_repeat_ngram_size: int = key(3, "Never repeat an n-gram of this size in one summary.")
+    length_penalty: float = key(1.0, "Exponent on length in beam scores (>1 favours longer summaries).")
+    early_stopping: bool = key(True, "Stop beam search once ``num_beams`` finished candidates exist.")
+    max_new_tokens: int = key(128, "Longest summary in tokens.")
+    min_new_tokens: int = key(0, "Shortest summary in tokens.")
+
+    def decoding(self) -> dict[str, Any]:
+        """These settings as ``GenerationConfig`` keyword arguments: the one definition of the default decoding.
+
+        Example:
+            >>> GenerationSettings(num_beams=1).decoding()
+            {'num_beams': 1, 'no_repeat_ngram_size': 3, 'max_new_tokens': 128}
+        """
+        decoding = {k: getattr(self, k) for k in ("num_beams", "no_repeat_ngram_size", "max_new_tokens")}
+        if self.min_new_tokens:
+            decoding["min_new_tokens"] = self.min_new_tokens
+        # transformers refuses to save beam-only flags without beams.
+        if self.num_beams > 1:
+            decoding |= {"length_penalty": self.length_penalty, "early_stopping": self.early_stopping}
+        return decoding
 
 
 @dataclass
 class ExperimentConfig:
     """One training run: the task, the model, the data, the optimisation and where to write."""
 
-    task: Task = "classification"
-    """``classification`` (topic) or ``summarization`` (lead)."""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """Starting point of the model."""
-    data: DataConfig = field(default_factory=DataConfig)
-    """Data files and column mapping."""
-    train: TrainConfig = field(default_factory=TrainConfig)
-    """Optimisation settings."""
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
-    """Decoding settings (summarization)."""
-    output_dir: str = "models/classifier"
-    """Directory the trained model, metrics and logs are written to."""
+    task: Task = key("classification", "``classification`` (topic) or ``summarization`` (lead).")
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Starting point of the model."})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data files and column mapping."})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Optimisation settings."})
+    generation: GenerationSettings = field(
+        default_factory=GenerationSettings, metadata={"help": "Decoding settings (summarization)."}
+    )
+    output_dir: str = key("models/classifier", "Directory the trained model, metrics and logs are written to.")
 
     def __post_init__(self) -> None:
         if not self.model.name_or_path and not self.model.config:
@@ -346,28 +357,3 @@ def save_config(cfg: ExperimentConfig, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
-
-
-def field_help(cls: type = ExperimentConfig, prefix: str = "") -> list[tuple[str, str]]:
-    """Every config key with its one-line description (from the field docstrings), for ``--help``.
-
-    Example:
-        >>> dict(field_help())["train.learning_rate"]
-        'Peak learning rate of the linear schedule.'
-    """
-    import ast
-    import inspect
-
-    docs: dict[str, str] = {}
-    body = ast.parse(inspect.getsource(cls)).body[0].body
-    for node, nxt in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = str(nxt.value.value).strip()
-    rows = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            rows += field_help(hints[f.name], prefix + f.name + ".")
-        else:
-            rows.append((prefix + f.name, docs.get(f.name, "")))
-    return rows

@@ -24,6 +24,9 @@ from pathlib import Path
 import yaml
 
 from training.card_baselines import baseline_scores
+from training.model_kind import is_seq2seq
+
+CARD_DESCRIPTION = "Write the README.md model card of a trained model directory."
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +117,7 @@ def collect_facts(model_dir: Path, hardware: str | None = None) -> dict:
         run = yaml.safe_load((model_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         run = {}
-    task = run.get("task") or ("summarization" if model_config.get("is_encoder_decoder") else "classification")
+    task = run.get("task") or ("summarization" if is_seq2seq(model_config) else "classification")
     start = (run.get("model") or {}).get("name_or_path") or (run.get("model") or {}).get("config")
     return {
         "model_dir": str(model_dir),
@@ -204,19 +207,20 @@ def render_card(facts: dict) -> str:
     return front + "\n" + body
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``khabar-train card DIR``: write (or rewrite) a trained model directory's ``README.md`` card.
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``khabar-train card`` arguments, added to ``parser``.
 
     Example:
-        >>> main(["no/such/dir"])
-        2
+        >>> add_arguments(argparse.ArgumentParser()).parse_args(["models/classifier"]).no_baselines
+        False
     """
-    parser = argparse.ArgumentParser(
-        prog="khabar-train card", description="Write the README.md model card of a trained model directory."
-    )
     parser.add_argument("model_dir", help="a directory written by khabar-train")
     parser.add_argument("--no-baselines", action="store_true", help="skip scoring the baselines on the data files")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the card ``args`` asks for; returns the exit code (2 with a one-line message for a bad directory)."""
     try:
         path = write_model_card(args.model_dir, baselines=not args.no_baselines)
     except CardError as error:
@@ -224,3 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"model card written to {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``khabar-train card DIR``: write (or rewrite) a trained model directory's ``README.md`` card.
+
+    Example:
+        >>> main(["no/such/dir"])
+        2
+    """
+    parser = argparse.ArgumentParser(prog="khabar-train card", description=CARD_DESCRIPTION)
+    return run(add_arguments(parser).parse_args(argv))

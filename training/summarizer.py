@@ -10,7 +10,7 @@ and write a model directory that plain ``transformers`` loads:
   decodes exactly as khabar does;
 * ``config.yaml`` (the resolved config), ``normalization.json``, ``metrics.json``
   (validation and test ROUGE, mean generated length), ``samples.jsonl`` (generated summaries
-  beside their references) and ``training_log.jsonl`` (losses and metrics as training went).
+  beside their references) and ``training_log.jsonl`` (one line per evaluation, as the classifier's).
 
 Several CPUs, GPUs or machines: ``torchrun --nproc_per_node N -m training CONFIG`` (only the main
 process writes the directory).
@@ -18,7 +18,6 @@ process writes the directory).
 
 from __future__ import annotations
 
-import json
 import logging
 from functools import partial
 from pathlib import Path
@@ -27,11 +26,8 @@ import datasets
 import numpy as np
 import torch
 from transformers import (
-    AutoConfig,
     AutoModelForSeq2SeqLM,
-    AutoTokenizer,
     DataCollatorForSeq2Seq,
-    EarlyStoppingCallback,
     GenerationConfig,
     PretrainedConfig,
     PreTrainedTokenizerBase,
@@ -41,25 +37,26 @@ from transformers import (
     TrainerCallback,
     set_seed,
 )
-from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
 from transformers.trainer_utils import EvalPrediction
 
-from inference.normalize import join_title, save_normalization
+from training import recipe_parts as parts
 from training.batch_probe import fit_batch_to_device
-from training.checkpoints import checkpoint_to_resume, remove_checkpoints
-from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig, save_config
+from training.checkpoints import checkpoint_to_resume
+from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig
 from training.data import Columns, load_splits
-from training.distributed import LogLastStep, loss_is_batch_mean, main_process_writes
-from training.hf import load_pretrained, trainer_arguments
+from training.distributed import loss_is_batch_mean, main_process_writes
+from training.hf import trainer_arguments
 from training.metrics.rouge import rouge, rouge_per_example
-from training.model_card import describe_hardware, write_model_card
 from training.model_checks import load_weights
+from training.model_kind import is_seq2seq
 from training.precision import Precision, training_precision
 
 log = logging.getLogger(__name__)
 
-# T5's feed-forward activations exceed float16's range (65504) and become inf, then NaN.
+# Generated summaries written to samples.jsonl beside their references: enough to eyeball, small to open.
 NUM_SAMPLES = 5
+# Validation scores kept per evaluation in training_log.jsonl.
+HEADLINE = ("rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len")
 
 
 def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None) -> Path:
@@ -68,10 +65,14 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     ``callbacks`` are extra ``transformers`` trainer callbacks (logging, custom stopping rules).
 
     Example:
-        >>> from training.config import load_config
-        >>> cfg = load_config("configs/summarizer/tiny.yaml", ["train.max_steps=2"])
-        >>> train(cfg)  # doctest: +SKIP
-        PosixPath('models/summarizer')
+        >>> import contextlib, io
+        >>> from training.tiny import tiny_config
+        >>> quick = ("train.max_steps=2", "data.max_eval_samples=2", "generation.num_beams=1")  # seconds, not minutes
+        >>> cfg = tiny_config("summarizer", *quick)
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # the trainer's log lines
+        ...     out = train(cfg)
+        >>> (out / "model.safetensors").is_file(), (out / "training_log.jsonl").is_file()
+        (True, True)
     """
     if cfg.task != "summarization":
         raise ConfigError(f"task: the summarizer trains task 'summarization', not {cfg.task!r}")
@@ -79,7 +80,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     model_config = load_model_config(cfg)
     precision = training_precision(cfg.train, model_config.model_type)
     resume_from = checkpoint_to_resume(cfg)
-    tokenizer = load_pretrained(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, "model.tokenizer")
+    tokenizer = parts.load_tokenizer(cfg)
     columns = Columns(text=cfg.data.text_column, summary=cfg.data.summary_column, title=cfg.data.title_column)
     raw = load_splits(cfg.data, columns, cfg.train.seed)
     tokenized = {name: tokenize(split, tokenizer, cfg.train) for name, split in raw.items()}
@@ -95,10 +96,10 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
         eval_dataset=eval_sample,
         processing_class=tokenizer,
         compute_metrics=partial(summary_metrics, tokenizer=tokenizer, rows=len(eval_sample)),
-        callbacks=_callbacks(cfg.train) + list(callbacks or []),
+        callbacks=parts.trainer_callbacks(cfg.train) + list(callbacks or []),
     )
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(LabelledProgress())
+    trainer.add_callback(parts.LabelledProgress("generating summaries"))
     trained = trainer.train(resume_from_checkpoint=resume_from)
 
     # Score the best model on whole splits against the untruncated reference texts.
@@ -131,19 +132,15 @@ def load_model_config(cfg: ExperimentConfig) -> PretrainedConfig:
     """The starting model's ``config.json``, checked to be a sequence-to-sequence model.
 
     Example:
-        >>> from training.config import load_config
-        >>> load_model_config(load_config("configs/summarizer/tiny.yaml")).model_type  # doctest: +SKIP
+        >>> from training.tiny import tiny_config
+        >>> load_model_config(tiny_config("summarizer")).model_type
         'mt5'
     """
-    key = "model.config" if cfg.model.config else "model.name_or_path"
-    source = cfg.model.config or cfg.model.name_or_path
-    config = load_pretrained(AutoConfig, source, key)
-    if config.model_type not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
-        raise ConfigError(
-            f"{key}: {source!r} is a {config.model_type} model, not a sequence-to-sequence model "
-            "(summarization starts from one such as google/mt5-small)"
-        )
-    return config
+    return parts.starting_config(
+        cfg,
+        is_seq2seq,
+        "not a sequence-to-sequence model (summarization starts from one such as google/mt5-small)",
+    )
 
 
 def _load_model(cfg: ExperimentConfig, config: PretrainedConfig) -> torch.nn.Module:
@@ -169,10 +166,7 @@ def tokenize(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, train_
     """
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        texts = batch["text"]
-        if "title" in batch:
-            texts = [join_title(title, text) for title, text in zip(batch["title"], texts, strict=True)]
-        features = tokenizer(texts, max_length=train_cfg.max_length, truncation=True)
+        features = tokenizer(parts.article_texts(batch), max_length=train_cfg.max_length, truncation=True)
         targets = tokenizer(text_target=batch["summary"], max_length=train_cfg.max_target_length, truncation=True)
         features["labels"] = targets["input_ids"]
         return features
@@ -204,20 +198,8 @@ def generation_config(settings: GenerationSettings, model_config: PretrainedConf
         >>> generation_config(GenerationSettings(), MT5Config()).no_repeat_ngram_size
         3
     """
-    decoding = {
-        "num_beams": settings.num_beams,
-        "no_repeat_ngram_size": settings.no_repeat_ngram_size,
-        "max_new_tokens": settings.max_new_tokens,
-        "decoder_start_token_id": model_config.decoder_start_token_id,
-        "pad_token_id": model_config.pad_token_id,
-        "eos_token_id": model_config.eos_token_id,
-    }
-    if settings.min_new_tokens:
-        decoding["min_new_tokens"] = settings.min_new_tokens
-    # transformers refuses to save beam-only flags without beams.
-    if settings.num_beams > 1:
-        decoding |= {"length_penalty": settings.length_penalty, "early_stopping": settings.early_stopping}
-    return GenerationConfig(**decoding)
+    tokens = ("decoder_start_token_id", "pad_token_id", "eos_token_id")
+    return GenerationConfig(**settings.decoding(), **{name: getattr(model_config, name) for name in tokens})
 
 
 def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") -> Seq2SeqTrainingArguments:
@@ -229,27 +211,6 @@ def training_arguments(cfg: ExperimentConfig, precision: Precision = "float32") 
         'rougeL'
     """
     return Seq2SeqTrainingArguments(**trainer_arguments(cfg, precision, "rougeL"), predict_with_generate=True)
-
-
-def _callbacks(train_cfg: TrainConfig) -> list[TrainerCallback]:
-    if train_cfg.early_stopping_patience is None:
-        return [LogLastStep()]
-    return [LogLastStep(), EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)]
-
-
-class LabelledProgress(ProgressCallback):
-    """The trainer's progress bars (with ETA), labelled so training and summary generation are told apart."""
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        super().on_train_begin(args, state, control, **kwargs)
-        if self.training_bar is not None:
-            self.training_bar.set_description("training")
-
-    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
-        new_bar = self.prediction_bar is None
-        super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
-        if new_bar and self.prediction_bar is not None:
-            self.prediction_bar.set_description("generating summaries")
 
 
 def decode(token_ids: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> list[str]:
@@ -312,8 +273,7 @@ def evaluate_split(
 ) -> tuple[dict[str, float], list[str]]:
     """Summarise a whole split with the trained model: its metrics and the generated summaries.
 
-    Example:
-        >>> metrics, summaries = evaluate_split(trainer, tokenized["test"], raw["test"], "test")  # doctest: +SKIP
+    Runs inside :func:`train`, whose example covers it (it needs a trained ``Seq2SeqTrainer``).
     """
     output = trainer.predict(tokenized, metric_key_prefix=name)
     generated = whole_split(output.predictions, len(raw))
@@ -336,23 +296,23 @@ def write_outputs(
 ) -> None:
     """Write config, normalization, metrics, samples and the training log beside the model; drop checkpoints.
 
-    Example:
-        >>> write_outputs(Path("models/summarizer"), cfg, trainer, metrics, raw, predictions)  # doctest: +SKIP
+    Runs at the end of :func:`train`, whose example covers it.
     """
-    save_config(cfg, out / "config.yaml")
-    save_normalization(out, cfg.data.digits, cfg.data.normalization_version)
-    metrics["train"].setdefault("hardware", describe_hardware())
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    parts.write_run_files(out, cfg, metrics)
     split = "test" if "test" in predictions else "validation"
     rows = raw[split].select(range(min(NUM_SAMPLES, len(raw[split]))))
     summaries = predictions[split][: len(rows)]
     scores = rouge_per_example(summaries, rows["summary"])["rougeL"]
-    with (out / "samples.jsonl").open("w", encoding="utf-8") as f:
-        for row, summary, score in zip(rows, summaries, scores, strict=True):
-            sample = {"split": split, "article": row["text"], "reference": row["summary"], "generated": summary}
-            f.write(json.dumps({**sample, "rougeL": round(score, 2)}, ensure_ascii=False) + "\n")
-    with (out / "training_log.jsonl").open("w", encoding="utf-8") as f:
-        for entry in trainer.state.log_history:
-            f.write(json.dumps(entry) + "\n")
-    write_model_card(out)
-    remove_checkpoints(out)
+    samples = [
+        {
+            "split": split,
+            "article": row["text"],
+            "reference": row["summary"],
+            "generated": summary,
+            "rougeL": round(score, 2),
+        }
+        for row, summary, score in zip(rows, summaries, scores, strict=True)
+    ]
+    parts.write_jsonl(out / "samples.jsonl", samples)
+    parts.write_jsonl(out / "training_log.jsonl", parts.epoch_log(trainer.state.log_history, HEADLINE))
+    parts.finish_model_dir(out)

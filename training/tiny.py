@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -31,12 +33,14 @@ from transformers import (
 )
 
 from inference.normalize import normalize, save_normalization
+from training.config import ExperimentConfig, GenerationSettings, load_config
+from training.distributed import world_size
 
 SAMPLE_TRAIN = Path(__file__).resolve().parent.parent / "data" / "sample" / "train.jsonl"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 TINY_DIR = Path("models/tiny")
 SEED = 0
-# The pn-summary paper's decoding settings; a tiny model also needs no-repeat n-grams to avoid loops.
-SUMMARY_DECODING = {"num_beams": 4, "no_repeat_ngram_size": 3, "length_penalty": 1.0, "early_stopping": True}
+log = logging.getLogger(__name__)
 
 
 def sample_texts(path: Path = SAMPLE_TRAIN) -> list[str]:
@@ -188,13 +192,16 @@ def build_tiny_summarizer(out_dir: str | Path, texts: Sequence[str] | None = Non
         decoder_start_token_id=tokenizer.pad_token_id,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        max_new_tokens=64,
-        **SUMMARY_DECODING,
+        # The shipped decoding settings, with summaries kept short on a model this small.
+        **GenerationSettings(max_new_tokens=64).decoding(),
     )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     save_normalization(out)
     return out
+
+
+TINY_BUILDERS = {"classifier": build_tiny_classifier, "summarizer": build_tiny_summarizer}
 
 
 def _seed() -> None:
@@ -203,13 +210,69 @@ def _seed() -> None:
     torch.manual_seed(SEED)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``khabar-train tiny-models [--out DIR]``: build both tiny models from the bundled sample."""
-    parser = argparse.ArgumentParser(prog="khabar-train tiny-models", description=__doc__.split("\n\n")[0])
+def tiny_config(model: str, *overrides: str) -> ExperimentConfig:
+    """``configs/<model>/tiny.yaml`` starting from a fresh tiny ``classifier`` or ``summarizer`` in a temp folder,
+    writing there too; for examples and quick runs. ``overrides`` are ``key=value`` and win.
+
+    Example:
+        >>> tiny_config("classifier", "train.max_steps=2").train.max_steps
+        2
+    """
+    work = Path(tempfile.mkdtemp(prefix=f"khabar-tiny-{model}-"))
+    start = TINY_BUILDERS[model](work / "start")
+    config = CONFIGS / model / "tiny.yaml"
+    return load_config(config, [f"model.name_or_path={start}", f"output_dir={work / 'model'}", *overrides])
+
+
+def ensure_tiny_models(cfg: ExperimentConfig) -> None:
+    """Build a missing ``models/tiny/classifier`` or ``models/tiny/summarizer`` that ``cfg`` starts from.
+
+    So ``khabar-train configs/classifier/tiny.yaml`` works on a fresh clone without ``make tiny-models``
+    first; any other missing path is left for the loader to report.
+
+    Example:
+        >>> import os, tempfile
+        >>> from training.config import load_config
+        >>> cfg = load_config("configs/classifier/tiny.yaml")
+        >>> here = os.getcwd(); os.chdir(tempfile.mkdtemp())
+        >>> ensure_tiny_models(cfg)
+        >>> Path("models/tiny/classifier/config.json").is_file(), Path("models/tiny/summarizer").exists()
+        (True, False)
+        >>> os.chdir(here)
+    """
+    if world_size() > 1:  # several processes would build the same folder at once; make tiny-models first
+        return
+    for source in (cfg.model.name_or_path, cfg.model.config, cfg.model.tokenizer):
+        path = Path(source) if source else None
+        if path is None or path.exists() or path.parent != TINY_DIR or path.name not in TINY_BUILDERS:
+            continue
+        log.info(
+            "%s is missing: building the tiny %s from the bundled sample (as make tiny-models does)", path, path.name
+        )
+        TINY_BUILDERS[path.name](path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``khabar-train tiny-models`` flags, added to ``parser``.
+
+    Example:
+        >>> add_arguments(argparse.ArgumentParser()).parse_args([]).out
+        PosixPath('models/tiny')
+    """
     parser.add_argument("--out", type=Path, default=TINY_DIR, help="folder to write classifier/ and summarizer/ into")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build both tiny models from the bundled sample into ``args.out``; returns the exit code."""
     texts = sample_texts()
     classifier = build_tiny_classifier(args.out / "classifier", texts=texts)
     summarizer = build_tiny_summarizer(args.out / "summarizer", texts=texts)
     print(f"tiny models written to {classifier} and {summarizer}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``khabar-train tiny-models [--out DIR]``: build both tiny models from the bundled sample."""
+    parser = argparse.ArgumentParser(prog="khabar-train tiny-models", description=__doc__.split("\n\n")[0])
+    return run(add_arguments(parser).parse_args(argv))

@@ -1,0 +1,194 @@
+"""``khabar-train evaluate``: score a model beside the obvious baselines and write a report a reader trusts.
+
+Usage::
+
+    khabar-train evaluate --model models/classifier --data test.jsonl \\
+        --baseline-train train.jsonl -o reports/classifier
+    khabar-train evaluate --model models/summarizer --data test.jsonl --limit 200 -o reports/summarizer
+
+The kind of model (topic classifier or summarizer) is read from its ``config.json``. The report
+folder gets ``metrics.json``, ``report.md``, ``predictions.jsonl`` and PNG plots. Every score comes
+with a 95% bootstrap interval over the evaluated rows, so a reader can tell a real gap from noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from inference.normalize import join_title, load_normalization
+from training.config import ConfigError
+from training.data import Columns, DataError, load_split
+from training.distributed import is_main_process, world_size
+from training.evaluation.predict import generate_summaries, predict_topics
+from training.evaluation.report import write_report
+from training.evaluation.rows import load_rows
+from training.evaluation.scoring import evaluate_classification, evaluate_summarization
+from training.model_checks import check_model_source
+from training.model_kind import detect_kind
+
+DESCRIPTION = "Score a classifier or summarizer beside simple baselines; write metrics.json, report.md, plots."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``khabar-train evaluate`` argument parser.
+
+    Example:
+        >>> build_parser().parse_args(["--model", "m", "--data", "d.jsonl", "-o", "out"]).label_column
+        'category'
+    """
+    parser = argparse.ArgumentParser(prog="khabar-train evaluate", description=DESCRIPTION)
+    return add_arguments(parser)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``khabar-train evaluate`` flags, added to ``parser``.
+
+    Example:
+        >>> add_arguments(argparse.ArgumentParser()).parse_args(["--model", "m", "--data", "d", "-o", "o"]).bootstrap
+        1000
+    """
+    parser.add_argument(
+        "--model", required=True, type=Path, help="trained model directory (its config.json tells the kind)"
+    )
+    parser.add_argument("--data", required=True, help="labelled JSONL/CSV/TSV/Parquet file (or a datasets hub id)")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="report folder to write")
+    parser.add_argument("--text-column", default="article", help="column holding the article (default: article)")
+    parser.add_argument("--label-column", default="category", help="topic column, for classifiers (default: category)")
+    parser.add_argument("--summary-column", default="summary", help="reference summary column (default: summary)")
+    parser.add_argument("--title-column", help="headline column, prepended to the article as in training (classifiers)")
+    parser.add_argument("--split", default="test", help="split to read when --data is a hub id (default: test)")
+    parser.add_argument("--limit", type=_positive, help="evaluate only the first N usable rows")
+    parser.add_argument("--baseline-train", help="training file for the majority and TF-IDF baselines (classifiers)")
+    parser.add_argument("--batch-size", type=_positive, help="rows per model call (default: 16 classify, 8 summarize)")
+    parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: the best available)")
+    parser.add_argument("--num-beams", type=_positive, help="summarizers: beams (default: the model's saved setting)")
+    parser.add_argument(
+        "--max-new-tokens", type=_positive, help="summarizers: longest summary in tokens (default: the model's setting)"
+    )
+    parser.add_argument("--bootstrap", type=_positive, default=1000, help="bootstrap resamples (default: 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for resampling, examples and baselines (default: 0)")
+    return parser
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
+    return int(value)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Evaluate as the parsed command line asks, write the report folder and return the result.
+
+    Example:
+        >>> args = build_parser().parse_args(["--model", "m", "--data", "d.jsonl", "-o", "out"])
+        >>> run(args)
+        Traceback (most recent call last):
+        training.data.DataError: m: not a model directory (no config.json)
+    """
+    kind = detect_kind(args.model)
+    # Before any data is read: a model that asks to run its own code, or has broken weights, is refused.
+    check_model_source(str(args.model), "--model")
+    if args.output.exists() and not args.output.is_dir():
+        raise DataError(f"{args.output}: exists and is not a folder (-o needs a folder for the report)")
+    target = {"label": args.label_column} if kind == "classification" else {"summary": args.summary_column}
+    columns = Columns(text=args.text_column, title=args.title_column, **target)
+    # Read every file before the slow model runs, so a wrong column fails in a second, not an hour.
+    rows, skipped = load_rows(args.data, columns, args.split, args.limit, _normalization(args.model))
+    # The model sees the headline and the article laid out as in training; baselines see the same rows.
+    inputs = [join_title(title, text) for title, text in zip(rows["title"], rows["text"], strict=True)]
+    if kind == "classification":
+        train = _baseline_train(args.baseline_train, columns)
+        predictions = predict_topics(args.model, inputs, args.batch_size or 16, args.device)
+        result = evaluate_classification(inputs, rows["label"], predictions, train, args.bootstrap, args.seed)
+        result["warnings"] += _label_warnings(args.model, rows["label"])
+    else:
+        if args.baseline_train:
+            print("khabar-train evaluate: note: lead-k baselines need no --baseline-train; ignored", file=sys.stderr)
+        decoding = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if v}
+        summaries = generate_summaries(args.model, inputs, args.batch_size or 8, args.device, **decoding)
+        # Lead-k takes the article's own first sentences, never the headline.
+        result = evaluate_summarization(rows["text"], rows["summary"], summaries, args.bootstrap, args.seed)
+        result["decoding"] = decoding or "the model's saved settings"
+    result.update(
+        model=str(args.model),
+        data=str(args.data),
+        columns={role: name for role, name in vars(columns).items() if name},
+        required_columns=[columns.text, columns.target],
+        skipped_rows=skipped,
+        limit=args.limit,
+    )
+    write_report(result, args.output)
+    return result
+
+
+def _baseline_train(source: str | None, columns: Columns) -> tuple[list[str], list[str]] | None:
+    """The TF-IDF baseline's training texts (laid out like the model's inputs) and labels."""
+    if not source:
+        return None
+    data = load_split(source, columns, split="train")
+    titles = data["title"] if columns.title else [None] * len(data)
+    return [join_title(t, x) for t, x in zip(titles, data["text"], strict=True)], data["label"]
+
+
+def _normalization(model_dir: Path) -> dict:
+    try:
+        return load_normalization(model_dir)
+    except ValueError as error:  # an unknown record: the model would refuse it at load too
+        raise DataError(str(error)) from None
+
+
+def _label_warnings(model_dir: Path, references: Sequence[str]) -> list[str]:
+    """A model can never predict a label missing from its ``id2label``: usually the wrong column or data."""
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    known = {str(label) for label in (config.get("id2label") or {}).values()}
+    unknown = sorted(set(references) - known)
+    if not unknown:
+        return []
+    share = sum(label in unknown for label in references) / len(references)
+    return [f"{share:.0%} of the rows have labels the model does not know: {', '.join(unknown[:10])}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``khabar-train evaluate ...``; returns the exit code (2 with a one-line message for user mistakes).
+
+    Example:
+        >>> main(["--model", "no-such-dir", "--data", "d.jsonl", "-o", "out"])
+        2
+    """
+    return execute(build_parser().parse_args(argv))
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run a parsed ``khabar-train evaluate`` and print its one-line outcome; returns the exit code.
+
+    Example:
+        >>> execute(build_parser().parse_args(["--model", "no-such-dir", "--data", "d.jsonl", "-o", "out"]))
+        2
+    """
+    if world_size() > 1:
+        # The report needs every row in one place (bootstrap intervals, baselines, examples); the
+        # model pass is inference only, which `khabar predict` already spreads over processes.
+        if is_main_process():
+            print(
+                f"khabar-train evaluate: error: runs as one process, not under torchrun or accelerate launch "
+                f"(WORLD_SIZE={world_size()}); run it directly, with --device cuda:0 for a GPU",
+                file=sys.stderr,
+            )
+        return 2
+    from inference.loading import DeviceError, ModelNotFoundError
+
+    try:
+        result = run(args)
+    except (ConfigError, DataError, DeviceError, ModelNotFoundError) as error:
+        print(f"khabar-train evaluate: error: {error}", file=sys.stderr)
+        return 2
+    model = result["systems"]["model"]
+    headline = "accuracy" if result["kind"] == "classification" else "rouge1"
+    print(
+        f"{result['kind']}: {result['rows']} rows, {headline} {model[headline]:.3g}; report in {args.output}/report.md"
+    )
+    return 0

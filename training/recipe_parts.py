@@ -1,0 +1,194 @@
+"""Pieces both training recipes use in the same way: the starting model's checks, title joining,
+the trainer's callbacks and progress bars, and the files written beside every trained model.
+
+Composition, not a base class: each task's ``train()`` still reads top to bottom as its recipe and
+calls these where its steps are the same.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    EarlyStoppingCallback,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+    ProgressCallback,
+    TrainerCallback,
+)
+
+from inference.normalize import join_title, save_normalization
+from training.checkpoints import remove_checkpoints
+from training.config import ConfigError, ExperimentConfig, TrainConfig, save_config
+from training.distributed import LogLastStep
+from training.hf import load_pretrained
+from training.model_card import describe_hardware, write_model_card
+
+
+def load_tokenizer(cfg: ExperimentConfig) -> PreTrainedTokenizerBase:
+    """The tokenizer ``model.tokenizer`` names, else the starting model's; an error names the key actually set.
+
+    Example:
+        >>> from training.tiny import tiny_config
+        >>> cfg = tiny_config("classifier")
+        >>> load_tokenizer(cfg).model_max_length > 0
+        True
+    """
+    key = "model.tokenizer" if cfg.model.tokenizer else "model.name_or_path"
+    return load_pretrained(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, key)
+
+
+def starting_config(
+    cfg: ExperimentConfig, accepts: Callable[[PretrainedConfig], bool], refusal: str
+) -> PretrainedConfig:
+    """The starting model's ``config.json`` (from ``model.config`` or ``model.name_or_path``), if ``accepts`` it;
+    otherwise a ``ConfigError`` naming the key, the model type and ``refusal``.
+
+    Example:
+        >>> from training.tiny import tiny_config
+        >>> cfg = tiny_config("summarizer")
+        >>> starting_config(cfg, lambda config: config.model_type == "bert", "not an encoder")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        training.config.ConfigError: model.name_or_path: '...' is a mt5 model, not an encoder
+    """
+    key = "model.config" if cfg.model.config else "model.name_or_path"
+    source = cfg.model.config or cfg.model.name_or_path
+    config = load_pretrained(AutoConfig, source, key)
+    if not accepts(config):
+        raise ConfigError(f"{key}: {source!r} is a {config.model_type} model, {refusal}")
+    return config
+
+
+def article_texts(batch: dict[str, list]) -> list[str]:
+    """The articles of a tokenizing batch, each after its title when a title column is mapped (as at inference).
+
+    Example:
+        >>> article_texts({"text": ["متن"], "title": ["تیتر"]}) == [join_title("تیتر", "متن")]
+        True
+        >>> article_texts({"text": ["متن"]})
+        ['متن']
+    """
+    texts = batch["text"]
+    if "title" in batch:
+        texts = [join_title(title, text) for title, text in zip(batch["title"], texts, strict=True)]
+    return texts
+
+
+def trainer_callbacks(train_cfg: TrainConfig, *first: TrainerCallback) -> list[TrainerCallback]:
+    """``first``, then the final-step logger, then early stopping when ``train.early_stopping_patience`` is set.
+
+    Example:
+        >>> [type(c).__name__ for c in trainer_callbacks(TrainConfig(early_stopping_patience=2))]
+        ['LogLastStep', 'EarlyStoppingCallback']
+    """
+    callbacks = [*first, LogLastStep()]
+    if train_cfg.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience))
+    return callbacks
+
+
+class LabelledProgress(ProgressCallback):
+    """The trainer's progress bars (with ETA), labelled ``training`` and ``prediction_label``.
+
+    Example:
+        >>> LabelledProgress("generating summaries").prediction_label
+        'generating summaries'
+    """
+
+    def __init__(self, prediction_label: str = "scoring") -> None:
+        super().__init__()
+        self.prediction_label = prediction_label
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.training_bar is not None:
+            self.training_bar.set_description("training")
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        new_bar = self.prediction_bar is None
+        super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
+        if new_bar and self.prediction_bar is not None:
+            self.prediction_bar.set_description(self.prediction_label)
+
+
+def write_run_files(out: Path, cfg: ExperimentConfig, metrics: dict) -> None:
+    """Write ``config.yaml``, ``normalization.json`` and ``metrics.json`` (with the hardware) beside the model.
+
+    Example:
+        >>> import tempfile
+        >>> from training.config import load_config
+        >>> out = Path(tempfile.mkdtemp())
+        >>> write_run_files(out, load_config("configs/classifier/tiny.yaml"), {"train": {}})
+        >>> sorted(p.name for p in out.iterdir())
+        ['config.yaml', 'metrics.json', 'normalization.json']
+    """
+    save_config(cfg, out / "config.yaml")
+    save_normalization(out, cfg.data.digits, cfg.data.normalization_version)
+    metrics["train"].setdefault("hardware", describe_hardware())
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """One JSON object per line, UTF-8, Persian kept readable.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "log.jsonl"
+        >>> write_jsonl(path, [{"step": 1}, {"step": 2}])
+        >>> path.read_text().splitlines()
+        ['{"step": 1}', '{"step": 2}']
+    """
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def finish_model_dir(out: Path) -> None:
+    """Write the model card from the files now beside the model, then drop the checkpoints.
+
+    Runs last: the card reads ``metrics.json`` and ``config.yaml`` written before it (see ``tests/test_model_card.py``).
+    """
+    write_model_card(out)
+    remove_checkpoints(out)
+
+
+def epoch_log(log_history: list[dict], headline: tuple[str, ...]) -> list[dict]:
+    """``training_log.jsonl`` of both tasks: one row per evaluation with the mean training loss logged since
+    the previous one, the validation loss, the ``headline`` validation scores and any per-class scores.
+
+    The trainer's history survives a resume (it is saved in each checkpoint), so a resumed run's
+    log covers every epoch.
+
+    Example:
+        >>> history = [{"loss": 1.0, "step": 5}, {"loss": 0.5, "step": 10},
+        ...            {"eval_loss": 0.7, "eval_macro_f1": 0.4, "eval_sports/f1": 0.9, "epoch": 1.0, "step": 10}]
+        >>> row = epoch_log(history, ("macro_f1",))[0]
+        >>> row["train_loss"], row["validation_loss"], row["macro_f1"], row["per_class"]
+        (0.75, 0.7, 0.4, {'sports': {'f1': 0.9}})
+    """
+    rows, losses = [], []
+    for entry in log_history:
+        if "loss" in entry:
+            losses.append(entry["loss"])
+        if "eval_loss" not in entry:
+            continue
+        row = {"epoch": entry.get("epoch"), "step": entry.get("step")}
+        row["train_loss"] = float(np.mean(losses)) if losses else None
+        row["validation_loss"] = entry["eval_loss"]
+        per_class: dict[str, dict[str, float]] = {}
+        for key, value in entry.items():
+            name = key.removeprefix("eval_")
+            if "/" in name:
+                label, score = name.rsplit("/", 1)
+                per_class.setdefault(label, {})[score] = value
+            elif key.startswith("eval_") and name in headline:
+                row[name] = value
+        rows.append({**row, "per_class": per_class})
+        losses = []
+    return rows
