@@ -17,6 +17,7 @@ import sys
 import typing
 from importlib import import_module
 
+from inference.install_check import install_clashes
 from training import model_card, tiny
 from training.config import ConfigError, ExperimentConfig, load_config
 from training.data import DataError
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a bad flag already reported in one line
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    for clash in install_clashes():
+        print(f"khabar-train: warning: {clash}", file=sys.stderr)
     try:
         return args.handler(args)
     except (ConfigError, DataError) as error:
