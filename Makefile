@@ -7,6 +7,9 @@ VENV   ?= .venv
 #   make install TORCH='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126'
 TORCH  ?= torch==2.13.0
 EXTRAS ?= dev
+# Test processes: one per core (each runs torch on one thread), at most 4 so that each one's
+# tiny models and fitted fixtures, built per process, don't cost more than the split saves.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 BIN    := $(VENV)/bin
 # One stamp per set of extras, so `make install EXTRAS=dev,serve` on an existing .venv installs them.
 comma  := ,
@@ -33,7 +36,7 @@ install-fast: $(STAMP)  ## add the fast CPU engines (ONNX Runtime, CTranslate2)
 	$(BIN)/python -m pip install -q -e '.[$(EXTRAS),fast]'
 
 test: $(STAMP)  ## run the fast offline test suite
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 test-all: $(STAMP)  ## run every test, slow ones included
 	$(BIN)/python -m pytest -q -m 'slow or not slow'
