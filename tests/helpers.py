@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules: the repository root, a JSONL reader and a step recorder."""
+"""Helpers shared by the test modules: the repository root, a JSONL reader, a step recorder, tiny-run overrides."""
 
 from __future__ import annotations
 
@@ -24,3 +24,14 @@ class RecordSteps(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.steps.append(state.global_step)
+
+
+def tiny_summarizer_run(model_dir: Path, out: Path, *extra: str, splits=("train", "validation", "test")) -> list[str]:
+    """Overrides that point ``configs/summarizer/tiny.yaml`` at ``model_dir``, the bundled sample and ``out``.
+
+    Inputs are cut to 64 tokens and every step is logged; ``extra`` overrides come last and win.
+    """
+    sample = ROOT / "data" / "sample"
+    files = [f"data.{split}_file={sample / f'{split}.jsonl'}" for split in splits]
+    toy = ["train.max_length=64", "train.logging_steps=1"]
+    return [f"model.name_or_path={model_dir}", *files, f"output_dir={out}", *toy, *extra]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_training import TINY_CLASSIFIER_CONFIG, classifier_overrides
-from helpers import ROOT
+from helpers import ROOT, tiny_summarizer_run
 
 from training.cli import main
 
@@ -182,20 +182,8 @@ def test_two_process_run_killed_mid_way_resumes(fitted_classifier_dir, tmp_path)
 
 def summarizer_overrides(model_dir: Path, out: Path, *extra: str) -> list[str]:
     """The tiny summarizer config at toy size: short inputs, greedy 16-token summaries."""
-    return [
-        f"model.name_or_path={model_dir}",
-        f"data.train_file={SAMPLE / 'train.jsonl'}",
-        f"data.validation_file={SAMPLE / 'validation.jsonl'}",
-        f"data.test_file={SAMPLE / 'test.jsonl'}",
-        f"output_dir={out}",
-        "train.max_length=64",
-        "train.max_target_length=32",
-        "train.epochs=1",
-        "train.logging_steps=1",
-        "generation.num_beams=1",
-        "generation.max_new_tokens=16",
-        *extra,
-    ]
+    toy = ["train.max_target_length=32", "train.epochs=1", "generation.num_beams=1", "generation.max_new_tokens=16"]
+    return tiny_summarizer_run(model_dir, out, *toy, *extra)
 
 
 @pytest.fixture(scope="module")

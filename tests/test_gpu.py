@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from fixtures_training import TINY_CLASSIFIER_CONFIG, classifier_overrides
-from helpers import ROOT
+from helpers import ROOT, tiny_summarizer_run
 
 from training.cli import main as train_main
 
@@ -35,21 +35,9 @@ bf16_gpu = pytest.mark.skipif(
 
 def summarizer_overrides(model_dir: Path, out: Path, *extra: str) -> list[str]:
     """The tiny summarizer recipe at toy size: a few steps, short generations."""
-    return [
-        f"model.name_or_path={model_dir}",
-        f"data.train_file={SAMPLE / 'train.jsonl'}",
-        f"data.validation_file={SAMPLE / 'validation.jsonl'}",
-        f"output_dir={out}",
-        "data.max_train_samples=32",
-        "data.max_eval_samples=4",
-        "train.epochs=1",
-        "train.max_length=64",
-        "train.max_target_length=16",
-        "train.generation_eval_samples=2",
-        "train.logging_steps=1",
-        "generation.max_new_tokens=8",
-        *extra,
-    ]
+    toy = ["data.max_train_samples=32", "data.max_eval_samples=4", "train.epochs=1", "train.max_target_length=16"]
+    short = ["train.generation_eval_samples=2", "generation.max_new_tokens=8"]
+    return tiny_summarizer_run(model_dir, out, *toy, *short, *extra, splits=("train", "validation"))
 
 
 def losses(model_dir: Path) -> list[float]:

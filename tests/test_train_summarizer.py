@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, RecordSteps, read_jsonl
+from helpers import ROOT, RecordSteps, read_jsonl, tiny_summarizer_run
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig, TrainerCallback
 
 from training.cli import main
@@ -23,24 +23,9 @@ CUSTOM_DECODING = {"num_beams": 2, "no_repeat_ngram_size": 2, "length_penalty": 
 
 def quick_overrides(model_dir: Path, out: Path, *extra: str) -> list[str]:
     """Point the tiny config at ``model_dir``, the bundled sample and ``out``, at toy size: 2 steps an epoch."""
-    sample = ROOT / "data" / "sample"
-    return [
-        f"model.name_or_path={model_dir}",
-        f"data.train_file={sample / 'train.jsonl'}",
-        f"data.validation_file={sample / 'validation.jsonl'}",
-        f"data.test_file={sample / 'test.jsonl'}",
-        f"output_dir={out}",
-        "data.max_train_samples=8",
-        "data.max_eval_samples=4",
-        "train.batch_size=4",
-        "train.epochs=1",
-        "train.max_length=64",
-        "train.max_target_length=16",
-        "train.generation_eval_samples=2",
-        "train.logging_steps=1",
-        "generation.max_new_tokens=8",
-        *extra,
-    ]
+    toy = ["data.max_train_samples=8", "data.max_eval_samples=4", "train.batch_size=4", "train.epochs=1"]
+    short = ["train.max_target_length=16", "train.generation_eval_samples=2", "generation.max_new_tokens=8"]
+    return tiny_summarizer_run(model_dir, out, *toy, *short, *extra)
 
 
 @pytest.fixture(scope="module")
