@@ -17,6 +17,7 @@ from transformers import BertConfig, BertForSequenceClassification, GenerationCo
 from transformers import MT5ForConditionalGeneration as MT5
 
 from inference.normalize import save_normalization
+from training.config import GenerationSettings
 from training.tiny import train_unigram_tokenizer, train_wordpiece_tokenizer
 
 # HooshvareLab/bert-fa-base-uncased
@@ -42,14 +43,7 @@ MT5_SMALL = {
 TOPICS = ["culture-art", "economy", "health", "international", "politics", "science-tech", "society", "sports"]
 DONE = "bench-model.json"
 # The shipped decoding (beam 4, no-repeat 3) with the length fixed: min = max = 48 new tokens.
-SUMMARY_DECODING = {
-    "num_beams": 4,
-    "no_repeat_ngram_size": 3,
-    "length_penalty": 1.0,
-    "early_stopping": True,
-    "min_new_tokens": 48,
-    "max_new_tokens": 48,
-}
+SUMMARY_DECODING = GenerationSettings(min_new_tokens=48, max_new_tokens=48).decoding()
 
 
 def build_classifier(out: Path, texts: list[str]) -> Path:
