@@ -87,8 +87,9 @@ def test_onnx_classifier_agrees_with_torch(classifier_dir, articles, quantize):
     # A broken export agrees about as often as chance (1 in 7). The 99% target on a trained model
     # over the shared test split is measured by `python -m bench.agreement`.
     assert agree / len(articles) >= 0.95
-    # Topic probabilities; int8 measured up to 0.025 on the fitted tiny model, a broken graph is off by ~0.5.
-    assert worst < (1e-5 if quantize is None else 0.1)
+    # Topic probabilities: a broken graph is off by ~0.5. int8 measured 0.025 on one fitted tiny model,
+    # but the tiny tokenizers differ from build to build and other fits gave 0.10 and 0.23 on a near-tie.
+    assert worst < (1e-5 if quantize is None else 0.3)
 
 
 def _reference_summaries(model_dir, inputs, generation):
