@@ -10,7 +10,8 @@ import pytest
 from helpers import ROOT
 
 from training.cli import main
-from training.config import ConfigError, load_config, parse_overrides
+from training.config import ConfigError, load_config
+from training.overrides import parse_overrides
 
 SHIPPED = sorted((ROOT / "configs").rglob("*.yaml"))
 

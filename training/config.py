@@ -263,51 +263,6 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
-def parse_overrides(overrides: list[str]) -> dict:
-    """Turn ``["train.learning_rate=3e-5", "data.train_file=x.jsonl"]`` into a nested dict.
-
-    Values are read as YAML (``true``, ``null``, numbers); the schema then checks their type.
-
-    Example:
-        >>> parse_overrides(["train.epochs=2", "output_dir=out"])
-        {'train': {'epochs': 2}, 'output_dir': 'out'}
-    """
-    nested: dict = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not key=value")
-        node = nested
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with another override")
-        node[leaf] = _override_value(item, raw)
-    return nested
-
-
-def _override_value(item: str, raw: str) -> Any:
-    """A plain YAML value; a tag (``!!python/...``) is refused, never constructed."""
-    if not raw.strip():
-        return None
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError as error:
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"override {item!r}: not a plain value ({problem})") from None
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a YAML config, apply ``key=value`` overrides, and validate it against the schema.
 
@@ -316,6 +271,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         >>> cfg.train.learning_rate
         3e-05
     """
+    from training.overrides import merge, parse_overrides  # here: overrides imports ConfigError from this module
+
     path = Path(path)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -328,7 +285,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     try:
-        values = _merge(values, parse_overrides(overrides or []))
+        values = merge(values, parse_overrides(overrides or []))
         return _build(ExperimentConfig, values)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None

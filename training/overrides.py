@@ -1,0 +1,67 @@
+"""``key=value`` command-line overrides: parsed as plain YAML values and laid over a config file.
+
+A YAML tag (``!!python/...``) in an override is refused, never constructed.
+
+Example:
+    >>> merge({"output_dir": "a"}, parse_overrides(["output_dir=b"]))
+    {'output_dir': 'b'}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from training.config import ConfigError
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """Turn ``["train.learning_rate=3e-5", "data.train_file=x.jsonl"]`` into a nested dict.
+
+    Values are read as YAML (``true``, ``null``, numbers); the schema then checks their type.
+
+    Example:
+        >>> parse_overrides(["train.epochs=2", "output_dir=out"])
+        {'train': {'epochs': 2}, 'output_dir': 'out'}
+    """
+    nested: dict = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not key=value")
+        node = nested
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override")
+        node[leaf] = _override_value(item, raw)
+    return nested
+
+
+def _override_value(item: str, raw: str) -> Any:
+    """A plain YAML value; a tag (``!!python/...``) is refused, never constructed."""
+    if not raw.strip():
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"override {item!r}: not a plain value ({problem})") from None
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """``extra`` laid over ``base``, section by section (nested dicts merge, other values replace).
+
+    Example:
+        >>> merge({"train": {"epochs": 3, "seed": 1}}, {"train": {"epochs": 1}})
+        {'train': {'epochs': 1, 'seed': 1}}
+    """
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
