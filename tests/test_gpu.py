@@ -160,7 +160,7 @@ def test_cuda_n_puts_the_models_on_that_gpu(tiny_classifier_dir, tiny_summarizer
 
 
 # The fitted tiny classifier in bfloat16 against float32, measured on the CPU (the whole model cast,
-# as on a GPU) over five fitted models (the tiny tokenizers differ from session to session): logits
+# as on a GPU) over five fitted models (the tiny tokenizers differ from build to build): logits
 # within +-3.7, top scores moved by 0.0012-0.0135, no label changed, batched or one at a time.
 BF16_SCORE_ERROR = 0.0135
 # Room for a GPU's other kernels and summation order.
