@@ -99,12 +99,14 @@ def _tasks(text: str) -> list[str]:
     return tasks
 
 
-def _add_model_flags(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) -> None:
-    for kind in kinds:
-        env = f"KHABAR_{kind.upper()}"
-        parser.add_argument(
-            f"--{kind}", metavar="DIR_OR_ID", help=f"{kind} model (default: ${env}, else models/{kind})"
-        )
+def add_device_flags(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--dtype`` and ``--quantize``, as every command that loads a model reads them.
+
+    Example:
+        >>> add_device_flags(parser := argparse.ArgumentParser())
+        >>> vars(parser.parse_args(["--dtype", "float32"]))
+        {'device': 'auto', 'dtype': 'float32', 'quantize': None}
+    """
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
     parser.add_argument(
         "--dtype",
@@ -113,6 +115,15 @@ def _add_model_flags(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) ->
         help="torch precision: auto (default: bfloat16 on CPUs with AMX and on GPUs, else float32)",
     )
     parser.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
+
+
+def _add_model_flags(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) -> None:
+    for kind in kinds:
+        env = f"KHABAR_{kind.upper()}"
+        parser.add_argument(
+            f"--{kind}", metavar="DIR_OR_ID", help=f"{kind} model (default: ${env}, else models/{kind})"
+        )
+    add_device_flags(parser)
     choices = list(dict.fromkeys(name for kind in kinds for name in BACKENDS[kind]))
     parser.add_argument(
         "--backend",

@@ -55,8 +55,10 @@ def load_model(kind: str, args: argparse.Namespace):
             args.precisions = {**getattr(args, "precisions", {}), kind: model.precision}  # for the summary line
             return model
     except (OSError, ValueError, ImportError) as exc:  # ImportError: a fast engine is not installed
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"--{kind} {flag}: {first_line}" if flag else first_line) from None
+        from inference.model_checks import first_line  # here: importing it pulls in torch
+
+        reason = first_line(exc)
+        raise UsageError(f"--{kind} {flag}: {reason}" if flag else reason) from None
 
 
 @contextmanager

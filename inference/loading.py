@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 
 # Re-exported for training/, which imports these from here.
 from inference.devices import T5_FAMILY, DeviceError  # noqa: F401
-from inference.model_checks import check_loaded, check_model_files, weights_error
+from inference.model_checks import check_loaded, check_model_files, first_line, weights_error
 from inference.normalize import DigitPolicy, load_normalization
 
 ModelKind = Literal["classifier", "summarizer"]
@@ -127,7 +127,7 @@ def load_config_and_tokenizer(path_or_id: str, kind: ModelKind):
         tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         where = "" if is_local(path_or_id) else " (not a local directory; is the hub id right and reachable?)"
-        raise ModelNotFoundError(f"cannot load {path_or_id}{where}: {_first_line(exc)}") from None
+        raise ModelNotFoundError(f"cannot load {path_or_id}{where}: {first_line(exc)}") from None
     seq2seq = is_seq2seq(config)
     if kind == "classifier" and seq2seq:
         raise ModelNotFoundError(f"{path_or_id} is a {config.model_type} summarizer, not a topic classifier")
@@ -145,11 +145,6 @@ def is_seq2seq(config) -> bool:
         (True, False)
     """
     return bool(getattr(config, "is_encoder_decoder", False))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_weights(auto_class: type, path_or_id: str, device: torch.device, dtype: torch.dtype, quantize: str | None):

@@ -112,10 +112,16 @@ def weights_error(path: str, exc: BaseException) -> BrokenModelError:
             "khabar loads plain weights only (re-save the model with save_pretrained to get model.safetensors)"
         )
     if type(exc).__name__ == "SafetensorError" or "safetensors" in type(exc).__module__.lower():
-        return BrokenModelError(f"cannot load {path}: its .safetensors weights are damaged ({_first_line(exc)})")
-    return BrokenModelError(f"cannot load {path}: {_first_line(exc)}")
+        return BrokenModelError(f"cannot load {path}: its .safetensors weights are damaged ({first_line(exc)})")
+    return BrokenModelError(f"cannot load {path}: {first_line(exc)}")
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty): one-line errors quote it.
+
+    Example:
+        >>> first_line(OSError("no such file\\nmore detail")), first_line(KeyError())
+        ('no such file', 'KeyError')
+    """
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
+from inference.model_checks import first_line
 from training.config import ConfigError
 
 # The files in which transformers looks for ``auto_map`` (classes defined by the checkpoint's own code).
@@ -63,7 +64,7 @@ def _check_config_file(path: Path, key: str) -> None:
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{key}: {path}: not a readable JSON config ({_first_line(error)})") from None
+        raise ConfigError(f"{key}: {path}: not a readable JSON config ({first_line(error)})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{key}: {path}: expected a JSON object")
     if values.get("auto_map"):
@@ -103,7 +104,7 @@ def _check_safetensors(path: Path, key: str) -> None:
         with safe_open(str(path), framework="pt") as weights:
             weights.keys()
     except (OSError, SafetensorError) as error:
-        raise ConfigError(f"{key}: {path}: corrupted safetensors file ({_first_line(error)})") from None
+        raise ConfigError(f"{key}: {path}: corrupted safetensors file ({first_line(error)})") from None
 
 
 def _check_pickle(path: Path, key: str) -> None:
@@ -114,7 +115,7 @@ def _check_pickle(path: Path, key: str) -> None:
     except pickle.UnpicklingError as error:
         raise ConfigError(f"{key}: {path}: {_refused(error)}") from None
     except (OSError, RuntimeError, EOFError, ValueError) as error:
-        raise ConfigError(f"{key}: {path}: corrupted weights file ({_first_line(error)})") from None
+        raise ConfigError(f"{key}: {path}: corrupted weights file ({first_line(error)})") from None
 
 
 def load_weights(auto_class: type, source: str, key: str, **kwargs):
@@ -142,7 +143,7 @@ def load_weights(auto_class: type, source: str, key: str, **kwargs):
     except pickle.UnpicklingError as error:
         raise ConfigError(f"{key}: {source}: {_refused(error)}") from None
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:
-        raise ConfigError(f"{key}: cannot load the weights of {source!r}: {_first_line(error)}") from None
+        raise ConfigError(f"{key}: cannot load the weights of {source!r}: {first_line(error)}") from None
 
 
 def _refused(error: BaseException) -> str:
@@ -154,7 +155,3 @@ def _refused(error: BaseException) -> str:
             break
     return f"refused its pickled weights: {reason}; khabar loads only plain tensors (save the model as safetensors)"
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

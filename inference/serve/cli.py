@@ -49,7 +49,7 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
         >>> parser.parse_args(["--summarizer", "m", "--max-batch", "8"]).max_batch
         8
     """
-    from inference.cli import _positive
+    from inference.cli import _positive, add_device_flags
     from inference.commands import BACKENDS
 
     serve = commands.add_parser(
@@ -64,12 +64,7 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
         serve.add_argument(f"--{kind}", metavar="DIR_OR_ID", help=f"the {kind} to serve (default: ${env})")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    serve.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
-    serve.add_argument(
-        "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-        help="torch precision: auto (default: bfloat16 on CPUs with AMX and on GPUs, else float32)",
-    )
-    serve.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
+    add_device_flags(serve)  # the same --device, --dtype and --quantize as predict: one model loader reads them
     serve.add_argument(
         "--backend", default="torch", choices=[b for b in BACKENDS["classifier"] if b in BACKENDS["summarizer"]],
         help="torch (default) or fast (ONNX Runtime topics, CTranslate2 summaries; pip install khabar[fast])",
