@@ -13,7 +13,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inference.classifier import CPU_TOKENS_PER_BATCH, Classifier
+from inference.classifier import BF16_CPU_TOKENS_PER_BATCH, CPU_TOKENS_PER_BATCH, Classifier
 from inference.devices import DeviceError, resolve_dtype
 from inference.inputs import length_sorted_batches
 from inference.loading import ModelNotFoundError
@@ -64,6 +64,21 @@ def test_cpu_batches_stay_within_the_token_budget_and_answers_do_not_depend_on_b
     one_by_one = [classifier.predict_proba(text) for text in texts]
     for got, expected in zip(batched, one_by_one, strict=True):
         assert got == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_bfloat16_classifier_on_a_cpu_fills_batches_up_to_its_larger_token_budget(
+    fitted_classifier_dir, sample_articles
+):
+    classifier = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="bfloat16")
+    shapes = []
+    forward = classifier.forward
+    classifier.forward = lambda ids, mask: shapes.append(tuple(ids.shape)) or forward(ids, mask)
+
+    classifier.predict(sample_articles[:12], batch_size=16)
+
+    padded = [rows * length for rows, length in shapes]
+    assert all(rows == 1 or tokens <= BF16_CPU_TOKENS_PER_BATCH for (rows, _), tokens in zip(shapes, padded))
+    assert max(padded) > CPU_TOKENS_PER_BATCH  # bigger than float32's batches
 
 
 @given(st.lists(st.integers(1, 600), max_size=40), st.integers(1, 20), st.sampled_from([None, 512, 1024]))
