@@ -1,11 +1,13 @@
-"""The three ways to run each model that the benchmark compares.
+"""The ways to run each model that the benchmark compares.
 
 * ``naive``: what a typical user script does: ``transformers.pipeline("text-classification")``
   one article at a time; ``model.generate`` one article at a time for summaries (transformers 5
   has no summarization pipeline any more).
-* ``default``: khabar's default CPU path, no flags: ``Classifier``/``Summarizer`` on the torch
-  backend with ``dtype="auto"`` (bf16 on AMX, fp32 elsewhere), length-sorted batches.
-* ``fp32``: the same in float32 whatever the processor (the default before ``dtype="auto"``).
+* ``default``: khabar with no flags: ``Classifier``/``Summarizer`` with ``backend="auto"`` (the
+  fastest engine installed for this processor) and ``dtype="auto"``, length-sorted batches.
+* ``torch``: what the default is without the fast extra: the torch backend with ``dtype="auto"``
+  (bf16 on AMX, fp32 elsewhere).
+* ``fp32``: the torch backend in float32 whatever the processor (the default before ``dtype="auto"``).
 * ``fast``: khabar's fastest CPU path: the same classes on ONNX Runtime int8 (classifier) and
   CTranslate2 int8 (summarizer).
 * ``fast-vocab`` (summarizer): ``fast`` on a model directory holding an output vocabulary of the
@@ -39,8 +41,10 @@ class Route:
     Example:
         >>> Route("summarizer", "fast", "ctranslate2", "int8", 16).label
         'fast (ctranslate2 int8, batch 16)'
-        >>> Route("classifier", "default", "torch", None, 16).label
-        'default (torch auto, batch 16)'
+        >>> Route("classifier", "torch", "torch", None, 16).label
+        'torch (torch auto, batch 16)'
+        >>> Route("classifier", "default", "auto", None, 16).label
+        'default (auto, batch 16)'
         >>> Route("summarizer", "fast-vocab", "ctranslate2", "int8", 16, vocab=26535).label
         'fast-vocab (ctranslate2 int8, 26.5k output vocab, batch 16)'
     """

@@ -1,8 +1,8 @@
 """Benchmark khabar's inference against a typical user script: ``python -m bench.run`` (``make bench``).
 
 Builds ParsBERT-base and mT5-small sized models with random weights, then times the routes
-(naive ``transformers``, khabar's default CPU path with ``dtype="auto"``, the same in fp32,
-khabar's fastest CPU path) on fixed 512-token
+(naive ``transformers``; khabar with no flags; its torch path with ``dtype="auto"`` and in fp32;
+khabar's fast CPU engines) on fixed 512-token
 articles and on the real mix of article lengths, summaries in greedy and beam-4 decoding, routes
 interleaved over repetitions. Writes ``bench/results.json`` and prints a markdown table.
 
@@ -36,12 +36,12 @@ WORKLOADS = ("512", "real")
 # naive route handles one document at a time, so its speed does not depend on how many it gets;
 # batched routes need enough documents to fill their batches.
 DOCS = {
-    "classifier": {"naive": 8, "default": 16, "fp32": 16, "fast": 32},
-    "summarizer": {"naive": 3, "default": 8, "fp32": 8, "fast": 16, "fast-vocab": 16},
+    "classifier": {"naive": 8, "default": 16, "torch": 16, "fp32": 16, "fast": 32},
+    "summarizer": {"naive": 3, "default": 8, "torch": 8, "fp32": 8, "fast": 16, "fast-vocab": 16},
 }
 QUICK_DOCS = {
-    "classifier": {"naive": 2, "default": 4, "fp32": 4, "fast": 4},
-    "summarizer": {"naive": 1, "default": 2, "fp32": 2, "fast": 2, "fast-vocab": 2},
+    "classifier": {"naive": 2, "default": 4, "torch": 4, "fp32": 4, "fast": 4},
+    "summarizer": {"naive": 1, "default": 2, "torch": 2, "fp32": 2, "fast": 2, "fast-vocab": 2},
 }
 FAST_BATCH = 16
 
@@ -62,25 +62,27 @@ def default_batch(task: str) -> int:
 
 
 def routes(task: str, device: str, batch: dict[str, int], vocab: int | None = None) -> list[Route]:
-    """The routes of ``task`` on ``device``: naive, default (``dtype="auto"``), fp32, fast (and fast-vocab).
+    """The routes of ``task`` on ``device``: naive, default (no flags), torch, fp32, fast (and fast-vocab).
 
     On a GPU the fast route is the torch backend in bf16 with a large batch: the engines here are
     CPU engines. ``fast-vocab`` runs when ``vocab`` is given.
 
     Example:
         >>> [r.name for r in routes("summarizer", "cpu", {"default": 8, "fast": 16}, vocab=26535)]
-        ['naive', 'default', 'fp32', 'fast', 'fast-vocab']
+        ['naive', 'default', 'torch', 'fp32', 'fast', 'fast-vocab']
     """
     naive = Route(task, "naive", "torch", None, 1, device)
-    default = Route(task, "default", "torch", None, batch["default"], device)
+    default = Route(task, "default", "auto", None, batch["default"], device)
     if device != "cpu":
         return [naive, default, Route(task, "fast", "torch", None, batch["fast"], device, "bfloat16")]
+    # What a user without the fast extra gets: torch with dtype="auto".
+    torch_route = Route(task, "torch", "torch", None, batch["default"], device)
     fp32 = Route(task, "fp32", "torch", None, batch["default"], device, "float32")
     engine = "onnx" if task == "classifier" else "ctranslate2"
     fast = [Route(task, "fast", engine, "int8", batch["fast"], device)]
     if task == "summarizer" and vocab:
         fast.append(Route(task, "fast-vocab", engine, "int8", batch["fast"], device, vocab=vocab))
-    return [naive, default, fp32, *fast]
+    return [naive, default, torch_route, fp32, *fast]
 
 
 def build_workloads(task: str, model_dir: Path, docs: int) -> tuple[dict[str, list[str]], dict[str, list[int]]]:

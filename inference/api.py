@@ -96,7 +96,7 @@ def load_model(
     """
     source = resolve_model(kind, model)
     key = str(Path(source).expanduser().resolve()) if is_local(source) else source
-    target = "cpu" if load_options.get("backend", "torch") != "torch" and device == "auto" else device
+    target = "cpu" if load_options.get("backend", "auto") not in ("torch", "auto") and device == "auto" else device
     # lru_cache does not stop two threads missing at once and both loading: the first call from
     # several threads (a web server's workers) would load the model once per thread.
     with _LOADING:

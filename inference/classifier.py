@@ -4,7 +4,8 @@ Texts are normalized the way the model was trained, tokenized, and articles long
 model reads at once are split into overlapping windows whose logits are averaged. Windows are
 batched by length and the input order restored. The forward pass is a small function chosen at
 load time: ``transformers`` on CPU/GPU (``backend="torch"``) or a fast CPU engine from
-:mod:`inference.fast`; everything else here is shared by all backends.
+:mod:`inference.fast`; ``backend="auto"`` (the default) picks the fastest installed for this
+processor. Everything else here is shared by all backends.
 
 Example:
     >>> import tempfile
@@ -100,7 +101,7 @@ class Classifier:
         dtype: str | torch.dtype | None = "auto",
         quantize: Literal["int8"] | None = None,
         long_text: LongText = "windows",
-        backend: str = "torch",
+        backend: str = "auto",
     ) -> Classifier:
         """Load a classifier from a ``save_pretrained`` directory or a hub id.
 
@@ -108,9 +109,11 @@ class Classifier:
         ``dtype``: ``"auto"`` is bfloat16 on a CPU with AMX, float32 on other CPUs, bfloat16 (or
         float16) on GPU (see :mod:`inference.precision`). ``quantize="int8"``:
         dynamic int8 linear layers, CPU only. ``long_text``: ``"windows"`` averages overlapping
-        windows of a long article, ``"truncate"`` reads only its start. ``backend``: ``"torch"``
-        or a fast CPU engine (``"onnx"``, or ``"fast"`` for the same), which needs a local directory;
-        ``"auto"`` picks the fastest installed here (:func:`inference.precision.auto_backend`).
+        windows of a long article, ``"truncate"`` reads only its start. ``backend``:
+        ``"auto"`` (default) picks the fastest installed here and logs why
+        (:func:`inference.precision.auto_backend`: torch bfloat16 on AMX, else ONNX Runtime int8 when
+        installed); ``"torch"``; or a fast CPU engine (``"onnx"``, or ``"fast"`` for the same), which
+        needs a local directory.
 
         Example:
             >>> import tempfile

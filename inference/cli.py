@@ -127,11 +127,11 @@ def _add_model_flags(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) ->
     choices = list(dict.fromkeys(name for kind in kinds for name in BACKENDS[kind]))
     parser.add_argument(
         "--backend",
-        default="torch",
+        default="auto",
         choices=choices,
-        help="inference engine: torch (default, CPU or GPU); fast = the fastest CPU engine of each model "
-        "(onnx for topics, ctranslate2 for summaries; pip install khabar[fast]), fastest with --quantize int8; "
-        "auto = the fastest installed for this processor",
+        help="inference engine: auto (default) = the fastest installed for this processor and device, said in "
+        "the log; torch = transformers (CPU or GPU); fast = each model's fast CPU engine (onnx for topics, "
+        "ctranslate2 for summaries; pip install khabar[fast]), fastest with --quantize int8",
     )
     if "summarizer" in kinds:
         parser.add_argument("--num-beams", type=_positive, help="beam width (default: the model's)")

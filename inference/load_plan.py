@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -31,13 +32,15 @@ from inference.loading import (
 )
 from inference.precision import auto_backend, model_dtype, precision_label
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class LoadPlan:
     """How to load one model: its ``config`` and ``tokenizer``, and the engine, device and precision.
 
     ``dtype`` is the torch weights' precision (``None`` for a fast engine, which takes ``quantize``);
-    ``auto`` says ``dtype="auto"`` chose it, for the ``precision`` label.
+    ``auto`` says ``dtype="auto"`` (or, for a fast engine, ``backend="auto"``) chose it, for the ``precision`` label.
 
     Example:
         >>> plan = LoadPlan("org/m", None, None, "onnx", torch.device("cpu"), None, "int8", False)
@@ -101,15 +104,18 @@ def plan_load(
     """
     source = str(path_or_id)
     config, tokenizer = load_config_and_tokenizer(source, kind)
-    if backend == "auto":
-        backend = auto_backend(kind, resolve_device(device), is_local(source), dtype)
+    chose_engine = backend == "auto"
+    if chose_engine:
+        choice = auto_backend(kind, resolve_device(device), is_local(source), dtype, config.model_type)
+        logger.info("%s runs on %s (backend=auto): %s; --backend overrides", kind, choice.backend, choice.reason)
+        backend = choice.backend
         quantize = quantize if backend == "torch" else "int8"
     if backend == "torch":
         target = resolve_device(device)
         chosen, auto = model_dtype(kind, dtype, target, config.model_type, quantize)
     else:
         target = engine_device(device, None if dtype == "auto" else dtype, backend, source)
-        chosen, auto = None, False
+        chosen, auto = None, chose_engine
     return LoadPlan(source, config, tokenizer, backend, target, chosen, quantize, auto)
 
 

@@ -259,24 +259,55 @@ def model_dtype(
     return resolve_dtype(None if dtype == "auto" else dtype, device, model_type, quantize), auto
 
 
-# kind -> (its fast engine, the module that engine needs)
-_FAST_ENGINES = {"classifier": ("onnx", "onnxruntime"), "summarizer": ("ctranslate2", "ctranslate2")}
+# kind -> (its fast engine, the module that engine needs, the model types its conversion is tested on)
+_FAST_ENGINES = {
+    "classifier": ("onnx", "onnxruntime", ("bert",)),
+    "summarizer": ("ctranslate2", "ctranslate2", ("mt5", "t5")),
+}
 
 
-def auto_backend(kind: str, device: torch.device, local: bool, dtype: str | torch.dtype | None) -> str:
-    """The engine ``backend="auto"`` runs a ``kind`` model on: the fastest one installed here.
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine ``backend="auto"`` picked, and why (said in one log line at load time)."""
 
-    Measured on a 2-core Xeon with AMX (bench/README.md): ONNX Runtime int8 classifies as fast as
-    torch bf16 on 512-token articles and ~2x faster on real lengths, and CTranslate2 int8
-    summarizes several times faster than torch bf16; without AMX the gaps are wider. So a fast
-    engine wins wherever it can run: on the CPU, from a local directory, without an explicit
-    ``dtype`` (a dtype is torch's); anywhere else, torch.
+    backend: str
+    reason: str
+
+
+def auto_backend(
+    kind: str,
+    device: torch.device,
+    local: bool,
+    dtype: str | torch.dtype | None,
+    model_type: str = "",
+    isa: str | None = None,
+) -> EngineChoice:
+    """The engine ``backend="auto"`` (the default) runs a ``kind`` model on: the fastest installed here.
+
+    Measured on a 2-core Xeon with AMX (bench/README.md, "Precision by processor"): topics, docs/s
+    at 512 tokens / real lengths: torch bf16 10.6 / 11.3, ONNX Runtime int8 6.4 / 9.8, torch fp32
+    ~2 / ~4.5; so with AMX torch (bf16) classifies, and without it ONNX Runtime int8 does (4x fp32
+    there). Summaries: CTranslate2 int8 2.45 docs/s against torch bf16 1.12 (beam 4, 512 tokens),
+    more without AMX, so CTranslate2 wherever it is installed. A fast engine needs the CPU, a local
+    directory, a model type its conversion is tested on, and no explicit ``dtype`` (a dtype is
+    torch's); otherwise torch. ``isa`` stands for this processor's oneDNN level (tests, bench).
 
     Example:
-        >>> auto_backend("summarizer", torch.device("cuda"), local=True, dtype=None)
+        >>> auto_backend("summarizer", torch.device("cuda"), local=True, dtype=None).backend
         'torch'
+        >>> auto_backend("classifier", torch.device("cpu"), True, None, "bert", isa="AVX512_CORE_AMX").reason
+        'bfloat16 on AMX classifies faster than ONNX Runtime int8'
     """
-    if device.type != "cpu" or not local or dtype not in (None, "auto"):
-        return "torch"
-    engine, module = _FAST_ENGINES[kind]
-    return engine if importlib.util.find_spec(module) is not None else "torch"
+    engine, module, model_types = _FAST_ENGINES[kind]
+    if device.type != "cpu":
+        return EngineChoice("torch", f"{device.type} runs torch")
+    if not local or dtype not in (None, "auto"):
+        return EngineChoice("torch", "a hub id or an explicit dtype runs torch")
+    if model_type and model_type not in model_types:
+        return EngineChoice("torch", f"{engine} conversion is not tested on {model_type!r} models")
+    level = isa or effective_isa(cpu_capabilities(), isa_limit())
+    if kind == "classifier" and ISA_LEVELS.index(level) >= ISA_LEVELS.index("AVX512_CORE_AMX"):
+        return EngineChoice("torch", "bfloat16 on AMX classifies faster than ONNX Runtime int8")
+    if importlib.util.find_spec(module) is None:
+        return EngineChoice("torch", f"{module} is not installed (pip install 'khabar[fast]')")
+    return EngineChoice(engine, f"{engine} int8 is the fastest {kind} engine installed on this CPU ({level})")

@@ -4,7 +4,8 @@ Texts are normalized the way the model was trained and truncated to the length t
 (how many were cut is logged once per call, at INFO). Decoding defaults come from the model's
 ``generation_config``; each call may override them. Batches are sorted by length and the input
 order restored. Generation is a small function chosen at load time: ``transformers`` on CPU/GPU
-(``backend="torch"``) or a fast CPU engine from :mod:`inference.fast`.
+(``backend="torch"``) or a fast CPU engine from :mod:`inference.fast`; ``backend="auto"`` (the
+default) picks the fastest installed for this processor.
 
 Example:
     >>> import tempfile
@@ -95,7 +96,7 @@ class Summarizer:
         device: str | torch.device | None = "auto",
         dtype: str | torch.dtype | None = "auto",
         quantize: Literal["int8"] | None = None,
-        backend: str = "torch",
+        backend: str = "auto",
     ) -> Summarizer:
         """Load a summarizer from a ``save_pretrained`` directory or a hub id.
 
@@ -103,8 +104,10 @@ class Summarizer:
         ``dtype``: ``"auto"`` is bfloat16 on a CPU with AMX, float32 on other CPUs (see
         :mod:`inference.precision`), bfloat16 on a GPU that has it (float32 otherwise: float16
         breaks mT5 and is refused). ``quantize="int8"``: dynamic int8 linear layers, CPU
-        only. ``backend``: ``"torch"`` or a fast CPU engine (``"ctranslate2"``, or ``"fast"``
-        for the same), which needs a local directory; ``"auto"`` picks the fastest installed here.
+        only. ``backend``: ``"auto"`` (default) picks the fastest installed here and logs
+        why (CTranslate2 int8 on a CPU when installed, else torch); ``"torch"``; or a fast CPU engine
+        (``"ctranslate2"``, or ``"fast"`` for the same), which needs a local directory and follows
+        only the decoding settings in ``ENGINE_SETTINGS`` (others raise ``ValueError``).
 
         Example:
             >>> import tempfile
@@ -120,8 +123,9 @@ class Summarizer:
         else:
             from inference.fast import summarizer_engine
 
-            generate = _engine_generate(summarizer_engine(Path(plan.source), plan.backend, plan.quantize))
             generation_config = _saved_generation_config(plan.source, plan.config)
+            engine = summarizer_engine(Path(plan.source), plan.backend, plan.quantize)
+            generate = _engine_generate(engine, plan.backend, generation_config)
         return cls(plan.tokenizer, generate, generation_config, **plan.model_settings())
 
     def summarize(
@@ -253,10 +257,22 @@ def _torch_generate(model, device: torch.device, tokenizer) -> Generate:
     return generate
 
 
-def _engine_generate(engine) -> Generate:
-    """Adapt a fast engine, which takes the decoding settings as a plain dict."""
+def _engine_generate(engine, backend: str, saved: GenerationConfig) -> Generate:
+    """Adapt a fast engine, which takes the decoding settings as a plain dict.
+
+    A call that changes a setting the engine cannot follow (sampling, repetition penalty, ...) is
+    refused rather than silently decoded without it.
+    """
+    defaults = saved.to_dict()
 
     def generate(input_ids: list[list[int]], generation: GenerationConfig) -> list[list[int]]:
+        changed = {key for key, value in generation.to_dict().items() if defaults.get(key) != value}
+        unsupported = sorted(changed - set(ENGINE_SETTINGS) - {"transformers_version"})
+        if unsupported:
+            raise ValueError(
+                f"the {backend} backend cannot apply {', '.join(unsupported)}; load the model with "
+                f"backend='torch' (--backend torch) to use it"
+            )
         settings = {name: getattr(generation, name, None) for name in ENGINE_SETTINGS}
         if settings["max_new_tokens"] is None:
             settings["max_new_tokens"] = generation.max_length

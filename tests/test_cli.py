@@ -213,9 +213,10 @@ def test_backend_fast_runs_each_model_on_its_fast_engine(
 ) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("ctranslate2")
-    # Private copies: the engines cache their conversions beside the model.
-    classifier = shutil.copytree(tiny_classifier_dir, tmp_path / "classifier")
-    summarizer = shutil.copytree(tiny_summarizer_dir, tmp_path / "summarizer")
+    # Private copies without earlier conversions: the engines cache theirs beside the model.
+    fresh = shutil.ignore_patterns(".khabar-cache")
+    classifier = shutil.copytree(tiny_classifier_dir, tmp_path / "classifier", ignore=fresh)
+    summarizer = shutil.copytree(tiny_summarizer_dir, tmp_path / "summarizer", ignore=fresh)
     source = write_jsonl(tmp_path / "in.jsonl", sample_rows(3))
     out = tmp_path / "out.jsonl"
     flags = ["--classifier", classifier, "--summarizer", summarizer, "--max-new-tokens", "4"]

@@ -126,24 +126,42 @@ def test_summaries_score_as_float32_does(tiny_summarizer_dir, references, dtype)
     assert abs(rouge(summaries, gold)["rouge1"] - rouge(reference, gold)["rouge1"]) <= 0.5
 
 
-def test_auto_backend_takes_the_fastest_installed_engine(monkeypatch):
-    assert auto_backend("classifier", CPU, local=False, dtype=None) == "torch"  # engines need a directory
-    assert auto_backend("summarizer", CPU, local=True, dtype="float32") == "torch"  # a dtype is torch's
+def test_auto_backend_takes_the_fastest_installed_engine_for_the_processor(monkeypatch):
+    def engine(kind, isa="AVX2", local=True, dtype=None, model_type="", device=CPU):
+        return auto_backend(kind, device, local, dtype, model_type, isa).backend
+
+    assert engine("classifier", local=False) == "torch"  # engines need a directory
+    assert engine("summarizer", dtype="float32") == "torch"  # a dtype is torch's
+    assert engine("summarizer", device=torch.device("cuda")) == "torch"
+    assert engine("summarizer", model_type="bart") == "torch"  # conversion untested on it
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # the fast extra not installed
-    assert auto_backend("classifier", CPU, local=True, dtype=None) == "torch"
+    assert engine("classifier") == engine("summarizer") == "torch"
     monkeypatch.setattr("importlib.util.find_spec", lambda name: object())  # both engines installed
-    assert auto_backend("summarizer", CPU, local=True, dtype=None) == "ctranslate2"
-    assert auto_backend("classifier", CPU, local=True, dtype="auto") == "onnx"
+    assert engine("summarizer") == engine("summarizer", "AVX512_CORE_AMX") == "ctranslate2"
+    assert engine("classifier", "AVX512_CORE_VNNI", dtype="auto", model_type="bert") == "onnx"
+    assert engine("classifier", "AVX512_CORE_AMX", model_type="bert") == "torch"  # bf16 on AMX is faster
 
 
-def test_auto_backend_loads_and_says_which(fitted_classifier_dir, tmp_path):
+def test_auto_is_the_default_backend_and_says_which_engine_it_chose(
+    fitted_classifier_dir, tiny_summarizer_dir, tmp_path, monkeypatch, caplog
+):
     pytest.importorskip("onnxruntime")
+    pytest.importorskip("ctranslate2")
     import shutil
 
-    model_dir = shutil.copytree(fitted_classifier_dir, tmp_path / "classifier")  # conversions land beside it
-    classifier = Classifier.from_pretrained(model_dir, device="cpu", backend="auto")
-    assert classifier.precision == "onnx int8"
+    fresh = shutil.ignore_patterns(".khabar-cache")  # conversions land beside the model
+    classifier_dir = shutil.copytree(fitted_classifier_dir, tmp_path / "classifier", ignore=fresh)
+    summarizer_dir = shutil.copytree(tiny_summarizer_dir, tmp_path / "summarizer", ignore=fresh)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # a processor without AMX, whatever this one has
+    with caplog.at_level(logging.INFO):
+        classifier = Classifier.from_pretrained(classifier_dir, device="cpu")
+        summarizer = Summarizer.from_pretrained(summarizer_dir, device="cpu")
+
+    assert (classifier.precision, summarizer.precision) == ("onnx int8 (auto)", "ctranslate2 int8 (auto)")
+    assert "classifier runs on onnx (backend=auto)" in caplog.text
     assert classifier("تیم ملی فوتبال ایران برد")["label"] in classifier.labels
+    with pytest.raises(ValueError, match="cannot apply repetition_penalty; .*backend='torch'"):
+        summarizer("تیم ملی فوتبال ایران برد", repetition_penalty=1.5)
 
 
 def test_predict_summary_line_names_the_precision(fitted_classifier_dir, tmp_path, capsys):

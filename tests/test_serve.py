@@ -99,7 +99,7 @@ def test_models_describes_labels_paths_decoding_and_limits(client, models):
     assert info["classifier"]["path"] == models.classifier.name
     assert info["classifier"]["normalization"]["digits"] in ("persian", "latin", "keep")
     assert info["summarizer"]["decoding"]["num_beams"] == models.summarizer.generation_config.num_beams
-    assert info["backend"] == "torch" and info["ready"] is True
+    assert info["backend"] == "auto" and info["ready"] is True
     assert info["limits"]["max_texts"] == 8
 
 

@@ -114,7 +114,7 @@ def test_bad_input_is_refused_naming_its_index_before_any_model_work(summarizer,
 
 
 def test_int8_runs_on_the_cpu(tiny_summarizer_dir):
-    int8 = Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu", quantize="int8")
+    int8 = Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu", quantize="int8", backend="torch")
 
     assert isinstance(int8("تیم ملی فوتبال ایران برد.", **QUICK), str)
     linears = [m for m in int8.generate.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]

@@ -66,8 +66,9 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     add_device_flags(serve)  # the same --device, --dtype and --quantize as predict: one model loader reads them
     serve.add_argument(
-        "--backend", default="torch", choices=[b for b in BACKENDS["classifier"] if b in BACKENDS["summarizer"]],
-        help="torch (default) or fast (ONNX Runtime topics, CTranslate2 summaries; pip install khabar[fast])",
+        "--backend", default="auto", choices=[b for b in BACKENDS["classifier"] if b in BACKENDS["summarizer"]],
+        help="auto (default: the fastest installed here), torch, or fast (ONNX Runtime topics, CTranslate2 "
+        "summaries; pip install khabar[fast])",
     )
     serve.add_argument("--max-batch", type=_positive, default=16, help="texts per model call (16)")
     serve.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill, ms (10)")

@@ -52,7 +52,7 @@ class ServedModels:
 
     classifier: Classifier | None = None
     summarizer: Summarizer | None = None
-    backend: str = "torch"
+    backend: str = "auto"
     max_batch: int = 16
 
     def tasks(self) -> list[str]:
@@ -107,7 +107,7 @@ class ServedModels:
 
         Example:
             >>> ServedModels().describe()
-            {'backend': 'torch', 'classifier': None, 'summarizer': None}
+            {'backend': 'auto', 'classifier': None, 'summarizer': None}
         """
         info: dict[str, Any] = {"backend": self.backend, "classifier": None, "summarizer": None}
         if self.classifier:
