@@ -17,17 +17,16 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from inference.inputs import check_positive, length_sorted_batches, prepare_texts
-from inference.load_plan import plan_load
+from inference.inputs import check_positive, length_sorted_batches
+from inference.load_plan import LoadPlan
 from inference.loading import load_weights
-from inference.normalize import NORMALIZER_VERSION, DigitPolicy
+from inference.text_model import TextModel
 
 LongText = Literal["windows", "truncate"]
 # (input_ids, attention_mask) -> float32 logits on the CPU, one row per window.
@@ -51,11 +50,12 @@ BF16_CPU_TOKENS_PER_BATCH = 2048
 GPU_TOKENS_PER_BATCH = 64 * 512
 
 
-class Classifier:
+class Classifier(TextModel):
     """A topic classifier: ``predict`` / ``predict_proba`` on one text or a list; callable.
 
     Build it with :meth:`from_pretrained`. ``labels`` are the topics in the model's id order,
-    ``max_length`` the tokens it reads at once (longer texts: see ``long_text``).
+    ``max_length`` the tokens it reads at once (longer texts: see ``long_text``); the other
+    keyword ``settings`` (normalization, device, names) are :class:`~inference.text_model.TextModel`'s.
 
     Example:
         >>> import tempfile
@@ -71,59 +71,32 @@ class Classifier:
         forward: Forward,
         labels: list[str],
         *,
-        max_length: int,
-        digits: DigitPolicy = "persian",
-        normalization_version: int = NORMALIZER_VERSION,
         long_text: LongText = "windows",
-        device: torch.device | None = None,
-        name: str = "",
-        precision: str = "",
         cpu_tokens_per_batch: int = CPU_TOKENS_PER_BATCH,
+        **settings,
     ) -> None:
         _check_long_text(long_text)
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer, **settings)
         self.forward = forward
         self.labels = labels
-        self.max_length = max_length
-        self.digits = digits
-        self.normalization_version = normalization_version
         self.long_text = long_text
-        self.device = device or torch.device("cpu")
-        self.name = name
-        self.precision = precision  # engine and number format, e.g. "torch bfloat16 (auto)"
         self.cpu_tokens_per_batch = cpu_tokens_per_batch  # padded tokens per forward pass on a CPU
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        path_or_id: str | os.PathLike,
-        device: str | torch.device | None = "auto",
-        dtype: str | torch.dtype | None = "auto",
-        quantize: Literal["int8"] | None = None,
-        long_text: LongText = "windows",
-        backend: str = "auto",
-    ) -> Classifier:
-        """Load a classifier from a ``save_pretrained`` directory or a hub id.
+    kind = "classifier"
 
-        ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-        ``dtype``: ``"auto"`` is bfloat16 on a CPU with AMX, float32 on other CPUs, bfloat16 (or
-        float16) on GPU (see :mod:`inference.precision`). ``quantize="int8"``:
-        dynamic int8 linear layers, CPU only. ``long_text``: ``"windows"`` averages overlapping
-        windows of a long article, ``"truncate"`` reads only its start. ``backend``:
-        ``"auto"`` (default) picks the fastest installed here and logs why
-        (:func:`inference.precision.auto_backend`: torch bfloat16 on AMX, else ONNX Runtime int8 when
-        installed); ``"torch"``; or a fast CPU engine (``"onnx"``, or ``"fast"`` for the same), which
-        needs a local directory.
+    @classmethod
+    def _from_plan(cls, plan: LoadPlan, long_text: LongText = "windows") -> Classifier:
+        """Build the classifier ``from_pretrained`` planned; ``long_text``: ``"windows"`` averages
+        overlapping windows of a long article, ``"truncate"`` reads only its start.
 
         Example:
             >>> import tempfile
             >>> from training.tiny import build_tiny_classifier
             >>> path = build_tiny_classifier(tempfile.mkdtemp())
-            >>> Classifier.from_pretrained(path, device="cpu", quantize="int8").labels[:2]
-            ['culture-art', 'economy']
+            >>> Classifier.from_pretrained(path, device="cpu", quantize="int8", long_text="truncate").long_text
+            'truncate'
         """
         _check_long_text(long_text)
-        plan = plan_load("classifier", path_or_id, device, dtype, quantize, backend)
         if plan.backend == "torch":
             forward = _torch_forward(plan.source, plan.device, plan.dtype, plan.quantize)
         else:
@@ -182,7 +155,7 @@ class Classifier:
         return results[0] if single else results
 
     def _probabilities(self, texts: str | Iterable[str], batch_size: int) -> tuple[torch.Tensor, bool]:
-        prepared, single = prepare_texts(texts, self.digits, self.normalization_version)
+        prepared, single = self.prepare(texts)
         if not prepared:
             return torch.empty(0, len(self.labels)), single
         return self.logits(prepared, batch_size).softmax(dim=-1), single

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 
@@ -30,9 +29,7 @@ from inference.loading import (
     text_digits,
     text_normalization_version,
 )
-from inference.precision import auto_backend, model_dtype, precision_label
-
-logger = logging.getLogger(__name__)
+from inference.precision import auto_engine, model_dtype, precision_label
 
 
 @dataclass(frozen=True)
@@ -106,9 +103,7 @@ def plan_load(
     config, tokenizer = load_config_and_tokenizer(source, kind)
     chose_engine = backend == "auto"
     if chose_engine:
-        choice = auto_backend(kind, resolve_device(device), is_local(source), dtype, config.model_type)
-        logger.info("%s runs on %s (backend=auto): %s; --backend overrides", kind, choice.backend, choice.reason)
-        backend = choice.backend
+        backend = auto_engine(kind, resolve_device(device), is_local(source), dtype, config.model_type)
         quantize = quantize if backend == "torch" else "int8"
     if backend == "torch":
         target = resolve_device(device)

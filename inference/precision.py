@@ -311,3 +311,15 @@ def auto_backend(
     if importlib.util.find_spec(module) is None:
         return EngineChoice("torch", f"{module} is not installed (pip install 'khabar[fast]')")
     return EngineChoice(engine, f"{engine} int8 is the fastest {kind} engine installed on this CPU ({level})")
+
+
+def auto_engine(kind: str, device: torch.device, local: bool, dtype: str | torch.dtype | None, model_type: str) -> str:
+    """:func:`auto_backend` for this machine, said in one INFO log line per model loaded.
+
+    Example:
+        >>> auto_engine("classifier", torch.device("cpu"), local=False, dtype=None, model_type="bert")
+        'torch'
+    """
+    choice = auto_backend(kind, device, local, dtype, model_type)
+    logger.info("%s runs on %s (backend=auto): %s; --backend overrides", kind, choice.backend, choice.reason)
+    return choice.backend

@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal
 
 import torch
 from transformers import AutoModelForSeq2SeqLM, GenerationConfig
 
-from inference.inputs import check_positive, length_sorted_batches, prepare_texts
-from inference.load_plan import plan_load
+from inference.inputs import check_positive, length_sorted_batches
+from inference.load_plan import LoadPlan
 from inference.loading import load_weights
-from inference.normalize import NORMALIZER_VERSION, DigitPolicy
+from inference.text_model import TextModel
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +50,13 @@ ENGINE_SETTINGS = (
 GPU_TOKENS_PER_BATCH = 64 * 512
 
 
-class Summarizer:
+class Summarizer(TextModel):
     """A news summarizer: ``summarize`` one text or a list; callable.
 
     Build it with :meth:`from_pretrained`. ``max_length`` is the source tokens the model reads;
-    longer articles are truncated. ``generation_config`` holds the default decoding settings.
+    longer articles are truncated. ``generation_config`` holds the default decoding settings; the
+    keyword ``settings`` (``max_length``, normalization, device, names) are
+    :class:`~inference.text_model.TextModel`'s.
 
     Example:
         >>> import tempfile
@@ -66,48 +66,19 @@ class Summarizer:
         (512, 4)
     """
 
-    def __init__(
-        self,
-        tokenizer,
-        generate: Generate,
-        generation_config: GenerationConfig,
-        *,
-        max_length: int,
-        digits: DigitPolicy = "persian",
-        normalization_version: int = NORMALIZER_VERSION,
-        device: torch.device | None = None,
-        name: str = "",
-        precision: str = "",
-    ) -> None:
-        self.tokenizer = tokenizer
+    def __init__(self, tokenizer, generate: Generate, generation_config: GenerationConfig, **settings) -> None:
+        super().__init__(tokenizer, **settings)
         self.generate = generate
         self.generation_config = generation_config
-        self.max_length = max_length
-        self.digits = digits
-        self.normalization_version = normalization_version
-        self.device = device or torch.device("cpu")
-        self.name = name
-        self.precision = precision  # engine and number format, e.g. "torch bfloat16 (auto)"
+
+    kind = "summarizer"
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path_or_id: str | os.PathLike,
-        device: str | torch.device | None = "auto",
-        dtype: str | torch.dtype | None = "auto",
-        quantize: Literal["int8"] | None = None,
-        backend: str = "auto",
-    ) -> Summarizer:
-        """Load a summarizer from a ``save_pretrained`` directory or a hub id.
+    def _from_plan(cls, plan: LoadPlan) -> Summarizer:
+        """Build the summarizer ``from_pretrained`` planned: torch's ``generate`` or a fast engine's.
 
-        ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-        ``dtype``: ``"auto"`` is bfloat16 on a CPU with AMX, float32 on other CPUs (see
-        :mod:`inference.precision`), bfloat16 on a GPU that has it (float32 otherwise: float16
-        breaks mT5 and is refused). ``quantize="int8"``: dynamic int8 linear layers, CPU
-        only. ``backend``: ``"auto"`` (default) picks the fastest installed here and logs
-        why (CTranslate2 int8 on a CPU when installed, else torch); ``"torch"``; or a fast CPU engine
-        (``"ctranslate2"``, or ``"fast"`` for the same), which needs a local directory and follows
-        only the decoding settings in ``ENGINE_SETTINGS`` (others raise ``ValueError``).
+        A fast engine follows only the decoding settings in ``ENGINE_SETTINGS``; a call changing
+        another one raises ``ValueError``.
 
         Example:
             >>> import tempfile
@@ -116,7 +87,6 @@ class Summarizer:
             >>> Summarizer.from_pretrained(path, device="cpu", quantize="int8").device
             device(type='cpu')
         """
-        plan = plan_load("summarizer", path_or_id, device, dtype, quantize, backend)
         if plan.backend == "torch":
             model = load_weights(AutoModelForSeq2SeqLM, plan.source, plan.device, plan.dtype, plan.quantize)
             generate, generation_config = _torch_generate(model, plan.device, plan.tokenizer), model.generation_config
@@ -151,7 +121,7 @@ class Summarizer:
         """
         check_positive(batch_size=batch_size)
         generation = self.decoding(num_beams=num_beams, max_new_tokens=max_new_tokens, **generate_kwargs)
-        prepared, single = prepare_texts(texts, self.digits, self.normalization_version)
+        prepared, single = self.prepare(texts)
         if not prepared:
             return []
         sources = self.encode(prepared)

@@ -254,21 +254,41 @@ def test_50_concurrent_requests_get_the_in_process_results_in_order(models, samp
     assert max(batcher_calls) > 1  # requests really shared model calls
 
 
-def test_the_batcher_fills_batches_up_to_max_batch_and_keeps_keys_apart():
+def test_the_batcher_fills_calls_up_to_max_gather_and_keeps_keys_apart():
     calls = []
 
     def run_batch(key, items):
         calls.append((key, list(items)))
         return [f"{key}:{item}" for item in items]
 
-    batcher = MicroBatcher(run_batch, max_batch=3, max_wait_ms=200)
+    batcher = MicroBatcher(run_batch, max_batch=2, max_wait_ms=200, max_gather=3)
 
     async def requests():
         return await asyncio.gather(batcher.run("a", [1, 2]), batcher.run("b", [3]), batcher.run("a", [4]))
 
     assert asyncio.run(requests()) == [["a:1", "a:2"], ["b:3"], ["a:4"]]
     batcher.close()
-    assert calls == [("a", [1, 2]), ("b", [3]), ("a", [4])]  # 3 items filled the first batch
+    assert calls == [("a", [1, 2]), ("b", [3]), ("a", [4])]  # 3 items filled the first call
+
+
+def test_texts_already_queued_join_a_call_beyond_max_batch_up_to_max_gather():
+    calls, busy, release = [], threading.Event(), threading.Event()
+
+    def run_batch(key, items):
+        calls.append(list(items))
+        busy.set()
+        release.wait(10)  # the first call holds the worker while the queue fills
+        return items
+
+    batcher = MicroBatcher(run_batch, max_batch=2, max_wait_ms=0, max_gather=4)
+    first = batcher.submit("k", 0)
+    assert busy.wait(10)
+    queued = [batcher.submit("k", i) for i in range(1, 7)]
+    release.set()
+
+    assert [future.result(timeout=10) for future in [first, *queued]] == list(range(7))
+    batcher.close()
+    assert calls == [[0], [1, 2, 3, 4], [5, 6]]  # a deep queue is sorted across two model batches
 
 
 def test_health_is_answered_while_the_model_is_busy(models):

@@ -2,7 +2,11 @@
 
 Each text is queued with a key (the task and the decoding settings it needs) and a future. One
 worker thread takes the first text, waits up to ``max_wait_ms`` for up to ``max_batch`` texts in
-all, then calls the model once per key with the texts of that key, in arrival order. The event
+all, then takes whatever else is already queued, up to ``max_gather`` texts, and calls the model
+once per key with the texts of that key, in arrival order. The model splits a call into batches
+of ``max_batch`` sorted by length, so under a deep queue the server pads as little as an
+in-process call over many articles does (32 clients, tiny summarizer: 0.65 of in-process
+throughput when a call held one batch). The event
 loop only queues and awaits, so health checks are answered while a batch runs; a request whose
 future was cancelled (it timed out) before its batch started is skipped.
 
@@ -27,6 +31,9 @@ from typing import Any
 
 # (key, texts) -> one result or exception per text, in order.
 RunBatch = Callable[[Hashable, list[Any]], list[Any]]
+# Model batches one call may hold when the queue is deep. More sorts better but makes the first
+# texts of a call wait for the last; four keeps a call's extra wait within a few batches.
+GATHER_BATCHES = 4
 _STOP = object()
 
 
@@ -57,11 +64,18 @@ class MicroBatcher:
         >>> batcher.close()
     """
 
-    def __init__(self, run_batch: RunBatch, max_batch: int = 16, max_wait_ms: float = 10.0) -> None:
-        if max_batch < 1 or max_wait_ms < 0:
-            raise ValueError(f"max_batch must be at least 1 and max_wait_ms 0 or more, got {max_batch}, {max_wait_ms}")
+    def __init__(
+        self, run_batch: RunBatch, max_batch: int = 16, max_wait_ms: float = 10.0, max_gather: int | None = None
+    ) -> None:
+        max_gather = max_gather or GATHER_BATCHES * max_batch
+        if max_batch < 1 or max_wait_ms < 0 or max_gather < max_batch:
+            raise ValueError(
+                f"max_batch must be at least 1, max_wait_ms 0 or more and max_gather at least max_batch, "
+                f"got {max_batch}, {max_wait_ms}, {max_gather}"
+            )
         self.run_batch = run_batch
         self.max_batch = max_batch
+        self.max_gather = max_gather
         self.max_wait = max_wait_ms / 1000
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._work, name="khabar-batcher", daemon=True)
@@ -120,15 +134,17 @@ class MicroBatcher:
                 return
 
     def _gather(self) -> tuple[list[_Pending], bool]:
-        """Block for a first item, then take more until the batch is full or the wait is over."""
+        """Block for a first item, wait for more until a batch is full or the wait is over, then
+        take what is already queued up to ``max_gather``."""
         first = self._queue.get()
         if first is _STOP:
             return [], True
         batch, deadline = [first], time.monotonic() + self.max_wait
-        while len(batch) < self.max_batch:
-            remaining = deadline - time.monotonic()
+        while len(batch) < self.max_gather:
+            remaining = deadline - time.monotonic() if len(batch) < self.max_batch else 0
             try:
-                # Past the wait, items already queued still join: they cost the batch nothing.
+                # Past the wait (or with a batch in hand), items already queued still join: they
+                # cost the call little and are sorted by length with the rest.
                 pending = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break

@@ -66,11 +66,13 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     add_device_flags(serve)  # the same --device, --dtype and --quantize as predict: one model loader reads them
     serve.add_argument(
-        "--backend", default="auto", choices=[b for b in BACKENDS["classifier"] if b in BACKENDS["summarizer"]],
+        "--backend",
+        default="auto",
+        choices=[b for b in BACKENDS["classifier"] if b in BACKENDS["summarizer"]],
         help="auto (default: the fastest installed here), torch, or fast (ONNX Runtime topics, CTranslate2 "
         "summaries; pip install khabar[fast])",
     )
-    serve.add_argument("--max-batch", type=_positive, default=16, help="texts per model call (16)")
+    serve.add_argument("--max-batch", type=_positive, default=16, help="texts per model batch; a call waits --max-wait-ms for this many (16)")
     serve.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill, ms (10)")
     serve.add_argument("--max-texts", type=_positive, default=64, help="articles per request (64)")
     serve.add_argument("--max-body-bytes", type=_positive, default=4 * 1024 * 1024, help="request body size (4 MiB)")
@@ -78,8 +80,13 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
     serve.add_argument("--max-new-tokens", type=_positive, default=256, help="largest max_new_tokens (256)")
     serve.add_argument("--timeout", type=float, default=60.0, help="seconds before a request answers 504 (60)")
     serve.add_argument("--api-key", help=f"require Authorization: Bearer KEY on /v1/* (default: ${API_KEY_ENV})")
-    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                       help="allow browser calls from this origin (repeatable; default: none)")
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow browser calls from this origin (repeatable; default: none)",
+    )
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(handler=serve_command)
     return serve
