@@ -99,6 +99,8 @@ def plan_load(
         >>> plan_load("summarizer", build_tiny_summarizer(tempfile.mkdtemp()), "cpu", None, "int8", "torch").precision
         'torch int8'
     """
+    if quantize not in (None, "int8"):  # checked before backend="auto" picks an engine that is int8 anyway
+        raise ValueError(f"unknown quantize {quantize!r}; choose 'int8' or None")
     source = str(path_or_id)
     config, tokenizer = load_config_and_tokenizer(source, kind)
     chose_engine = backend == "auto"

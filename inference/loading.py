@@ -147,11 +147,14 @@ def is_seq2seq(config) -> bool:
     return bool(getattr(config, "is_encoder_decoder", False))
 
 
-def load_weights(auto_class: type, path_or_id: str, device: torch.device, dtype: torch.dtype, quantize: str | None):
+def load_weights(
+    auto_class: type, path_or_id: str, device: torch.device, dtype: torch.dtype, quantize: str | None, **options
+):
     """Load a ``transformers`` model safely, in eval mode, on ``device`` in ``dtype`` (int8 if asked).
 
     ``trust_remote_code`` stays off (a checkpoint's own Python never runs here) and a directory
     with ``*.safetensors`` files is loaded only from those (never from a pickle beside them).
+    Missing weights and NaN are refused (:func:`check_loaded`). ``options`` go to ``from_pretrained``.
 
     Example:
         >>> import tempfile
@@ -164,7 +167,12 @@ def load_weights(auto_class: type, path_or_id: str, device: torch.device, dtype:
     safetensors = True if is_local(path_or_id) and any(Path(path_or_id).glob("*.safetensors")) else None
     try:
         model, info = auto_class.from_pretrained(
-            path_or_id, dtype=dtype, trust_remote_code=False, use_safetensors=safetensors, output_loading_info=True
+            path_or_id,
+            dtype=dtype,
+            trust_remote_code=False,
+            use_safetensors=safetensors,
+            output_loading_info=True,
+            **options,
         )
     except (OSError, ValueError, RuntimeError, pickle.UnpicklingError, SafetensorError) as exc:
         raise weights_error(path_or_id, exc) from None

@@ -36,7 +36,13 @@ def convert_summarizer(model_dir: str | Path, out_dir: str | Path, quantize: str
     """
     require("ctranslate2", "the ctranslate2 backend")
     from ctranslate2.converters import TransformersConverter
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    from inference.loading import load_weights
+
+    # The converter loads the weights itself, unchecked: refuse first what the torch backend refuses
+    # (a pickle, missing weights, NaN). Conversion runs once per model, so the extra load is paid once.
+    load_weights(AutoModelForSeq2SeqLM, str(model_dir), torch.device("cpu"), torch.float32, None)
 
     config = AutoConfig.from_pretrained(model_dir)
     # transformers 5 scales T5's decoder output by d_model**-0.5 only when `scale_decoder_outputs`

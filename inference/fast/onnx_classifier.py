@@ -59,9 +59,15 @@ def _convert(model_dir: Path, out: Path, quantize: str | None) -> Path:
     from onnxruntime.transformers.optimizer import optimize_model
     from transformers import AutoModelForSequenceClassification
 
-    # Eager attention exports the plain matmul/softmax pattern that ORT fuses into one Attention op;
-    # the SDPA export is not recognised and would stay unfused.
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager").eval()
+    from inference.loading import load_weights
+
+    # Loaded with torch's checks (no pickle, no missing head, no NaN): a conversion must refuse
+    # what the torch backend refuses. Eager attention exports the plain matmul/softmax pattern that
+    # ORT fuses into one Attention op; the SDPA export is not recognised and would stay unfused.
+    cpu = torch.device("cpu")
+    model = load_weights(
+        AutoModelForSequenceClassification, str(model_dir), cpu, torch.float32, None, attn_implementation="eager"
+    )
     raw = out / "raw.onnx"
     _export(_Logits(model).eval(), raw)
     config = model.config
