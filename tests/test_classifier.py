@@ -128,8 +128,9 @@ def test_a_long_article_is_read_as_overlapping_windows_whose_logits_are_averaged
 
 
 def test_windows_read_the_end_of_an_article_and_truncate_reads_only_its_start(fitted_classifier_dir):
-    windowed = Classifier.from_pretrained(fitted_classifier_dir, device="cpu")
-    truncated = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", long_text="truncate")
+    # float32: exact equality below must not depend on the processor's default precision.
+    windowed = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32")
+    truncated = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32", long_text="truncate")
     windowed.max_length = truncated.max_length = 32
     start = "تیم ملی فوتبال ایران در بازی دیشب برد. " * 4
     one, other = start + "نرخ تورم بالا رفت. " * 8, start + "جشنواره فیلم فجر آغاز شد. " * 8
