@@ -113,10 +113,14 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"khabar serve exited with code {self.process.returncode}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
+                response = httpx.get(f"{self.url}/readyz", timeout=1)
             except httpx.HTTPError:
-                pass
+                response = None
+            if response is not None and response.status_code == 200:
+                return
+            if response is not None and "failed" in response.json().get("status", ""):
+                self.stop()
+                raise RuntimeError(f"khabar serve: {response.json()['status']}")
             time.sleep(0.2)
         raise RuntimeError("khabar serve did not become ready")
 

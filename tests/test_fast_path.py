@@ -133,6 +133,18 @@ def test_ctranslate2_fixed_length_and_order(summarizer_dir, articles):
     assert together == [engine.generate([ids], generation)[0] for ids in inputs]  # batching keeps the order
 
 
+def test_a_call_shorter_than_the_saved_minimum_gets_the_shorter_summary(summarizer_dir, articles):
+    pytest.importorskip("ctranslate2")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(summarizer_dir)
+    inputs = [tokenizer(articles[0], max_length=64, truncation=True).input_ids]
+    engine = summarizer_engine(summarizer_dir, "ctranslate2", "int8")
+    # The model saves min_new_tokens=8; a call asking 2 at most gets 2, as transformers gives.
+    (summary,) = engine.generate(inputs, {"num_beams": 2, "max_new_tokens": 2, "min_new_tokens": 8})
+    assert len(summary) == 2
+
+
 def test_conversion_is_reused_then_rebuilt_after_retraining(classifier_dir, monkeypatch):
     pytest.importorskip("onnxruntime")
     from inference.fast import onnx_classifier

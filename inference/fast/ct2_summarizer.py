@@ -92,6 +92,8 @@ def translate_options(generation: dict) -> dict:
         (4, 48, 3)
         >>> translate_options({"num_beams": None, "length_penalty": None})["beam_size"]
         1
+        >>> translate_options({"min_new_tokens": 48, "max_new_tokens": 2})["min_decoding_length"]
+        2
     """
 
     def setting(name: str, default):
@@ -99,10 +101,13 @@ def translate_options(generation: dict) -> dict:
         value = generation.get(name)
         return default if value is None else value
 
+    longest = int(setting("max_new_tokens", 64))
     return {
         "beam_size": int(setting("num_beams", 1)),
-        "max_decoding_length": int(setting("max_new_tokens", 64)),
-        "min_decoding_length": int(setting("min_new_tokens", 0)),
+        "max_decoding_length": longest,
+        # A call's max_new_tokens below the model's saved minimum wins, as in transformers
+        # (CTranslate2 would refuse the pair).
+        "min_decoding_length": min(int(setting("min_new_tokens", 0)), longest),
         "no_repeat_ngram_size": int(setting("no_repeat_ngram_size", 0)),
         "length_penalty": float(setting("length_penalty", 1.0)),
         "patience": 1.0,
