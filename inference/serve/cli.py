@@ -72,7 +72,12 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
         help="auto (default: the fastest installed here), torch, or fast (ONNX Runtime topics, CTranslate2 "
         "summaries; pip install khabar[fast])",
     )
-    serve.add_argument("--max-batch", type=_positive, default=16, help="texts per model batch; a call waits --max-wait-ms for this many (16)")
+    serve.add_argument(
+        "--max-batch",
+        type=_positive,
+        default=16,
+        help="texts per model batch; a call waits --max-wait-ms for this many (16)",
+    )
     serve.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill, ms (10)")
     serve.add_argument("--max-texts", type=_positive, default=64, help="articles per request (64)")
     serve.add_argument("--max-body-bytes", type=_positive, default=4 * 1024 * 1024, help="request body size (4 MiB)")
