@@ -13,5 +13,37 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 CLASSIFIER_BACKENDS = ("torch", "onnx", "fast", "auto")
 SUMMARIZER_BACKENDS = ("torch", "ctranslate2", "fast", "auto")
+# The decoding settings every summarizer backend follows; the fast engines receive exactly these.
+ENGINE_SETTINGS = (
+    "num_beams",
+    "max_new_tokens",
+    "min_new_tokens",
+    "no_repeat_ngram_size",
+    "length_penalty",
+    "early_stopping",
+)
+# Saved settings an engine needs no instruction for: token ids it reads from the model, the length
+# cap it falls back on, bookkeeping.
+_ENGINE_NEUTRAL = (
+    "bos_token_id",
+    "decoder_start_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "max_length",
+    "transformers_version",
+    "_from_model_config",
+)
+
+
+def unfollowed_settings(changed: Iterable[str]) -> list[str]:
+    """The decoding settings among ``changed`` (names set away from the defaults) a fast engine cannot follow.
+
+    Example:
+        >>> unfollowed_settings(["num_beams", "eos_token_id", "repetition_penalty"])
+        ['repetition_penalty']
+    """
+    return sorted(set(changed) - set(ENGINE_SETTINGS) - set(_ENGINE_NEUTRAL))

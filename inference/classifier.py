@@ -65,6 +65,8 @@ class Classifier(TextModel):
         (2, 512)
     """
 
+    kind = "classifier"
+
     def __init__(
         self,
         tokenizer,
@@ -81,8 +83,6 @@ class Classifier(TextModel):
         self.labels = labels
         self.long_text = long_text
         self.cpu_tokens_per_batch = cpu_tokens_per_batch  # padded tokens per forward pass on a CPU
-
-    kind = "classifier"
 
     @classmethod
     def _from_plan(cls, plan: LoadPlan, long_text: LongText = "windows") -> Classifier:

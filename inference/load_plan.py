@@ -20,12 +20,14 @@ from dataclasses import dataclass
 
 import torch
 
+from inference.backends import unfollowed_settings
 from inference.devices import DeviceError, resolve_device
 from inference.loading import (
     ModelKind,
     is_local,
     load_config_and_tokenizer,
     model_max_length,
+    saved_generation_config,
     text_digits,
     text_normalization_version,
 )
@@ -105,7 +107,10 @@ def plan_load(
     config, tokenizer = load_config_and_tokenizer(source, kind)
     chose_engine = backend == "auto"
     if chose_engine:
-        backend = auto_engine(kind, resolve_device(device), is_local(source), dtype, config.model_type)
+        local = is_local(source)
+        # A summarizer whose saved decoding an engine would ignore stays on torch (same answers).
+        saved = saved_generation_config(source, config).to_diff_dict() if kind == "summarizer" and local else {}
+        backend = auto_engine(kind, resolve_device(device), local, dtype, config.model_type, unfollowed_settings(saved))
         quantize = quantize if backend == "torch" else "int8"
     if backend == "torch":
         target = resolve_device(device)

@@ -147,6 +147,25 @@ def is_seq2seq(config) -> bool:
     return bool(getattr(config, "is_encoder_decoder", False))
 
 
+def saved_generation_config(source: str, config):
+    """The directory's ``generation_config.json``, else the defaults its model config implies.
+
+    Example:
+        >>> import tempfile
+        >>> from transformers import AutoConfig
+        >>> from training.tiny import build_tiny_summarizer
+        >>> path = str(build_tiny_summarizer(tempfile.mkdtemp()))
+        >>> saved_generation_config(path, AutoConfig.from_pretrained(path)).num_beams
+        4
+    """
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(source)
+    except OSError:
+        return GenerationConfig.from_model_config(config)
+
+
 def load_weights(
     auto_class: type, path_or_id: str, device: torch.device, dtype: torch.dtype, quantize: str | None, **options
 ):

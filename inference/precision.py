@@ -28,6 +28,7 @@ import functools
 import importlib.util
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,6 +282,7 @@ def auto_backend(
     dtype: str | torch.dtype | None,
     model_type: str = "",
     isa: str | None = None,
+    unfollowed: Iterable[str] = (),
 ) -> EngineChoice:
     """The engine ``backend="auto"`` (the default) runs a ``kind`` model on: the fastest installed here.
 
@@ -289,8 +291,9 @@ def auto_backend(
     ~2 / ~4.5; so with AMX torch (bf16) classifies, and without it ONNX Runtime int8 does (4x fp32
     there). Summaries: CTranslate2 int8 2.45 docs/s against torch bf16 1.12 (beam 4, 512 tokens),
     more without AMX, so CTranslate2 wherever it is installed. A fast engine needs the CPU, a local
-    directory, a model type its conversion is tested on, and no explicit ``dtype`` (a dtype is
-    torch's); otherwise torch. ``isa`` stands for this processor's oneDNN level (tests, bench).
+    directory, a model type its conversion is tested on, no explicit ``dtype`` (a dtype is
+    torch's), and a saved decoding it can follow (``unfollowed``: the saved settings it cannot, e.g.
+    ``repetition_penalty``); otherwise torch. ``isa`` stands for this processor's oneDNN level.
 
     Example:
         >>> auto_backend("summarizer", torch.device("cuda"), local=True, dtype=None).backend
@@ -305,6 +308,8 @@ def auto_backend(
         return EngineChoice("torch", "a hub id or an explicit dtype runs torch")
     if model_type and model_type not in model_types:
         return EngineChoice("torch", f"{engine} conversion is not tested on {model_type!r} models")
+    if unfollowed := sorted(unfollowed):
+        return EngineChoice("torch", f"the model's saved decoding uses {', '.join(unfollowed)}, which {engine} ignores")
     level = isa or effective_isa(cpu_capabilities(), isa_limit())
     if kind == "classifier" and ISA_LEVELS.index(level) >= ISA_LEVELS.index("AVX512_CORE_AMX"):
         return EngineChoice("torch", "bfloat16 on AMX classifies faster than ONNX Runtime int8")
@@ -313,13 +318,20 @@ def auto_backend(
     return EngineChoice(engine, f"{engine} int8 is the fastest {kind} engine installed on this CPU ({level})")
 
 
-def auto_engine(kind: str, device: torch.device, local: bool, dtype: str | torch.dtype | None, model_type: str) -> str:
+def auto_engine(
+    kind: str,
+    device: torch.device,
+    local: bool,
+    dtype: str | torch.dtype | None,
+    model_type: str,
+    unfollowed: Iterable[str] = (),
+) -> str:
     """:func:`auto_backend` for this machine, said in one INFO log line per model loaded.
 
     Example:
         >>> auto_engine("classifier", torch.device("cpu"), local=False, dtype=None, model_type="bert")
         'torch'
     """
-    choice = auto_backend(kind, device, local, dtype, model_type)
+    choice = auto_backend(kind, device, local, dtype, model_type, unfollowed=unfollowed)
     logger.info("%s runs on %s (backend=auto): %s; --backend overrides", kind, choice.backend, choice.reason)
     return choice.backend

@@ -26,24 +26,16 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSeq2SeqLM, GenerationConfig
 
+from inference.backends import ENGINE_SETTINGS, unfollowed_settings
 from inference.inputs import check_positive, length_sorted_batches
 from inference.load_plan import LoadPlan
-from inference.loading import load_weights
+from inference.loading import load_weights, saved_generation_config
 from inference.text_model import TextModel
 
 logger = logging.getLogger(__name__)
 
 # (source token ids per text, decoding settings) -> summary token ids per text, in the same order.
 Generate = Callable[[list[list[int]], GenerationConfig], list[list[int]]]
-# The decoding settings every backend understands; the fast engines receive exactly these.
-ENGINE_SETTINGS = (
-    "num_beams",
-    "max_new_tokens",
-    "min_new_tokens",
-    "no_repeat_ngram_size",
-    "length_penalty",
-    "early_stopping",
-)
 
 # Padded source tokens per generate call on a GPU: 64 articles of 512 tokens. mT5-small's beam-4 state
 # for them (encoder outputs, caches, 250k-word scores) takes a few GB; a smaller GPU splits the batch.
@@ -66,12 +58,12 @@ class Summarizer(TextModel):
         (512, 4)
     """
 
+    kind = "summarizer"
+
     def __init__(self, tokenizer, generate: Generate, generation_config: GenerationConfig, **settings) -> None:
         super().__init__(tokenizer, **settings)
         self.generate = generate
         self.generation_config = generation_config
-
-    kind = "summarizer"
 
     @classmethod
     def _from_plan(cls, plan: LoadPlan) -> Summarizer:
@@ -93,7 +85,7 @@ class Summarizer(TextModel):
         else:
             from inference.fast import summarizer_engine
 
-            generation_config = _saved_generation_config(plan.source, plan.config)
+            generation_config = saved_generation_config(plan.source, plan.config)
             engine = summarizer_engine(Path(plan.source), plan.backend, plan.quantize)
             generate = _engine_generate(engine, plan.backend, generation_config)
         return cls(plan.tokenizer, generate, generation_config, **plan.model_settings())
@@ -236,8 +228,9 @@ def _engine_generate(engine, backend: str, saved: GenerationConfig) -> Generate:
     defaults = saved.to_dict()
 
     def generate(input_ids: list[list[int]], generation: GenerationConfig) -> list[list[int]]:
-        changed = {key for key, value in generation.to_dict().items() if defaults.get(key) != value}
-        unsupported = sorted(changed - set(ENGINE_SETTINGS) - {"transformers_version"})
+        unsupported = unfollowed_settings(
+            key for key, value in generation.to_dict().items() if defaults.get(key) != value
+        )
         if unsupported:
             raise ValueError(
                 f"the {backend} backend cannot apply {', '.join(unsupported)}; load the model with "
@@ -249,11 +242,3 @@ def _engine_generate(engine, backend: str, saved: GenerationConfig) -> Generate:
         return engine.generate(input_ids, settings)
 
     return generate
-
-
-def _saved_generation_config(source: str, config) -> GenerationConfig:
-    """The directory's ``generation_config.json``, else the defaults its model config implies."""
-    try:
-        return GenerationConfig.from_pretrained(source)
-    except OSError:
-        return GenerationConfig.from_model_config(config)

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterable
 from typing import ClassVar, Literal, TypeVar
@@ -92,6 +93,10 @@ class TextModel:
             >>> Classifier.from_pretrained(path, device="cpu", quantize="int8").labels[:2]
             ['culture-art', 'economy']
         """
+        try:  # an unknown option is refused before anything is read from disk
+            inspect.signature(cls._from_plan).bind(None, **options)
+        except TypeError as exc:
+            raise TypeError(f"{cls.__name__}.from_pretrained: {exc}") from None
         plan = plan_load(cls.kind, path_or_id, device, dtype, quantize, backend)
         return cls._from_plan(plan, **options)
 

@@ -49,4 +49,3 @@ def test_on_a_gpu_a_summary_batch_that_runs_out_of_memory_is_halved(tiny_summari
     assert max(n for n in calls[1:]) <= len(texts) // 2 and len(summaries) == len(texts)
     expected = [tokenizer.decode(ids[:2], skip_special_tokens=True).strip() for ids in summarizer.encode(texts)]
     assert summaries == expected  # every article keeps its own summary, in input order
-

@@ -140,6 +140,27 @@ def test_auto_backend_takes_the_fastest_installed_engine_for_the_processor(monke
     assert engine("summarizer") == engine("summarizer", "AVX512_CORE_AMX") == "ctranslate2"
     assert engine("classifier", "AVX512_CORE_VNNI", dtype="auto", model_type="bert") == "onnx"
     assert engine("classifier", "AVX512_CORE_AMX", model_type="bert") == "torch"  # bf16 on AMX is faster
+    assert auto_backend("summarizer", CPU, True, None, "mt5", "AVX2", ["repetition_penalty"]).backend == "torch"
+
+
+def test_auto_keeps_a_summarizer_on_torch_when_its_saved_decoding_needs_it(tiny_summarizer_dir, tmp_path, caplog):
+    import shutil
+
+    model_dir = shutil.copytree(
+        tiny_summarizer_dir, tmp_path / "summarizer", ignore=shutil.ignore_patterns(".khabar-*")
+    )
+    saved = json.loads((model_dir / "generation_config.json").read_text())
+    (model_dir / "generation_config.json").write_text(json.dumps({**saved, "repetition_penalty": 1.3}))
+    with caplog.at_level(logging.INFO):
+        summarizer = Summarizer.from_pretrained(model_dir, device="cpu")
+
+    assert summarizer.precision.startswith("torch")  # the engine would decode without the penalty
+    assert "saved decoding uses repetition_penalty" in caplog.text
+
+
+def test_an_unknown_load_option_is_refused_before_anything_is_read(tmp_path):
+    with pytest.raises(TypeError, match="Summarizer.from_pretrained: .*long_text"):
+        Summarizer.from_pretrained(tmp_path / "missing", long_text="truncate")
 
 
 def test_auto_is_the_default_backend_and_says_which_engine_it_chose(

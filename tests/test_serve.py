@@ -193,6 +193,25 @@ def test_an_item_the_model_rejects_fails_alone():
     ]
 
 
+def test_one_bad_text_in_a_big_call_is_found_in_halves_not_text_by_text():
+    calls = []
+
+    class Picky:
+        labels = ["a"]
+
+        def predict(self, texts, batch_size, top_k):
+            calls.append(len(texts))
+            if "بد" in texts:
+                raise ValueError("text at index 0: cannot read this")
+            return [[{"label": "a", "score": 1.0}] for _ in texts]
+
+    texts = ["خوب"] * 63 + ["بد"]
+    results = ServedModels(classifier=Picky()).run_batch(("topic",), texts)
+
+    assert [isinstance(r, ValueError) for r in results] == [False] * 63 + [True]
+    assert len(calls) <= 2 * 6 + 1  # log2(64) levels of two halves, not 64 single calls
+
+
 def test_an_absent_model_answers_404_naming_the_flag(models):
     with TestClient(create_app(ServedModels(classifier=models.classifier))) as only_topics:
         assert only_topics.post("/v1/classify", json={"text": ARTICLE}).status_code == 200
