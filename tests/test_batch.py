@@ -185,10 +185,10 @@ def test_strict_stops_at_the_first_bad_row_after_writing_the_ones_before() -> No
     assert stats.fatal == "line 3: text field 'article' is a number, not a string"
 
 
-def test_resume_skips_as_many_rows_per_id_as_were_written() -> None:
+def test_resume_knows_a_row_by_its_id_and_line_so_repeated_ids_skip_only_the_rows_done() -> None:
     out: list[dict] = []
     rows = [Row(i, i + 1, {"id": key, "article": "خبر"}) for i, key in enumerate(["a", "b", "a", "c"])]
-    stats = run(rows, Job(Columns(), fake_classify), out.extend, done=Counter({"a": 1, "b": 1}))
+    stats = run(rows, Job(Columns(), fake_classify), out.extend, done=Counter({("a", "1"): 1, ("b", "2"): 1}))
     assert [r["line"] for r in out] == [3, 4]  # the second "a" is new work
     assert stats.skipped == 2
 
@@ -253,13 +253,13 @@ def test_load_done_repairs_a_cut_jsonl_line(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     path.write_text('{"id": "a", "line": 1}\n{"id": 2, "line": 2}\n{"id": "c", "li', encoding="utf-8")
     done = load_done(str(path))
-    assert done.ids == Counter({"a": 1, "2": 1}) and done.repaired_bytes == len('{"id": "c", "li')
+    assert done.ids == Counter({("a", "1"): 1, ("2", "2"): 1}) and done.repaired_bytes == len('{"id": "c", "li')
     assert path.read_text(encoding="utf-8").endswith('"line": 2}\n')
 
 
 def test_load_done_refuses_a_damaged_record_in_the_middle(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
-    path.write_text('{"id": "a"}\nnot ours\n{"id": "b"}\n', encoding="utf-8")
+    path.write_text('{"id": "a", "line": 1}\nnot ours\n{"id": "b", "line": 3}\n', encoding="utf-8")
     with pytest.raises(UsageError, match="line 2: not a khabar record"):
         load_done(str(path))
 
@@ -270,7 +270,7 @@ def test_load_done_repairs_a_cut_csv_record(tmp_path: Path, cut: str) -> None:
     good = 'id,line,summary\na,1,"multi\nline"\nb,2,x\n'
     path.write_text(good + cut, encoding="utf-8")
     done = load_done(str(path))
-    assert done.ids == Counter({"a": 1, "b": 1})
+    assert done.ids == Counter({("a", "1"): 1, ("b", "2"): 1})
     assert path.read_text(encoding="utf-8") == good
 
 

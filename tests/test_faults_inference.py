@@ -415,6 +415,40 @@ def test_resume_refuses_an_input_that_changed(tmp_path, topic, capsys) -> None:
     assert [record["id"] for record in strict_records(output)] == [1, 2, 3, 4, 5, 6]
 
 
+def test_resume_with_a_repeated_id_writes_every_line_exactly_once(tmp_path, topic, capsys) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "x", "article": None}, {"id": "x", "article": "تیم فوتبال"}])
+    output = tmp_path / "out.jsonl"
+    assert khabar(capsys, "predict", source, "-o", output, *topic)[0] == 3
+    code, _, _ = khabar(capsys, "predict", source, "-o", output, "--resume", *topic)
+    records = strict_records(output)
+    assert code == 3 and sorted(record["line"] for record in records) == [1, 2]
+    assert "error" in next(record for record in records if record["line"] == 1)
+
+
+def test_resume_where_an_unreadable_rows_line_is_another_rows_id(tmp_path, topic, capsys) -> None:
+    source = tmp_path / "in.csv"  # ids 1..N: the unreadable row's id (its line number) is the next row's id
+    source.write_text('id,article\n1,تیم فوتبال\n2,"never closed\n3,خبر اقتصادی\n', encoding="utf-8")
+    output = tmp_path / "out.jsonl"
+    first, _, _ = khabar(capsys, "predict", source, "-o", output, *topic)
+    lines_first = sorted(record["line"] for record in strict_records(output))
+    code, _, _ = khabar(capsys, "predict", source, "-o", output, "--resume", *topic)
+    assert (first, code) == (3, 3)
+    assert sorted(record["line"] for record in strict_records(output)) == lines_first  # each once, none lost
+
+
+def test_resume_refuses_another_id_column(tmp_path, topic, capsys) -> None:
+    rows = [{"id": f"a{i}", "url": f"u{i}", "article": text} for i, text in enumerate(articles(3))]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    output = tmp_path / "out.jsonl"
+    assert khabar(capsys, "predict", source, "-o", output, *topic)[0] == 0
+    before = digest(output)
+    code, _, err = khabar(capsys, "predict", source, "-o", output, "--resume", "--id-column", "url", *topic)
+    assert code == 2 and digest(output) == before
+    one_line_error(err, "out.jsonl", "--id-column id", "not url", "--overwrite")
+    assert khabar(capsys, "predict", source, "-o", output, "--resume", "--id-column", "id", *topic)[0] == 0
+    assert digest(output) == before  # every row was already done
+
+
 # --- 12. khabar merge -------------------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from inference.batch.checks import InputColumns, ReadyRow, check_row, row_id
 from inference.batch.formats import OUTPUT_FIELDS
 from inference.batch.memory import release_freed_memory
 from inference.batch.reading import Row
+from inference.batch.resume import done_key
 from inference.batch.safe_records import writable
 from inference.batch.shards import Shard
 
@@ -217,14 +218,15 @@ def run(
 ) -> RunStats:
     """Predict every row of this ``shard`` not already ``done``, writing one batch of records at a time.
 
-    ``done`` counts ids already in the output (``--resume``); it is consumed as rows are skipped.
+    ``done`` counts (id, line) keys already in the output (``--resume``, see
+    :func:`~inference.batch.resume.done_key`); it is consumed as rows are skipped.
     Under ``job.strict`` the run stops at the first bad row, after writing the rows before it.
 
     Example:
         >>> out = []
         >>> rows = [Row(i, i + 1, {"article": "خبر"}) for i in range(3)]
         >>> job = Job(InputColumns(), classify=lambda texts: [{"label": "sports", "score": 1.0}] * len(texts))
-        >>> run(rows, job, out.extend, batch_size=2, done=Counter({"1": 1})).skipped, [r["id"] for r in out]
+        >>> run(rows, job, out.extend, batch_size=2, done=Counter({("1", "1"): 1})).skipped, [r["id"] for r in out]
         (1, [2, 3])
     """
     stats, started = RunStats(), time.monotonic()
@@ -262,9 +264,9 @@ def _todo(rows: Iterable[Row], id_column: str, shard: Shard, done: Counter, stat
         if not shard.holds(row.index):
             continue
         stats.read += 1
-        key = str(row_id(row, id_column))
+        key = done_key(row_id(row, id_column), row.line)
         if done[key] > 0:
-            # Counting, not a set: with repeated ids only as many rows are skipped as were written.
+            # Counting, not a set: a row written twice before (an old bug) is skipped once.
             done[key] -= 1
             stats.skipped += 1
             continue

@@ -2,13 +2,15 @@
 
 :func:`guarded_output` locks the output (see :mod:`inference.batch.locking`) for the whole run and,
 on ``--resume``, refuses an input that changed since the output was started (see
-:mod:`inference.batch.fingerprint`). stdout and devices such as ``/dev/null`` need neither.
+:mod:`inference.batch.fingerprint`) or an id column other than the one it was started with (the
+rows done would not be recognized and would run again). stdout and devices such as
+``/dev/null`` need neither.
 
 Example:
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (folder / "in.jsonl").write_text('{"id": "a"}\\n')
-    >>> with guarded_output(str(folder / "out.jsonl"), str(folder / "in.jsonl"), resume=False) as guard:
+    >>> with guarded_output(str(folder / "out.jsonl"), str(folder / "in.jsonl"), resume=False, id_column="id") as guard:
     ...     guard.record_input()
     >>> sorted(p.name for p in folder.iterdir())
     ['in.jsonl', 'out.jsonl.khabar-run']
@@ -34,19 +36,23 @@ class OutputGuard:
         >>> OutputGuard(None, None).record_input()  # stdout: nothing to record
     """
 
-    def __init__(self, lock: OutputLock | None, input_fingerprint: dict[str, Any] | None) -> None:
+    def __init__(
+        self, lock: OutputLock | None, input_fingerprint: dict[str, Any] | None, id_column: str = "id"
+    ) -> None:
         self._lock = lock
         self._input = input_fingerprint
+        self._id_column = id_column
 
     def record_input(self) -> None:
-        """Note, beside the output, which input it is being written from (call once the output is opened)."""
+        """Note, beside the output, which input and id column it is written from (call once the output is opened)."""
         if self._lock is not None:
-            self._lock.save({"input": self._input})
+            self._lock.save({"input": self._input, "id_column": self._id_column})
 
 
 @contextmanager
-def guarded_output(output: str, input_path: str, resume: bool) -> Iterator[OutputGuard]:
-    """Hold ``output``'s lock for the ``with`` block; with ``resume``, first check the input is unchanged.
+def guarded_output(output: str, input_path: str, resume: bool, id_column: str = "id") -> Iterator[OutputGuard]:
+    """Hold ``output``'s lock for the ``with`` block; with ``resume``, first check that the input and
+    the id column are the ones the output was started with.
 
     Example:
         >>> with guarded_output("-", "in.jsonl", resume=False) as guard:
@@ -62,8 +68,10 @@ def guarded_output(output: str, input_path: str, resume: bool) -> Iterator[Outpu
     try:
         now = fingerprint(input_path)
         if resume and _has_records(output):  # an output that is gone or empty holds nothing to mix up
-            _check_same_input(output, input_path, (lock.previous or {}).get("input"), now)
-        yield OutputGuard(lock, now)
+            previous = lock.previous or {}
+            _check_same_input(output, input_path, previous.get("input"), now)
+            _check_same_id_column(output, previous.get("id_column"), id_column)
+        yield OutputGuard(lock, now, id_column)
     finally:
         lock.__exit__(None, None, None)
 
@@ -93,4 +101,12 @@ def _check_same_input(output: str, input_path: str, before: dict | None, now: di
         raise UsageError(
             f"--resume: INPUT {input_path} is not the input {output} was started from ({change}); "
             "resuming would skip the wrong rows, so rerun with --overwrite to start again"
+        )
+
+
+def _check_same_id_column(output: str, before: str | None, now: str) -> None:
+    if before is not None and before != now:
+        raise UsageError(
+            f"--resume: {output} was started with --id-column {before}, not {now}; resume with "
+            f"--id-column {before} (other ids would run every row again) or rerun with --overwrite"
         )

@@ -1,4 +1,8 @@
-"""Resume ``khabar predict`` onto an earlier output: which ids are done, and repair of a cut-off last record.
+"""Resume ``khabar predict`` onto an earlier output: which rows are done, and repair of a cut-off last record.
+
+A row is known by its id and its input line together: ids alone can repeat (a CSV whose ids are
+1..N beside an unreadable row, whose id is its line number; duplicated ids in the input), and a
+count per id would then skip the wrong row and run another twice.
 
 Example:
     >>> import tempfile, pathlib
@@ -6,7 +10,7 @@ Example:
     >>> _ = path.write_text('{"id": "a", "line": 1}\\n{"id": "b", "line": 2, "error": "x"}\\n', encoding="utf-8")
     >>> done = load_done(str(path), retry_errors=True)
     >>> dict(done.ids), done.retried
-    ({'a': 1}, 1)
+    ({('a', '1'): 1}, 1)
 """
 
 from __future__ import annotations
@@ -25,12 +29,12 @@ from inference.batch.reading import LineReader
 
 @dataclass
 class DoneRecords:
-    """What an earlier run left in the output: how often each id occurs, bytes cut off, fields seen.
+    """What an earlier run left in the output: how often each (id, line) occurs, bytes cut off, fields seen.
 
     ``retried`` counts error records removed so that their rows run again.
 
     Example:
-        >>> DoneRecords(Counter({"a": 1}), 0).ids["a"]
+        >>> DoneRecords(Counter({("a", "3"): 1}), 0).ids[("a", "3")]
         1
     """
 
@@ -71,7 +75,7 @@ def load_done(path: str, retry_errors: bool = False) -> DoneRecords:
         >>> _ = path.write_text('{"id": "a", "line": 1}\\n{"id": "b", "li', encoding="utf-8")
         >>> done = load_done(str(path))
         >>> dict(done.ids), done.repaired_bytes, path.read_text(encoding="utf-8")
-        ({'a': 1}, 15, '{"id": "a", "line": 1}\\n')
+        ({('a', '1'): 1}, 15, '{"id": "a", "line": 1}\\n')
     """
     if path == STDIO:
         raise UsageError("--resume needs an output file, not stdout")
@@ -92,6 +96,16 @@ def load_done(path: str, retry_errors: bool = False) -> DoneRecords:
     return DoneRecords(scan.ids, size - scan.good_end, frozenset(scan.fields), retried)
 
 
+def done_key(record_id: object, line: object) -> tuple[str, str]:
+    """How a row is known across runs: its id and its first input line, as the output writes them.
+
+    Example:
+        >>> done_key(7, 7) == done_key("7", "7"), done_key("7", 8) == done_key("7", 7)
+        (True, False)
+    """
+    return str(record_id), str(line)
+
+
 def _not_ours(path: str, line_no: int) -> UsageError:
     return UsageError(f"-o {path} line {line_no}: not a khabar record; cannot resume this file (it was left as it is)")
 
@@ -108,9 +122,9 @@ def _done_jsonl(path: str) -> _Scan:
                 break
             if "error" in record:
                 scan.error_spans.append((scan.good_end, scan.good_end + len(raw)))
-                scan.error_ids[str(record["id"])] += 1
+                scan.error_ids[done_key(record["id"], record["line"])] += 1
             else:
-                scan.ids[str(record["id"])] += 1
+                scan.ids[done_key(record["id"], record["line"])] += 1
             scan.fields.update(record)
             scan.good_end += len(raw)
     return scan
@@ -121,7 +135,7 @@ def _json_record(raw: bytes) -> dict | None:
         record = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
-    return record if isinstance(record, dict) and "id" in record else None
+    return record if isinstance(record, dict) and "id" in record and "line" in record else None
 
 
 def _done_csv(path: str) -> _Scan:
@@ -140,7 +154,7 @@ def _done_csv(path: str) -> _Scan:
         scan.good_end = lines.offset
         error_column = header.index("error") if "error" in header else None
         while (values := _complete_record(reader, lines)) is not None and len(values) == len(header):
-            record_id = values[header.index("id")]
+            record_id = done_key(values[header.index("id")], values[header.index("line")])
             if error_column is not None and values[error_column]:
                 scan.error_spans.append((scan.good_end, lines.offset))
                 scan.error_ids[record_id] += 1
