@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from inference.batch.checks import MAX_TEXT_CHARS
@@ -28,6 +29,7 @@ from inference.commands import (
     merge_command,
     summarize_command,
 )
+from inference.inputs import DECODING_LIMITS
 from inference.install_check import install_clashes
 
 TASKS = ("topic", "summary")
@@ -75,6 +77,18 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
+
+
+def _decoding(name: str) -> Callable[[str], int]:
+    """A positive whole number within the summarizer's limit for ``name`` (checked before any model loads)."""
+
+    def parse(text: str) -> int:
+        value = _positive(text)
+        if value > DECODING_LIMITS[name]:
+            raise argparse.ArgumentTypeError(f"{text!r} is over the limit of {DECODING_LIMITS[name]}")
+        return value
+
+    return parse
 
 
 def _non_negative(text: str) -> int:
@@ -134,8 +148,10 @@ def _add_model_flags(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) ->
         "ctranslate2 for summaries; pip install khabar[fast]), fastest with --quantize int8",
     )
     if "summarizer" in kinds:
-        parser.add_argument("--num-beams", type=_positive, help="beam width (default: the model's)")
-        parser.add_argument("--max-new-tokens", type=_positive, help="summary length cap (default: the model's)")
+        parser.add_argument("--num-beams", type=_decoding("num_beams"), help="beam width (default: the model's)")
+        parser.add_argument(
+            "--max-new-tokens", type=_decoding("max_new_tokens"), help="summary length cap (default: the model's)"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,6 +61,26 @@ def check_positive(**values: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+# Decoding beyond these is a typo, not a wish: a million new tokens or beams exhausts memory (a
+# torch beam search preallocates for them) long before it fails on its own. A lead is ~60 tokens.
+DECODING_LIMITS = {"num_beams": 64, "max_new_tokens": 2048, "min_new_tokens": 2048}
+
+
+def check_decoding_limits(**values: int) -> None:
+    """Refuse a beam width or summary length past :data:`DECODING_LIMITS`.
+
+    Example:
+        >>> check_decoding_limits(max_new_tokens=10**8)
+        Traceback (most recent call last):
+        ...
+        ValueError: max_new_tokens must be at most 2048, got 100000000
+    """
+    for name, value in values.items():
+        limit = DECODING_LIMITS[name]
+        if isinstance(value, int) and value > limit:
+            raise ValueError(f"{name} must be at most {limit}, got {value!r}")
+
+
 def length_sorted_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> Iterator[list[int]]:
     """Indices of ``lengths`` in batches of similar length, longest first, to waste little padding.
 

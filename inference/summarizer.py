@@ -27,7 +27,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, GenerationConfig
 
 from inference.backends import ENGINE_SETTINGS, unfollowed_settings
-from inference.inputs import check_positive, length_sorted_batches
+from inference.inputs import DECODING_LIMITS, check_decoding_limits, check_positive, length_sorted_batches
 from inference.load_plan import LoadPlan
 from inference.loading import load_weights, saved_generation_config
 from inference.text_model import TextModel
@@ -153,6 +153,7 @@ class Summarizer(TextModel):
         """
         given = {name: value for name, value in overrides.items() if value is not None}
         check_positive(**{name: given[name] for name in ("num_beams", "max_new_tokens") if name in given})
+        check_decoding_limits(**{name: given[name] for name in DECODING_LIMITS if name in given})
         generation = copy.deepcopy(self.generation_config)
         unknown = generation.update(**given)
         if unknown:

@@ -199,6 +199,8 @@ def test_strict_stops_at_the_first_bad_row(tmp_path, models, capsys) -> None:
         (["--classifier", "no/such/model"], "--classifier no/such/model:"),
         (["--text-column", "body"], "--text-column body: no such column in"),
         (["--num-shards", "2", "--shard-index", "5"], "--shard-index 5: must be in 0..1"),
+        (["--max-new-tokens", "100000000"], "argument --max-new-tokens: '100000000' is over the limit of 2048"),
+        (["--num-beams", "1000"], "argument --num-beams: '1000' is over the limit of 64"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path, models, capsys, args, message) -> None:

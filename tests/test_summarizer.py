@@ -71,6 +71,13 @@ def test_generate_kwargs_override_the_defaults_and_unknown_ones_are_refused(summ
         summarizer("خبر", max_new_tokens=0)
 
 
+@pytest.mark.parametrize("setting", ["max_new_tokens", "min_new_tokens", "num_beams"])
+def test_a_decoding_past_its_limit_is_refused_before_any_memory_is_taken(summarizer, setting):
+    # 10**8 new tokens once made a torch beam search allocate until the process was killed.
+    with pytest.raises(ValueError, match=f"{setting} must be at most"):
+        summarizer("خبر", **{setting: 10**8})
+
+
 def test_long_articles_are_truncated_and_counted_once_per_call(summarizer, caplog):
     long_article = "تیم ملی فوتبال ایران دیشب برد. " * 400
 

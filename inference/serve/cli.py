@@ -49,7 +49,7 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
         >>> parser.parse_args(["--summarizer", "m", "--max-batch", "8"]).max_batch
         8
     """
-    from inference.cli import _positive, add_device_flags
+    from inference.cli import _decoding, _positive, add_device_flags
     from inference.commands import BACKENDS
 
     serve = commands.add_parser(
@@ -81,8 +81,9 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
     serve.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill, ms (10)")
     serve.add_argument("--max-texts", type=_positive, default=64, help="articles per request (64)")
     serve.add_argument("--max-body-bytes", type=_positive, default=4 * 1024 * 1024, help="request body size (4 MiB)")
-    serve.add_argument("--max-num-beams", type=_positive, default=8, help="largest num_beams a request may ask (8)")
-    serve.add_argument("--max-new-tokens", type=_positive, default=256, help="largest max_new_tokens (256)")
+    beams, tokens = _decoding("num_beams"), _decoding("max_new_tokens")
+    serve.add_argument("--max-num-beams", type=beams, default=8, help="largest num_beams a request may ask (8)")
+    serve.add_argument("--max-new-tokens", type=tokens, default=256, help="largest max_new_tokens (256)")
     serve.add_argument("--timeout", type=float, default=60.0, help="seconds before a request answers 504 (60)")
     serve.add_argument("--api-key", help=f"require Authorization: Bearer KEY on /v1/* (default: ${API_KEY_ENV})")
     serve.add_argument(
