@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from collections import Counter
 from pathlib import Path
@@ -18,7 +19,7 @@ from inference.batch.checks import MAX_TEXT_CHARS, check_row, row_id
 from inference.batch.checks import InputColumns as Columns
 from inference.batch.formats import UsageError
 from inference.batch.loop import Job, predict_batch, run, stop_after_batch
-from inference.batch.reading import Row, read_rows
+from inference.batch.reading import Row, csv_columns, read_rows
 from inference.batch.resume import load_done
 from inference.batch.shards import Shard, merge_parts, shard_from_env
 from inference.batch.writing import RecordWriter
@@ -324,3 +325,20 @@ def test_merge_rejects_overlapping_or_unordered_parts(tmp_path: Path) -> None:
         merge_parts([str(c)], str(tmp_path / "all.jsonl"))
     with pytest.raises(UsageError, match="also one of the parts"):
         merge_parts([str(a)], str(a))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"id,article\r1,a\r2,b\r", "bare carriage return (old Mac style)"),
+        (b'"id,article\n1,foo\n', "a quoted field is not closed before the end of the file"),
+        (b'"' + b"x" * 140_000 + b"\n1,a\n", "a quoted field is not closed"),  # past the csv module's field limit
+    ],
+)
+def test_a_broken_csv_header_is_one_usage_error_naming_the_file_and_line(tmp_path: Path, content, message) -> None:
+    path = tmp_path / "in.csv"
+    path.write_bytes(content)
+    with pytest.raises(
+        UsageError, match=re.escape(f"INPUT {path} line 1: malformed CSV header: ") + f".*{re.escape(message)}"
+    ):
+        csv_columns(str(path))

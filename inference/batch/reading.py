@@ -98,9 +98,32 @@ def csv_columns(path: str, fmt: str | None = None) -> list[str] | None:
     fmt = file_format(path, "INPUT", fmt)
     if fmt == "jsonl" or path == STDIO:
         return None  # stdin can be read only once: its header is checked as the rows are read
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
     with open_input(path) as f:
         lines = LineReader(f)
-        return next(csv.reader(lines, delimiter=DELIMITERS[fmt]), [])
+        try:
+            header = next(csv.reader(lines, delimiter=DELIMITERS[fmt], strict=True), [])
+        except csv.Error as exc:
+            raise UsageError(f"INPUT {path} line 1: malformed CSV header: {csv_problem(exc)}") from None
+    if len(lines.record) > 1:  # a quote opened in the header swallowed the lines after it
+        raise UsageError(
+            f"INPUT {path} line 1: malformed CSV header: a quoted field is not closed by line {lines.record[-1].number}"
+        )
+    return header
+
+
+def csv_problem(exc: csv.Error) -> str:
+    """The csv module's complaint in words a user can act on.
+
+    Example:
+        >>> csv_problem(csv.Error("new-line character seen in unquoted field - do you need ...?"))
+        'lines end in a bare carriage return (old Mac style); save the file with LF or CRLF line ends'
+    """
+    if "new-line character seen in unquoted field" in str(exc):
+        return "lines end in a bare carriage return (old Mac style); save the file with LF or CRLF line ends"
+    if "unexpected end of data" in str(exc):
+        return "a quoted field is not closed before the end of the file"
+    return str(exc)
 
 
 def count_rows(path: str, fmt: str | None = None) -> int | None:
@@ -213,7 +236,7 @@ def _csv_rows(stream: BinaryIO, delimiter: str) -> Iterator[Row]:
         header, broken = None, exc
     if header is None:
         if lines.record:
-            yield Row(0, 1, None, f"malformed CSV header: {broken}")
+            yield Row(0, 1, None, f"malformed CSV header: {csv_problem(broken) if broken else 'cut short'}")
         return
     index = 0
     while True:
@@ -223,7 +246,7 @@ def _csv_rows(stream: BinaryIO, delimiter: str) -> Iterator[Row]:
         except StopIteration:
             return
         except csv.Error as exc:
-            yield Row(index, _first_line(lines), None, _broken_record(lines, f"malformed CSV: {exc}"))
+            yield Row(index, _first_line(lines), None, _broken_record(lines, f"malformed CSV: {csv_problem(exc)}"))
             index += 1
             continue
         if not values:
