@@ -210,3 +210,25 @@ def test_output_vocabulary_limits_what_summaries_use(summarizer_dir, articles):
     restricted = summarizer_engine(summarizer_dir, "ctranslate2", "int8").generate(inputs, generation)
     assert not all(set(ids) <= allowed for ids in unrestricted)  # the check below can fail
     assert all(set(ids) <= allowed for ids in restricted) and all(len(ids) == 10 for ids in restricted)
+
+
+@pytest.mark.parametrize("task", ["classifier", "summarizer"])
+def test_a_damaged_cached_conversion_is_converted_again_with_a_warning(task, classifier_dir, summarizer_dir, caplog):
+    if task == "classifier":
+        pytest.importorskip("onnxruntime")
+        model_dir, make, backend, ids = classifier_dir, classifier_engine, "onnx", torch.tensor([[2, 50, 51, 3]])
+        use = lambda engine: engine(ids, torch.ones_like(ids))  # noqa: E731
+    else:
+        pytest.importorskip("ctranslate2")
+        model_dir, make, backend = summarizer_dir, summarizer_engine, "ctranslate2"
+        use = lambda engine: engine.generate([[10, 11, 1]], {"num_beams": 1, "max_new_tokens": 3})  # noqa: E731
+    expected = use(make(model_dir, backend))
+    (folder,) = (model_dir / cache.CACHE_DIRNAME).iterdir()
+    biggest = max((p for p in folder.iterdir() if p.is_file()), key=lambda p: p.stat().st_size)
+    with biggest.open("r+b") as f:  # a full disk or a copy cut short
+        f.truncate(1000)
+
+    again = make(model_dir, backend)
+
+    assert "cannot be opened" in caplog.text and "converting again" in caplog.text
+    assert str(use(again)) == str(expected)

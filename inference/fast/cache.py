@@ -18,7 +18,9 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 CACHE_DIRNAME = ".khabar-cache"
 DONE_FILE = "khabar-conversion.json"
@@ -90,16 +92,62 @@ def cached_conversion(model_dir: str | Path, kind: str, settings: dict, build: C
         >>> cached_conversion(d, "demo", {"quantize": "int8"}, print) == first  # reused, not rebuilt
         True
     """
+    return _cached(model_dir, kind, settings, build)[0]
+
+
+def open_cached(
+    model_dir: str | Path, kind: str, settings: dict, build: Callable[[Path], None], open_engine: Callable[[Path], T]
+) -> T:
+    """``open_engine`` on the cached ``kind`` conversion of ``model_dir`` (see :func:`cached_conversion`).
+
+    A cached conversion that no longer opens (a file truncated by a full disk, edited, half
+    deleted) is converted again, once, with a warning; one that fails straight after converting
+    is a ``ValueError`` naming its folder.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "config.json").write_text("{}")
+        >>> build = lambda out: (out / "engine.txt").write_text("converted")
+        >>> folder = cached_conversion(d, "demo", {}, build)
+        >>> _ = (folder / "engine.txt").write_text("damaged")
+        >>> def open_engine(folder):
+        ...     if (folder / "engine.txt").read_text() != "converted":
+        ...         raise RuntimeError("bad payload")
+        ...     return "engine"
+        >>> open_cached(d, "demo", {}, build, open_engine)
+        'engine'
+    """
+    folder, fresh = _cached(model_dir, kind, settings, build)
+    try:
+        return open_engine(folder)
+    except Exception as exc:  # noqa: BLE001 - each engine has its own error types for unreadable files
+        if fresh:
+            raise ValueError(f"cannot open the {kind} conversion in {folder}: {_one_line(exc)}") from None
+        problem = _one_line(exc)
+        log.warning("the cached %s conversion in %s cannot be opened (%s); converting again", kind, folder, problem)
+        shutil.rmtree(folder, ignore_errors=True)
+        if (folder / DONE_FILE).exists():  # could not be removed (read-only): converting again would loop
+            raise ValueError(f"cannot open the {kind} conversion in {folder}: {_one_line(exc)}; delete it") from None
+    return open_cached(model_dir, kind, settings, build, open_engine)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _cached(model_dir: str | Path, kind: str, settings: dict, build: Callable[[Path], None]) -> tuple[Path, bool]:
+    """The conversion's folder, and whether it was built just now."""
     key = json.dumps({**settings, "kind": kind, "model": fingerprint(model_dir)}, sort_keys=True)
     name = f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     roots = cache_roots(model_dir)
     for root in roots:
         if (root / name / DONE_FILE).is_file():
-            return root / name
+            return root / name, False
     for root in roots:
         if _writable(root):
             log.info("converting %s for the %s engine (first use only; kept in %s)", model_dir, kind, root)
-            return _build(root, name, key, build)
+            return _build(root, name, key, build), True
     raise PermissionError(f"cannot write a conversion of {model_dir} to any of: {', '.join(map(str, roots))}")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from inference.fast.cache import cached_conversion
+from inference.fast.cache import open_cached
 from inference.fast.deps import require
 from inference.fast.vocab import OUTPUT_VOCAB_FILE, read_output_vocabulary
 
@@ -152,8 +152,13 @@ class Ct2Summarizer:
         # int8 weights are stored converted, so the file on disk is 4x smaller and loads faster.
         settings = {"ctranslate2": ct2.__version__, "quantize": quantize, "vocab": OUTPUT_VOCAB_FILE}
         kind = f"ctranslate2-{quantize or 'fp32'}"
-        folder = cached_conversion(model_dir, kind, settings, lambda out: convert_summarizer(model_dir, out, quantize))
-        return cls(folder, quantize)
+        return open_cached(
+            model_dir,
+            kind,
+            settings,
+            lambda out: convert_summarizer(model_dir, out, quantize),
+            lambda folder: cls(folder, quantize),
+        )
 
     def generate(self, input_ids: list[list[int]], generation: dict) -> list[list[int]]:
         """Summary token ids (no start or end token) for each article's token ids, in order."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from inference.fast.cache import cached_conversion
+from inference.fast.cache import open_cached
 from inference.fast.deps import require
 
 QUANTIZE = (None, "int8")
@@ -170,10 +170,13 @@ class OnnxClassifier:
             raise ValueError(f"the onnx backend supports quantize in {QUANTIZE}, not {quantize!r}")
         ort = require("onnxruntime", "the onnx backend")
         settings = {"onnxruntime": ort.__version__, "opset": OPSET, "quantize": quantize, "per_channel": PER_CHANNEL}
-        folder = cached_conversion(
-            model_dir, f"onnx-{quantize or 'fp32'}", settings, lambda out: convert_classifier(model_dir, out, quantize)
+        return open_cached(
+            model_dir,
+            f"onnx-{quantize or 'fp32'}",
+            settings,
+            lambda out: convert_classifier(model_dir, out, quantize),
+            lambda folder: cls(folder / ONNX_FILE),
         )
-        return cls(folder / ONNX_FILE)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         feeds = {"input_ids": _int64(input_ids), "attention_mask": _int64(attention_mask)}
