@@ -27,7 +27,7 @@ ENGINE_SETTINGS = (
     "early_stopping",
 )
 # Saved settings an engine needs no instruction for: token ids it reads from the model, the length
-# cap it falls back on, bookkeeping.
+# cap it falls back on, bookkeeping, and what generate returns besides the text.
 _ENGINE_NEUTRAL = (
     "bos_token_id",
     "decoder_start_token_id",
@@ -36,6 +36,13 @@ _ENGINE_NEUTRAL = (
     "max_length",
     "transformers_version",
     "_from_model_config",
+    # What generate returns beside the text, and how it computes it: never the text itself.
+    "use_cache",
+    "output_attentions",
+    "output_hidden_states",
+    "output_scores",
+    "output_logits",
+    "return_dict_in_generate",
 )
 
 

@@ -105,11 +105,12 @@ def plan_load(
         raise ValueError(f"unknown quantize {quantize!r}; choose 'int8' or None")
     source = str(path_or_id)
     config, tokenizer = load_config_and_tokenizer(source, kind)
+    local = is_local(source)
+    # Read now, so a damaged generation_config.json stops the load on every backend.
+    saved = saved_generation_config(source, config).to_diff_dict() if kind == "summarizer" and local else {}
     chose_engine = backend == "auto"
     if chose_engine:
-        local = is_local(source)
         # A summarizer whose saved decoding an engine would ignore stays on torch (same answers).
-        saved = saved_generation_config(source, config).to_diff_dict() if kind == "summarizer" and local else {}
         backend = auto_engine(kind, resolve_device(device), local, dtype, config.model_type, unfollowed_settings(saved))
         quantize = quantize if backend == "torch" else "int8"
     if backend == "torch":

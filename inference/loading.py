@@ -148,7 +148,8 @@ def is_seq2seq(config) -> bool:
 
 
 def saved_generation_config(source: str, config):
-    """The directory's ``generation_config.json``, else the defaults its model config implies.
+    """The directory's ``generation_config.json``, else (none saved) the defaults its model config
+    implies; a saved one that cannot be read is a ``ValueError`` naming it.
 
     Example:
         >>> import tempfile
@@ -160,9 +161,14 @@ def saved_generation_config(source: str, config):
     """
     from transformers import GenerationConfig
 
+    saved = Path(source) / "generation_config.json"
     try:
         return GenerationConfig.from_pretrained(source)
-    except OSError:
+    except (OSError, ValueError) as exc:
+        if is_local(source) and saved.exists():
+            # Read past, it would decode greedily with transformers' 20-token default, silently.
+            reason = " ".join(str(exc).split())
+            raise ValueError(f"{saved}: cannot be read as decoding settings ({reason})") from None
         return GenerationConfig.from_model_config(config)
 
 

@@ -361,6 +361,15 @@ def test_broken_model_directory_is_refused_at_load(tmp_path, fitted_classifier_d
     assert not output.exists() or output.read_bytes() == b""
 
 
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_a_damaged_generation_config_is_refused_not_read_past(tmp_path, tiny_summarizer_dir, capsys, backend) -> None:
+    model = model_copy(tiny_summarizer_dir, tmp_path)
+    (model / "generation_config.json").write_text("xx")  # read past, decoding fell back to greedy, 20 tokens
+    code, _, err = khabar(capsys, "summarize", "خبر", "--summarizer", model, "--device", "cpu", "--backend", backend)
+    assert code == 2
+    one_line_error(err, "generation_config.json", "cannot be read as decoding settings")
+
+
 def test_a_pickle_that_is_not_plain_weights_is_refused_and_never_run(tmp_path, fitted_classifier_dir, capsys) -> None:
     import pickle
 

@@ -191,3 +191,13 @@ def test_predict_summary_line_names_the_precision(fitted_classifier_dir, tmp_pat
     args = ["predict", str(source), "-o", str(tmp_path / "out.jsonl"), "--tasks", "topic"]
     assert main([*args, "--classifier", str(fitted_classifier_dir), "--dtype", "float32"]) == 0
     assert "classifier torch float32" in capsys.readouterr().err
+
+
+def test_a_summarizer_without_saved_decoding_still_gets_the_fast_engine_under_auto(tiny_summarizer_dir):
+    from transformers import AutoConfig, GenerationConfig
+
+    from inference.backends import unfollowed_settings
+
+    implied = GenerationConfig.from_model_config(AutoConfig.from_pretrained(tiny_summarizer_dir))
+    assert {"use_cache", "output_attentions"} & set(implied.to_diff_dict())  # what the model config brings
+    assert unfollowed_settings(implied.to_diff_dict()) == []  # none of it changes the text
