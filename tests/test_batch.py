@@ -342,3 +342,15 @@ def test_a_broken_csv_header_is_one_usage_error_naming_the_file_and_line(tmp_pat
         UsageError, match=re.escape(f"INPUT {path} line 1: malformed CSV header: ") + f".*{re.escape(message)}"
     ):
         csv_columns(str(path))
+
+
+def test_csv_output_writes_kept_lists_objects_and_booleans_as_json(tmp_path: Path) -> None:
+    import csv
+
+    path = str(tmp_path / "out.csv")
+    with RecordWriter(path, ["id", "line", "tags", "meta", "flag", "error"]) as out:
+        out.write([{"id": "a", "line": 1, "tags": ["x", "ی"], "meta": {"k": 1}, "flag": True, "error": None}])
+    with open(path, encoding="utf-8", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert [json.loads(row[k]) for k in ("tags", "meta", "flag")] == [["x", "ی"], {"k": 1}, True]
+    assert row["error"] == "" and row["line"] == "1"

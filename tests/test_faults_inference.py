@@ -528,6 +528,15 @@ def test_full_disk_is_one_line_and_resume_repairs_the_cut_record(tmp_path, topic
     assert code == 0 and sorted(record["id"] for record in records) == [f"g{i}" for i in range(6)]
 
 
+def test_full_stdout_says_to_run_again_not_to_resume(tmp_path, topic, capsys, monkeypatch) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(6))
+    monkeypatch.setattr(sys, "stdout", _FullDisk(sys.stdout, 250))
+    code, _, err = khabar(capsys, "predict", source, "--batch-size", "2", *topic)  # stdout: --resume is refused
+    assert code == 2
+    line = one_line_error(err, "No space left on device", "run it again")
+    assert "--resume" not in line
+
+
 @pytest.mark.parametrize(
     "encoding, content",
     [

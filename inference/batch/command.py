@@ -55,7 +55,8 @@ def _predict_locked(
     job = Job(columns, *_load_models(args), strict=args.strict)
     progress = _progress_bar(args, shard, done)
     rows = read_input(args.input, fmt=args.input_format)
-    with RecordWriter(output, job.output_fields(), append=args.resume) as writer, stop_after_batch(_notice) as stop:
+    writer = RecordWriter(output, job.output_fields(), append=args.resume, resumable=output != STDIO)
+    with writer, stop_after_batch(_notice) as stop:
         guard.record_input()
         stats = run(rows, job, writer.write, args.batch_size, shard, done.ids, progress, stop)
     if progress is not None:

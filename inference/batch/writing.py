@@ -106,7 +106,9 @@ class RecordWriter:
     def _csv_text(self, records: Iterable[dict]) -> str:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, self.fields, delimiter=DELIMITERS[self.format], lineterminator="\n")
-        writer.writerows(records)
+        # A kept list, object or boolean is written as JSON (["a", "b"], true), as in JSONL output,
+        # not as Python's repr (['a', 'b'], True) that no other tool reads back.
+        writer.writerows({k: _csv_value(v) for k, v in record.items()} for record in records)
         return buffer.getvalue()
 
     def close(self) -> None:
@@ -125,6 +127,10 @@ class RecordWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _csv_value(value: object) -> object:
+    return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def csv_header(path: str) -> list[str]:
