@@ -39,13 +39,17 @@ CACHE_SIZE = 4
 
 
 def classify(
-    texts: str | Iterable[str], model: str | os.PathLike | None = None, device: str = "auto", **options: Any
+    texts: str | Iterable[str],
+    model: str | os.PathLike | Classifier | None = None,
+    device: str = "auto",
+    **options: Any,
 ) -> Prediction | list:
     """The topic of a text (``{"label": ..., "score": ...}``) or of each text in a list, in order.
 
-    ``options``: load options of :meth:`Classifier.from_pretrained` (``dtype``, ``quantize``,
-    ``long_text``, ``backend``) and call options of :meth:`Classifier.predict` (``batch_size``,
-    ``top_k``).
+    ``model``: a model directory or hub id (default: see :func:`~inference.loading.resolve_model`)
+    or a loaded :class:`Classifier`. ``options``: load options of :meth:`Classifier.from_pretrained`
+    (``dtype``, ``quantize``, ``long_text``, ``backend``) and call options of
+    :meth:`Classifier.predict` (``batch_size``, ``top_k``).
 
     Example:
         >>> import tempfile
@@ -55,16 +59,20 @@ def classify(
         2
     """
     load, call = _split(options, "classifier")
-    return load_model("classifier", model, device, **load).predict(texts, **call)
+    return _model("classifier", model, device, load).predict(texts, **call)
 
 
 def summarize(
-    texts: str | Iterable[str], model: str | os.PathLike | None = None, device: str = "auto", **options: Any
+    texts: str | Iterable[str],
+    model: str | os.PathLike | Summarizer | None = None,
+    device: str = "auto",
+    **options: Any,
 ) -> str | list[str]:
     """A short summary of a text (a ``str``) or of each text in a list, in order.
 
-    ``options``: load options of :meth:`Summarizer.from_pretrained` (``dtype``, ``quantize``,
-    ``backend``) and call options of :meth:`Summarizer.summarize` (``batch_size``,
+    ``model``: a model directory or hub id (default: see :func:`~inference.loading.resolve_model`)
+    or a loaded :class:`Summarizer`. ``options``: load options of :meth:`Summarizer.from_pretrained`
+    (``dtype``, ``quantize``, ``backend``) and call options of :meth:`Summarizer.summarize` (``batch_size``,
     ``num_beams``, ``max_new_tokens`` and other decoding settings).
 
     Example:
@@ -75,7 +83,20 @@ def summarize(
         True
     """
     load, call = _split(options, "summarizer")
-    return load_model("summarizer", model, device, **load).summarize(texts, **call)
+    return _model("summarizer", model, device, load).summarize(texts, **call)
+
+
+def _model(kind: ModelKind, model: Any, device: str, load: dict[str, Any]) -> Classifier | Summarizer:
+    """The model a call names: a loaded one passed as is, else :func:`load_model`'s."""
+    loaded = Classifier if kind == "classifier" else Summarizer
+    if isinstance(model, (Classifier, Summarizer)):
+        if not isinstance(model, loaded):
+            raise TypeError(f"model is a loaded {type(model).__name__}; a {kind} is needed here")
+        given = [*load, *(["device"] if device != "auto" else [])]
+        if given:
+            raise TypeError(f"{', '.join(given)}: load options apply when model is a path; this model is loaded")
+        return model
+    return load_model(kind, model, device, **load)
 
 
 def load_model(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -24,6 +25,7 @@ from inference.backends import unfollowed_settings
 from inference.devices import DeviceError, resolve_device
 from inference.loading import (
     ModelKind,
+    ModelNotFoundError,
     is_local,
     load_config_and_tokenizer,
     model_max_length,
@@ -103,7 +105,11 @@ def plan_load(
     """
     if quantize not in (None, "int8"):  # checked before backend="auto" picks an engine that is int8 anyway
         raise ValueError(f"unknown quantize {quantize!r}; choose 'int8' or None")
+    if not isinstance(path_or_id, (str, os.PathLike)):
+        raise TypeError(f"a {kind} loads from a directory path or a hub id, not {type(path_or_id).__name__}")
     source = str(path_or_id)
+    if Path(source).expanduser().is_file():
+        raise ModelNotFoundError(f"{source} is a file; give the {kind}'s directory")
     config, tokenizer = load_config_and_tokenizer(source, kind)
     local = is_local(source)
     # Read now, so a damaged generation_config.json stops the load on every backend.

@@ -122,12 +122,17 @@ def load_config_and_tokenizer(path_or_id: str, kind: ModelKind):
         )
     if is_local(path_or_id):
         check_model_files(path_or_id)
+    where = "" if is_local(path_or_id) else " (not a local directory; is the hub id right and reachable?)"
     try:
         config = AutoConfig.from_pretrained(path_or_id, trust_remote_code=False)
-        tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=False)
     except (OSError, ValueError) as exc:
-        where = "" if is_local(path_or_id) else " (not a local directory; is the hub id right and reachable?)"
         raise ModelNotFoundError(f"cannot load {path_or_id}{where}: {first_line(exc)}") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=False)
+    except (OSError, ValueError, TypeError) as exc:  # a damaged tokenizer.json fails in several ways
+        raise ModelNotFoundError(
+            f"cannot load {path_or_id}{where}: its tokenizer files (tokenizer.json, ...): {first_line(exc)}"
+        ) from None
     seq2seq = is_seq2seq(config)
     if kind == "classifier" and seq2seq:
         raise ModelNotFoundError(f"{path_or_id} is a {config.model_type} summarizer, not a topic classifier")

@@ -158,6 +158,8 @@ class Summarizer(TextModel):
         unknown = generation.update(**given)
         if unknown:
             raise TypeError(f"unknown generation option(s): {', '.join(sorted(unknown))}")
+        if generation.num_return_sequences not in (None, 1):  # one summary per text is what callers get back
+            raise ValueError(f"num_return_sequences must be 1, got {generation.num_return_sequences!r}")
         return generation
 
     def encode(self, texts: list[str]) -> list[list[int]]:

@@ -163,3 +163,33 @@ def test_auto_picks_cuda_only_when_it_is_there():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
     assert resolve_device(None).type == expected
+
+
+def test_a_loaded_model_can_be_passed_as_is(tiny_classifier_dir, tiny_summarizer_dir, load_count):
+    classifier = Classifier.from_pretrained(tiny_classifier_dir, device="cpu")
+    assert inference.classify("خبر", model=classifier) == classifier.predict("خبر")
+    with pytest.raises(TypeError, match="a summarizer is needed"):
+        inference.summarize("خبر", model=classifier)
+    with pytest.raises(TypeError, match="quantize, device: load options apply when model is a path"):
+        inference.classify("خبر", model=classifier, quantize="int8", device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("source", "error", "message"),
+    [
+        (None, TypeError, "loads from a directory path or a hub id, not NoneType"),
+        (b"models/classifier", TypeError, "not bytes"),
+        ("config.json", ModelNotFoundError, "is a file; give the classifier's directory"),
+    ],
+)
+def test_loading_from_something_that_is_not_a_directory_says_so(tiny_classifier_dir, source, error, message):
+    source = tiny_classifier_dir / source if source == "config.json" else source
+    with pytest.raises(error, match=message):
+        Classifier.from_pretrained(source, device="cpu")
+
+
+def test_a_damaged_tokenizer_file_is_named(tiny_classifier_dir, tmp_path):
+    model = shutil.copytree(tiny_classifier_dir, tmp_path / "model", ignore=shutil.ignore_patterns(".khabar-*"))
+    (model / "tokenizer.json").write_text('{"x": ', encoding="utf-8")
+    with pytest.raises(ModelNotFoundError, match="tokenizer files"):
+        Classifier.from_pretrained(model, device="cpu")

@@ -192,3 +192,8 @@ def test_on_a_gpu_the_summarizer_runs_without_float16(tiny_summarizer_dir):
     assert len(on_gpu(["خبر اول", "خبر دوم درباره بازار"], **QUICK)) == 2
     with pytest.raises(ValueError, match="float16 breaks mt5"):
         Summarizer.from_pretrained(tiny_summarizer_dir, device="cuda", dtype="fp16")
+
+
+def test_more_than_one_summary_per_text_is_refused_not_misaligned(summarizer):
+    with pytest.raises(ValueError, match="num_return_sequences must be 1"):
+        summarizer(["خبر", "خبر دیگر"], num_return_sequences=2, num_beams=2)
