@@ -6,6 +6,7 @@ Skipped as a whole without the serve extra (``pip install 'khabar[serve]'``).
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -149,6 +150,7 @@ BAD_REQUESTS = [
     ("/v1/summarize", {"text": "خبر", "num_beams": 9}, 422, "num_beams: 9 is over the server's limit of 8"),
     ("/v1/summarize", {"text": "خبر", "max_new_tokens": 10_000}, 422, "max_new_tokens: 10000 is over the server's"),
     ("/v1/analyze", {"texts": ["خبر", "x" * (MAX_TEXT_CHARS + 1)]}, 413, "texts[1]: text is 200,001 characters"),
+    ("/v1/classify", {"texts": ["خبر", "\u200c\u200b\u064b"]}, 422, "texts[1]: text is empty after normalization"),
 ]
 
 
@@ -159,6 +161,37 @@ def test_bad_input_is_refused_with_a_one_line_detail(client, path, body, status,
     message = response.json()["detail"]
     assert isinstance(message, str) and "\n" not in message
     assert message.startswith(detail)
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "detail"),
+    [
+        (b'{"text": "a", "text": "b"}', "application/json", 400, "body: the key 'text' appears twice"),
+        (b'{"texts": ["a"], "texts": null}', "application/json", 400, "body: the key 'texts' appears twice"),
+        (b'{"text": "\xff\xfe"}', "application/json", 400, "body: not UTF-8 text"),
+        (b"[" * 100_000, "application/json", 400, "body: nested too deep"),
+        (b'{"text": "a", "top_k": ' + b"9" * 5000 + b"}", "application/json", 400, "body: a number has too many"),
+        (b'{"text": "a"}', "text/plain", 415, "body: send it as JSON, with the header Content-Type"),
+        (b"text=a", "application/x-www-form-urlencoded", 415, "body: send it as JSON"),
+    ],
+)
+def test_a_body_that_is_not_plain_json_is_refused_naming_the_problem(client, content, content_type, status, detail):
+    response = client.post("/v1/classify", content=content, headers={"content-type": content_type})
+    assert response.status_code == status, response.text
+    assert response.json()["detail"].startswith(detail)
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({"text": "خبر", "title": "\ud800"}, "title: field 'title' holds a lone surrogate"),
+        ({"texts": ["خبر"], "titles": ["\ud800"]}, "titles[0]: field 'title' holds a lone surrogate"),
+    ],
+)
+def test_a_bad_title_is_reported_under_its_own_field(client, body, detail):
+    content = json.dumps(body).encode()  # escaped: a lone surrogate cannot be sent as UTF-8
+    response = client.post("/v1/classify", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["detail"].startswith(detail)
 
 
 def test_malformed_json_and_oversized_bodies_are_refused(client):
@@ -374,6 +407,31 @@ def test_khabar_serve_without_a_model_is_a_usage_error(capsys, monkeypatch):
     )
     assert main(["serve", "--classifier", "no/such/dir"]) == 2
     assert "no such model directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-wait-ms", "inf"], "--max-wait-ms inf: must be 0 to 10,000"),  # killed the batch worker
+        (["--max-wait-ms", "nan"], "--max-wait-ms nan: must be 0 to 10,000"),
+        (["--timeout", "inf"], "--timeout inf: must be over 0 and at most 86,400 seconds"),
+        (["--api-key", "   "], "--api-key: is empty"),
+        (["--api-key", "کلید"], "--api-key: must be printable ASCII"),  # a header could never carry it
+    ],
+)
+def test_serve_settings_a_server_could_not_honour_are_refused_at_start(capsys, tiny_classifier_dir, flags, message):
+    from inference.cli import main
+
+    assert main(["serve", "--classifier", str(tiny_classifier_dir), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_the_api_key_flag_is_stripped_like_the_environment_variable(monkeypatch):
+    from inference.serve.cli import _api_key
+
+    monkeypatch.setenv("KHABAR_API_KEY", " k ")
+    assert _api_key(" k ") == _api_key(None) == "k"
 
 
 # --- a real server process: SIGTERM while busy ---------------------------------------------------

@@ -137,6 +137,10 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_WAIT_MS = 10_000
+MAX_TIMEOUT_S = 86_400
+
+
 def _from_env(kind: str) -> str:
     return os.environ.get(f"KHABAR_{kind.upper()}", "").strip()
 
@@ -144,11 +148,14 @@ def _from_env(kind: str) -> str:
 def _settings(args: argparse.Namespace):
     from inference.serve.settings import ServeSettings
 
-    if args.timeout <= 0 or args.max_wait_ms < 0:
-        raise UsageError("--timeout must be over 0 and --max-wait-ms 0 or more")
+    # Bounded as well as positive: an infinite wait overflowed the batcher's clock and killed it.
+    if not 0 < args.timeout <= MAX_TIMEOUT_S:
+        raise UsageError(f"--timeout {args.timeout}: must be over 0 and at most {MAX_TIMEOUT_S:,} seconds")
+    if not 0 <= args.max_wait_ms <= MAX_WAIT_MS:
+        raise UsageError(f"--max-wait-ms {args.max_wait_ms}: must be 0 to {MAX_WAIT_MS:,}")
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port}: must be 1-65535")
-    api_key = args.api_key or os.environ.get(API_KEY_ENV, "").strip() or None
+    api_key = _api_key(args.api_key)
     if not api_key and not _is_loopback(args.host):
         print(
             f"khabar serve: warning: listening on {args.host} without an API key: anyone who can reach it may use it",
@@ -167,6 +174,18 @@ def _settings(args: argparse.Namespace):
         api_key=api_key,
         cors_origins=tuple(args.cors_origin),
     )
+
+
+def _api_key(flag: str | None) -> str | None:
+    """The key from ``--api-key`` or the environment, stripped alike; one a client cannot send is refused."""
+    named, key = ("--api-key", flag) if flag is not None else (f"${API_KEY_ENV}", os.environ.get(API_KEY_ENV, ""))
+    key = key.strip()
+    if flag is not None and not key:
+        raise UsageError("--api-key: is empty; give a key or leave the flag out")
+    # Headers travel as Latin-1 and browsers send ASCII only: any other key could never match.
+    if key and not (key.isascii() and key.isprintable()):
+        raise UsageError(f"{named}: must be printable ASCII characters (it is sent in an HTTP header)")
+    return key or None
 
 
 def _is_loopback(host: str) -> bool:

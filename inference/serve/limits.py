@@ -1,8 +1,11 @@
-"""Refuse request bodies over a byte limit before they are read into memory or parsed.
+"""Refuse request bodies over a byte limit before they are read into memory or parsed, and API
+bodies that are not plain JSON before the framework reads them.
 
 A declared ``Content-Length`` over the limit is refused at once; a body sent without one (chunked)
 is counted as it arrives and refused as soon as it passes the limit. Either way the answer is a
-413 with a one-line JSON ``detail``.
+413 with a one-line JSON ``detail``. A ``POST /v1/...`` body must then be declared as JSON (else
+415) and be JSON a strict reader takes: UTF-8, no key twice in one object (which value would win
+is up to the parser), numbers of sane length, nesting of sane depth (else 400, naming the problem).
 
 Example:
     >>> from fastapi import FastAPI
@@ -51,6 +54,11 @@ class BodyLimit:
                 return
             more = message.get("more_body", False)
         body, sent = b"".join(chunks), False
+        if scope.get("method") == "POST" and scope.get("path", "").startswith("/v1/"):
+            refusal = json_body_problem(dict(scope.get("headers") or ()).get(b"content-type", b""), body)
+            if refusal is not None:
+                await _answer(send, *refusal)
+                return
 
         async def replay():
             nonlocal sent
@@ -62,7 +70,55 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send, size: str) -> None:
-        detail = json.dumps({"detail": f"body: {size}, over the server limit of {self.max_bytes}"}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(detail)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": detail})
+        await _answer(send, 413, f"body: {size}, over the server limit of {self.max_bytes}")
+
+
+def json_body_problem(content_type: bytes, body: bytes) -> tuple[int, str] | None:
+    """The status and one-line detail that refuse an API body, or None when it is plain JSON.
+
+    Example:
+        >>> json_body_problem(b"application/json", b'{"text": "a", "text": "b"}')
+        (400, "body: the key 'text' appears twice in one object; send it once")
+        >>> json_body_problem(b"text/plain", b'{"text": "a"}')
+        (415, 'body: send it as JSON, with the header Content-Type: application/json')
+        >>> json_body_problem(b"application/json; charset=utf-8", b'{"text": "a"}') is None
+        True
+    """
+    media_type = content_type.split(b";")[0].strip().lower()
+    if media_type != b"application/json":
+        return 415, "body: send it as JSON, with the header Content-Type: application/json"
+    try:
+        json.loads(body.decode("utf-8"), object_pairs_hook=_no_repeated_keys)
+    except UnicodeDecodeError:
+        return 400, "body: not UTF-8 text"
+    except _RepeatedKey as exc:
+        return 400, f"body: the key {exc.key!r} appears twice in one object; send it once"
+    except RecursionError:
+        return 400, "body: nested too deep"
+    except json.JSONDecodeError:
+        return None  # the framework's own answer names the line and column
+    except ValueError:  # Python refuses integers of over 4,300 digits
+        return 400, "body: a number has too many digits"
+    return None
+
+
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _RepeatedKey(key)
+        seen[key] = value
+    return seen
+
+
+async def _answer(send, status: int, detail: str) -> None:
+    payload = json.dumps({"detail": detail}, ensure_ascii=False).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference.classifier import Classifier
-from inference.normalize import load_normalization
+from inference.normalize import normalization_record
 from inference.summarizer import Summarizer
 
 TOPIC = ("topic",)
@@ -131,7 +131,8 @@ def _common(model: Classifier | Summarizer) -> dict:
         "path": model.name,
         "device": str(model.device),
         "max_length": model.max_length,
-        "normalization": load_normalization(model.name),
+        # What the loaded model applies, not the file as it is now (no disk read per request).
+        "normalization": normalization_record(model.digits, model.normalization_version),
     }
 
 

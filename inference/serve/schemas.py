@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inference.batch.checks import MAX_TEXT_CHARS, InputColumns, check_row
 from inference.batch.reading import Row
-from inference.normalize import join_title
+from inference.normalize import join_title, normalize
 
 _ITEM_FIELDS = InputColumns(text="text", title="title")
 
@@ -151,7 +151,12 @@ def articles(request: TextsRequest, max_texts: int, max_chars: int = MAX_TEXT_CH
             raise RequestError(413, f"{where}: text is {len(text):,} characters, over the {limit:,} limit")
         problem = check_row(Row(index, index + 1, {"text": text, "title": title}), _ITEM_FIELDS)
         if isinstance(problem, dict):
-            raise RequestError(422, f"{where}: {_plain(problem['error'])}")
+            reason = problem["error"]
+            if "field 'title'" in reason:  # the title is at fault: name it, not the text
+                where = "title" if request.texts is None else f"titles[{index}]"
+            raise RequestError(422, f"{where}: {_plain(reason)}")
+        if not normalize(text):  # the models would get nothing: refuse it as plain whitespace is
+            raise RequestError(422, f"{where}: text is empty after normalization (only invisible marks)")
         checked.append(Article(text, join_title(title, text)))
     return checked
 
