@@ -15,13 +15,19 @@ prediction, so a model never sees text in a form it was not trained on. The poli
 * Runs of spaces and tabs collapse to one space; line breaks are kept, and blank lines
   collapse to a single paragraph break (``"\\n\\n"``).
 
-Version 2 (the default; ``version=1`` gives the first policy exactly, for models trained with it):
+Version 2 (``version=1`` gives the first policy exactly, for models trained with it):
 
 * An LRM, RLM or soft hyphen (U+200E, U+200F, U+00AD) between two Persian letters becomes a
   ZWNJ instead of being deleted, so ``رسانه‎های`` does not become ``رسانههای`` (a ZWJ, which
   asks letters to join, is still deleted).
 * Half-spaces typed as spaces are repaired by the conservative rules of
   :mod:`inference.half_space` (``می گردد`` -> ``می‌گردد``, ``رسانه ها`` -> ``رسانه‌ها``).
+
+Version 3 (the default) is version 2 on the text's composed form (Unicode NFC): decomposed
+input (a letter followed by a combining madda or hamza, as macOS and some web pages write it)
+reads as the precomposed text does, instead of losing the mark with the harakat (``آمریکا``
+stayed ``امریکا``, ``مسئله`` became ``مسیله``). Text already in NFC, which is nearly all news text
+(24 of the 21,419 texts of the shared corpus were not), normalizes exactly as in version 2.
 
 ``normalize`` is idempotent and never raises on any ``str``. A model directory records the
 version it was trained with in ``normalization.json``; a record without one is version 1.
@@ -42,9 +48,9 @@ from inference.half_space import repair_half_spaces, repair_zwnj_gaps
 DigitPolicy = Literal["persian", "latin", "keep"]
 
 NORMALIZER_NAME = "khabar"
-NORMALIZER_VERSION = 2
+NORMALIZER_VERSION = 3
 """The version new models are trained with and ``normalize`` applies by default."""
-NORMALIZER_VERSIONS = (1, 2)
+NORMALIZER_VERSIONS = (1, 2, 3)
 NORMALIZATION_FILE = "normalization.json"
 
 ZWNJ = "\u200c"
@@ -159,7 +165,14 @@ def normalize(text: str, digits: DigitPolicy = "persian", version: int = NORMALI
         return _normalize_v1(text, digits)
     if version == 2:
         return _normalize_v2(text, digits)
+    if version == 3:
+        return _normalize_v2(_composed(text), digits)
     raise ValueError(f"normalization version must be one of {NORMALIZER_VERSIONS}, got {version!r}")
+
+
+def _composed(text: str) -> str:
+    """``text`` in NFC, so a letter and a combining mark that make one letter are one before marks are deleted."""
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
 
 
 def count_repairs(text: str, digits: DigitPolicy = "persian") -> Counter:
@@ -260,7 +273,7 @@ def normalization_record(digits: DigitPolicy = "persian", version: int = NORMALI
 
     Example:
         >>> normalization_record()["digits"], normalization_record()["version"]
-        ('persian', 2)
+        ('persian', 3)
     """
     return {"normalizer": NORMALIZER_NAME, "version": version, "digits": digits}
 
@@ -306,5 +319,6 @@ def load_normalization(model_dir: str | Path | None) -> dict:
         raise ValueError(f"{path}: unknown normalization record {record!r}")
     record.setdefault("version", 1)
     if record["version"] not in NORMALIZER_VERSIONS or isinstance(record["version"], bool):
-        raise ValueError(f"{path}: unknown normalization version {record['version']!r} (known: 1, 2)")
+        known = ", ".join(map(str, NORMALIZER_VERSIONS))
+        raise ValueError(f"{path}: unknown normalization version {record['version']!r} (known: {known})")
     return record

@@ -153,7 +153,7 @@ def test_v2_changes_nothing_where_no_rule_fires(sample_dir) -> None:
 
 def test_unknown_version_is_refused() -> None:
     with pytest.raises(ValueError, match="normalization version must be one of"):
-        normalize("خبر", version=3)
+        normalize("خبر", version=4)
 
 
 # --- v1 is frozen: outputs recorded from the normalizer before v2 existed -------------------
@@ -217,7 +217,7 @@ def test_model_saved_with_v1_is_served_with_v1_byte_for_byte(tiny_classifier_dir
 
 def test_model_saved_with_v2_is_served_with_v2(tiny_classifier_dir, tmp_path) -> None:
     model_dir = _model_with_record(tiny_classifier_dir, tmp_path, None)
-    save_normalization(model_dir)  # what a new training writes
+    save_normalization(model_dir, version=2)
     assert json.loads((model_dir / "normalization.json").read_text())["version"] == 2
     assert _texts_classifier_sees(model_dir) == [
         half("رسانه|های ما می|گویند"),
@@ -279,15 +279,15 @@ PERSIAN_FRAGMENTS = st.lists(FRAGMENTS, max_size=30).map("".join)
 
 
 @settings(max_examples=500, deadline=None)
-@given(PERSIAN_FRAGMENTS, st.sampled_from([1, 2]), st.sampled_from(["persian", "latin", "keep"]))
+@given(PERSIAN_FRAGMENTS, st.sampled_from([1, 2, 3]), st.sampled_from(["persian", "latin", "keep"]))
 def test_idempotent_on_words_the_rules_touch(text: str, version: int, digits: str) -> None:
     once = normalize(text, digits, version)
     assert normalize(once, digits, version) == once
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(), st.sampled_from([1, 2]))
-def test_both_versions_idempotent_and_total_on_any_unicode(text: str, version: int) -> None:
+@given(st.text(), st.sampled_from([1, 2, 3]))
+def test_every_version_idempotent_and_total_on_any_unicode(text: str, version: int) -> None:
     once = normalize(text, version=version)
     assert normalize(once, version=version) == once
 
@@ -297,7 +297,7 @@ def test_both_versions_idempotent_and_total_on_any_unicode(text: str, version: i
 def test_v2_only_adds_half_spaces_to_v1(text: str) -> None:
     """Without joiners, v2 differs from v1 only where a space became a ZWNJ (lines never move)."""
     plain = "".join(c for c in text if c not in (LRM, RLM, SHY))
-    v1, v2 = normalize(plain, version=1), normalize(plain)
+    v1, v2 = normalize(plain, version=1), normalize(plain, version=2)
     assert len(v1) == len(v2) and v2.count("\n") == v1.count("\n")
     assert all(a == b or (a == " " and b == ZWNJ) for a, b in zip(v1, v2, strict=True))
 
