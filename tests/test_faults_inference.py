@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import gzip
 import hashlib
 import json
 import os
@@ -445,6 +446,13 @@ def test_resume_where_an_unreadable_rows_line_is_another_rows_id(tmp_path, topic
     assert sorted(record["line"] for record in strict_records(output)) == lines_first  # each once, none lost
 
 
+def test_an_id_column_no_jsonl_row_has_is_a_usage_error(tmp_path, topic, capsys) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "article": text} for text in articles(2)])
+    code, _, err = khabar(capsys, "predict", source, "-o", tmp_path / "out.jsonl", "--id-column", "url", *topic)
+    assert code == 2 and not (tmp_path / "out.jsonl").exists()
+    one_line_error(err, "--id-column url: no such field", "(fields: article, id)")
+
+
 def test_resume_refuses_another_id_column(tmp_path, topic, capsys) -> None:
     rows = [{"id": f"a{i}", "url": f"u{i}", "article": text} for i, text in enumerate(articles(3))]
     source = write_jsonl(tmp_path / "in.jsonl", rows)
@@ -543,9 +551,10 @@ def test_full_stdout_says_to_run_again_not_to_resume(tmp_path, topic, capsys, mo
         ("UTF-16", '{"id": "a", "article": "خبر"}\n'.encode("utf-16")),
         ("UTF-16", '{"id": "a", "article": "news"}\n'.encode("utf-16-le")),
         ("JSON array", json.dumps([{"id": "a", "article": "خبر"}]).encode()),
+        ("gzip-compressed; decompress it first (e.g. zcat", gzip.compress(b'{"id": "a", "article": "x"}\n')),
     ],
 )
-def test_utf16_input_or_json_array_is_one_clear_error(tmp_path, topic, capsys, encoding, content) -> None:
+def test_utf16_compressed_input_or_json_array_is_one_clear_error(tmp_path, topic, capsys, encoding, content) -> None:
     source = tmp_path / "in.jsonl"
     source.write_bytes(content)
     code, _, err = khabar(capsys, "predict", source, "-o", tmp_path / "out.jsonl", *topic)

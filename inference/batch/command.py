@@ -18,6 +18,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
+from itertools import islice
 from pathlib import Path
 
 from inference.batch.checks import InputColumns
@@ -70,6 +71,8 @@ def _check_columns(path: str, columns: InputColumns, explicit_id: bool, fmt: str
         open_input(path).close()
     check_encoding_and_shape(path, file_format(path, "INPUT", fmt))
     header = csv_columns(path, fmt)
+    if header is None and explicit_id and path != STDIO:
+        _check_jsonl_id_column(path, columns.id, fmt)
     if not header:
         return
     listed = f"(columns: {', '.join(header)})"
@@ -80,6 +83,18 @@ def _check_columns(path: str, columns: InputColumns, explicit_id: bool, fmt: str
     for flag, name in named:
         if name is not None and name not in header:
             raise UsageError(f"{flag} {name}: no such column in {path} {listed}")
+
+
+def _check_jsonl_id_column(path: str, id_column: str, fmt: str | None, sample: int = 100) -> None:
+    """Refuse an --id-column that none of the first readable JSONL rows has (every id would be a line number)."""
+    seen: set[str] = set()
+    for row in islice((row for row in read_input(path, fmt=fmt) if row.fields), sample):
+        if id_column in row.fields:
+            return
+        seen.update(row.fields)
+    if seen:
+        fields = ", ".join(sorted(seen)[:12])
+        raise UsageError(f"--id-column {id_column}: no such field in the first rows of {path} (fields: {fields})")
 
 
 def _check_backend(backend: str, tasks: list[str]) -> None:

@@ -92,8 +92,13 @@ def _shown(path: str) -> str:
     return "(stdin)" if path == STDIO else path
 
 
+# Compressed inputs would otherwise fail row by row as "not UTF-8".
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+_DECOMPRESS = {"gzip": "zcat", "bzip2": "bzcat", "xz": "xzcat", "zstd": "zstdcat"}
+
+
 def check_encoding_and_shape(path: str, fmt: str) -> None:
-    """Refuse an input in UTF-16/UTF-32, or a JSON array given as JSON Lines, with one clear error.
+    """Refuse a compressed input, one in UTF-16/UTF-32, or a JSON array given as JSON Lines, with one clear error.
 
     Example:
         >>> import tempfile, pathlib
@@ -111,6 +116,12 @@ def check_encoding_and_shape(path: str, fmt: str) -> None:
             head = f.read(_SNIFF_BYTES)
     except OSError:
         return  # reported by the reader, with the reason
+    compressed = next((name for magic, name in _COMPRESSED if head.startswith(magic)), None)
+    if compressed:
+        raise UsageError(
+            f"INPUT {path}: is {compressed}-compressed; decompress it first "
+            f"(e.g. {_DECOMPRESS[compressed]} {path} | khabar predict - --input-format {fmt} ...)"
+        )
     encoding = _wide_encoding(head)
     if encoding:
         raise UsageError(
