@@ -251,9 +251,9 @@ def test_training_config_picks_the_version(sample_dir, tmp_path) -> None:
     from training.config import ConfigError, load_config
     from training.data import Columns, load_splits
 
-    assert load_config("configs/classifier/tiny.yaml").data.normalization_version == 2
-    with pytest.raises(ConfigError, match="data.normalization_version must be 1 or 2, got 3"):
-        load_config("configs/classifier/tiny.yaml", ["data.normalization_version=3"])
+    assert load_config("configs/classifier/tiny.yaml").data.normalization_version == 3
+    with pytest.raises(ConfigError, match="data.normalization_version must be one of 1, 2, 3, got 4"):
+        load_config("configs/classifier/tiny.yaml", ["data.normalization_version=4"])
     data = tmp_path / "train.jsonl"
     data.write_text(
         "\n".join(json.dumps({"article": f"خبر {i}: رسانه ها می گویند", "category": "a"}) for i in range(4)),

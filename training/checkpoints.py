@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
+from safetensors import SafetensorError, safe_open
 from transformers.trainer_utils import get_last_checkpoint
 
+from inference.model_checks import first_line
 from training.config import ConfigError, ExperimentConfig
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,7 @@ def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
         if complete is None:
             log.warning("train.resume: no complete checkpoint in %s yet; starting from the beginning", out)
         else:
+            check_checkpoint(Path(complete))
             log.info("resuming from %s", complete)
         return complete
     if last is not None:
@@ -59,17 +64,89 @@ def last_complete_checkpoint(out: Path) -> str | None:
     """
     if not out.is_dir():
         return None
-    steps = sorted(
-        (int(path.name.removeprefix("checkpoint-")), path)
-        for path in out.iterdir()
-        if path.is_dir() and CHECKPOINT_RE.match(path.name) and (path / "trainer_state.json").is_file()
-    )
-    if not steps:
+    complete = _complete_checkpoints(out)
+    if not complete:
         return None
     newest = get_last_checkpoint(str(out))
-    if Path(newest).name != steps[-1][1].name:
-        log.warning("%s was not completely written; resuming from %s", newest, steps[-1][1])
-    return str(steps[-1][1])
+    if Path(newest).name != complete[-1].name:
+        log.warning("%s was not completely written; resuming from %s", newest, complete[-1])
+    return str(complete[-1])
+
+
+def check_checkpoint(checkpoint: Path) -> None:
+    """Refuse to resume from a damaged checkpoint (truncated weights, unreadable state), naming the one to use.
+
+    The trainer would otherwise fail deep inside its loaders with a long traceback.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp())
+        >>> for step in (10, 20): (out / f"checkpoint-{step}").mkdir()
+        >>> _ = (out / "checkpoint-10" / "trainer_state.json").write_text("{}")
+        >>> _ = (out / "checkpoint-20" / "trainer_state.json").write_text("{")
+        >>> try:
+        ...     check_checkpoint(out / "checkpoint-20")
+        ... except ConfigError as error:
+        ...     print(str(error).split("; ")[-1])
+        delete it to resume from checkpoint-10
+    """
+    problem = checkpoint_problem(checkpoint)
+    if problem is None:
+        return
+    earlier = [
+        path.name
+        for path in _complete_checkpoints(checkpoint.parent)
+        if _step(path) < _step(checkpoint) and checkpoint_problem(path) is None
+    ]
+    then = f"resume from {earlier[-1]}" if earlier else "start over (or delete all checkpoint-* folders)"
+    raise ConfigError(f"train.resume: {checkpoint} is damaged ({problem}); delete it to {then}")
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """What is unreadable in ``checkpoint`` (its first damaged file and why), or ``None``.
+
+    Only headers and archive directories are read, so the check costs little even for a large model.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> checkpoint = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (checkpoint / "trainer_state.json").write_text("{}")
+        >>> _ = (checkpoint / "optimizer.pt").write_bytes(b"PK\x03\x04 cut short")
+        >>> checkpoint_problem(checkpoint)
+        'optimizer.pt: cut short or not a torch file'
+    """
+    for name in ("trainer_state.json", "config.json"):
+        path = checkpoint / name
+        if path.is_file():
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                return f"{name}: {first_line(error)}"
+    for path in sorted(checkpoint.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                weights.keys()
+        except (OSError, SafetensorError) as error:
+            return f"{path.name}: {first_line(error)}"
+    for path in sorted([*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth"), *checkpoint.glob("*.bin")]):
+        # torch.save writes a zip archive; a file cut short lacks the directory at its end.
+        if not zipfile.is_zipfile(path):
+            return f"{path.name}: cut short or not a torch file"
+    return None
+
+
+def _step(checkpoint: Path) -> int:
+    return int(checkpoint.name.removeprefix("checkpoint-"))
+
+
+def _complete_checkpoints(out: Path) -> list[Path]:
+    """The ``checkpoint-N`` folders whose trainer state was written, oldest first."""
+    found = [
+        path
+        for path in out.iterdir()
+        if path.is_dir() and CHECKPOINT_RE.match(path.name) and (path / "trainer_state.json").is_file()
+    ]
+    return sorted(found, key=_step)
 
 
 def remove_checkpoints(out: Path) -> None:

@@ -19,6 +19,7 @@ shards the batches and gathers the predictions; only the main process writes the
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections import Counter
 from functools import partial
@@ -51,6 +52,7 @@ from training.distributed import loss_is_batch_mean, main_process_writes
 from training.evaluation.plots import plot_confusion_matrix
 from training.hf import trainer_arguments
 from training.model_checks import load_weights
+from training.output_dir import check_output_dir
 from training.precision import Precision, training_precision
 
 log = logging.getLogger(__name__)
@@ -77,11 +79,14 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     starting = starting_model_config(cfg)
     precision = training_precision(cfg.train, starting.model_type)
     check_max_length(cfg.train, starting)
+    check_output_dir(cfg)
     resume_from = checkpoint_to_resume(cfg)
     tokenizer = parts.load_tokenizer(cfg)
     columns = Columns(text=cfg.data.text_column, label=cfg.data.label_column, title=cfg.data.title_column)
     raw = load_splits(cfg.data, columns, cfg.train.seed)
     labels = label_set(raw, cfg)
+    if resume_from:
+        check_resume_labels(Path(resume_from), labels)
     model = loss_is_batch_mean(load_model(cfg, labels, starting))
     tokenized = {name: tokenize(split, tokenizer, labels, cfg.train.max_length) for name, split in raw.items()}
 
@@ -161,6 +166,33 @@ def label_set(splits: dict[str, datasets.Dataset], cfg: ExperimentConfig) -> lis
                 f"data {cfg.data.train_file}; training labels are: {', '.join(labels)}"
             )
     return labels
+
+
+def check_resume_labels(checkpoint: Path, labels: list[str]) -> None:
+    """Refuse to resume a checkpoint trained on other labels: its head would be the wrong size, or map
+    each output to another topic.
+
+    Example:
+        >>> import json, tempfile
+        >>> checkpoint = Path(tempfile.mkdtemp()) / "checkpoint-4"
+        >>> checkpoint.mkdir()
+        >>> _ = (checkpoint / "config.json").write_text(json.dumps({"id2label": {"0": "art", "1": "sports"}}))
+        >>> check_resume_labels(checkpoint, ["art", "sports"])
+        >>> check_resume_labels(checkpoint, ["art", "economy"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        training.config.ConfigError: train.resume: .../checkpoint-4 was trained on the labels art, sports; ...
+    """
+    try:
+        id2label = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))["id2label"]
+        trained = [str(id2label[str(i)]) for i in range(len(id2label))]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"train.resume: {checkpoint}/config.json has no readable id2label ({error})") from None
+    if trained != labels:
+        raise ConfigError(
+            f"train.resume: {checkpoint} was trained on the labels {', '.join(trained)}; the data now has "
+            f"{', '.join(labels)}; resume with the same data, or delete the checkpoint-* folders to start over"
+        )
 
 
 def starting_model_config(cfg: ExperimentConfig) -> PretrainedConfig:

@@ -16,15 +16,21 @@ import logging
 import sys
 import typing
 from importlib import import_module
+from pathlib import Path
+
+from transformers import TrainerCallback
 
 from inference.install_check import install_clashes
 from training import model_card, tiny
+from training.checkpoints import last_complete_checkpoint
 from training.config import ConfigError, ExperimentConfig, load_config
 from training.data import DataError
 from training.distributed import one_of_several_warning, quiet_replicas
 from training.evaluation import cli as evaluation
+from training.output_dir import claim_output_dir
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 TRAINERS = {"classification": "training.classifier", "summarization": "training.summarizer"}
 COMMANDS = ("train", "tiny-models", "evaluate", "card")
 
@@ -97,15 +103,68 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def train_from_args(args: argparse.Namespace) -> int:
-    """Load the config, pick the trainer for its task, and train."""
+    """Load the config, pick the trainer for its task, and train, holding ``output_dir`` for the run.
+
+    Ctrl-C ends the run with one line saying where it stopped and how to continue (exit code 130).
+    """
     cfg = load_config(args.config, args.overrides)
     tiny.ensure_tiny_models(cfg)
     quiet_replicas()
     if warning := one_of_several_warning():
         logging.getLogger(__name__).warning(warning)
     trainer = import_module(TRAINERS[cfg.task])
-    trainer.train(cfg)
+    progress = StepReached()
+    try:
+        with claim_output_dir(cfg):
+            trainer.train(cfg, callbacks=[progress])
+    except KeyboardInterrupt:
+        close_progress_bars()  # else a bar closed later redraws itself below the message
+        print(f"khabar-train: {interrupted_message(cfg, progress.step)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
+
+
+class StepReached(TrainerCallback):
+    """Remembers the last optimizer step finished, for the line printed when a run is interrupted.
+
+    Example:
+        >>> StepReached().step
+        0
+    """
+
+    def __init__(self) -> None:
+        self.step = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step = state.global_step
+
+
+def close_progress_bars() -> None:
+    """Close every open ``tqdm`` bar now, ending its line, so the next message starts on a line of its own.
+
+    Example:
+        >>> from tqdm import tqdm
+        >>> bar = tqdm(total=3, disable=True)
+        >>> close_progress_bars()
+    """
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+def interrupted_message(cfg: ExperimentConfig, step: int) -> str:
+    """What an interrupted run tells the user: the step it reached and how to go on from its last checkpoint.
+
+    Example:
+        >>> from training.config import load_config
+        >>> interrupted_message(load_config("configs/classifier/tiny.yaml", ["output_dir=/nonexistent"]), 7)
+        'interrupted at step 7, before the first checkpoint; run again to start over'
+    """
+    checkpoint = last_complete_checkpoint(Path(cfg.output_dir))
+    if checkpoint is None:
+        return f"interrupted at step {step}, before the first checkpoint; run again to start over"
+    return f"interrupted at step {step}; continue with train.resume=true (from {Path(checkpoint).name})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 import yaml
 
+from inference.normalize import NORMALIZER_VERSION, NORMALIZER_VERSIONS
+
 Task = Literal["classification", "summarization"]
 
 
@@ -85,12 +87,15 @@ class DataConfig:
         "persian", "Digit policy of the normalizer, recorded in the model directory for inference."
     )
     normalization_version: int = key(
-        2, "Normalizer version (2: half-space repairs; 1: the first policy), recorded for inference."
+        NORMALIZER_VERSION,
+        "Normalizer version (3: v2 on composed Unicode; 2: half-space repairs; 1: the first policy), "
+        "recorded for inference.",
     )
 
     def __post_init__(self) -> None:
-        if self.normalization_version not in (1, 2):
-            raise ConfigError(f"data.normalization_version must be 1 or 2, got {self.normalization_version}")
+        if self.normalization_version not in NORMALIZER_VERSIONS or isinstance(self.normalization_version, bool):
+            known = ", ".join(map(str, NORMALIZER_VERSIONS))
+            raise ConfigError(f"data.normalization_version must be one of {known}, got {self.normalization_version}")
 
 
 @dataclass
@@ -182,6 +187,11 @@ class ExperimentConfig:
         default_factory=GenerationSettings, metadata={"help": "Decoding settings (summarization)."}
     )
     output_dir: str = key("models/classifier", "Directory the trained model, metrics and logs are written to.")
+    overwrite: bool = key(
+        False,
+        "Write into a non-empty ``output_dir`` that holds files other than an earlier khabar run's "
+        "(same-named files there are overwritten); otherwise such a folder is refused.",
+    )
 
     def __post_init__(self) -> None:
         if not self.model.name_or_path and not self.model.config:
@@ -278,6 +288,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
+    except UnicodeDecodeError:
+        from training.data import encoding_error  # here: data imports config's types for its hints
+
+        raise ConfigError(str(encoding_error(path))) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""

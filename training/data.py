@@ -12,6 +12,7 @@ import csv
 import json
 import logging
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import datasets
 
+from inference.model_checks import first_line
 from inference.normalize import NORMALIZER_VERSION, DigitPolicy, normalize
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# ``owner/name`` or ``name`` as the hub spells them; anything else that does not exist is a missing local file.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 
 
@@ -71,7 +75,7 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
                     raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
                 yield number, row
         except UnicodeDecodeError:
-            raise _encoding_error(path) from None
+            raise encoding_error(path) from None
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
@@ -81,11 +85,19 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
             for row in reader:
                 yield reader.line_num, row
         except UnicodeDecodeError:
-            raise _encoding_error(path) from None
+            raise encoding_error(path) from None
 
 
-def _encoding_error(path: Path) -> DataError:
-    """A :class:`DataError` naming the first line of ``path`` that is not UTF-8, and what it holds instead."""
+def encoding_error(path: Path) -> DataError:
+    """A :class:`DataError` naming the first line of ``path`` that is not UTF-8, and what it holds instead.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "config.yaml"
+        >>> _ = path.write_bytes("task: x\\n# café\\n".encode("latin-1"))
+        >>> str(encoding_error(path))  # doctest: +ELLIPSIS
+        '...config.yaml:2: not valid UTF-8 (byte 0xe9 at column 6); save the file as UTF-8'
+    """
     # The decoder reads ahead in blocks, so its error cannot say which line; find it again byte by byte.
     with path.open("rb") as lines:
         for number, raw in enumerate(lines, start=1):
@@ -101,6 +113,16 @@ def _encoding_error(path: Path) -> DataError:
 def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
     table = datasets.Dataset.from_parquet(str(path))
     yield from enumerate(table, start=1)
+
+
+def looks_like_hub_id(source: str) -> bool:
+    """Whether ``source`` has the shape of a hub dataset id: ``name`` or ``owner/name``, not an absolute or ./ path.
+
+    Example:
+        >>> [looks_like_hub_id(s) for s in ("HooshvareLab/pn_summary", "pn_summary", "/data/x", "./x", "a/b/c")]
+        [True, True, False, False, False]
+    """
+    return HUB_ID.fullmatch(source) is not None
 
 
 def read_records(source: str, split: str = "train") -> Iterator[tuple[int, dict]]:
@@ -125,12 +147,13 @@ def read_records(source: str, split: str = "train") -> Iterator[tuple[int, dict]
         if kind == "parquet":
             return _parquet_rows(path)
         return _csv_rows(path, "\t" if kind == "tsv" else ",")
-    if suffix in LOCAL_FORMATS or path.parent != Path("."):
+    if suffix in LOCAL_FORMATS or not (path.exists() or looks_like_hub_id(source)):
         raise DataError(f"{path}: no such file")
     try:
         hub = datasets.load_dataset(source, split=split)
     except Exception as error:  # the hub client raises many types; the user needs one line
-        raise DataError(f"{source}: not a local file and could not be loaded from the hub ({error})") from None
+        reason = first_line(error)
+        raise DataError(f"{source}: not a local file and could not be loaded from the hub ({reason})") from None
     return enumerate(hub, start=1)
 
 
@@ -142,6 +165,27 @@ def _check_columns(source: str, row: dict, columns: Columns, number: int) -> Non
             raise DataError(
                 f"{source}:{number}: column {column!r} not found; columns are: {', '.join(map(str, row))}"
                 + (fix if column == columns.title else "")
+            )
+
+
+def check_plain_values(source: str, number: int, row: dict, columns: Columns) -> None:
+    """Refuse a list or an object where the model reads text: ``str()`` would train on its Python repr.
+
+    Example:
+        >>> check_plain_values("d.jsonl", 3, {"article": ["a", "b"]}, Columns())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        training.data.DataError: d.jsonl:3: column 'article' holds a list (["a", "b"]), not text; ...
+    """
+    for column in (columns.text, columns.target, columns.title):
+        value = row.get(column) if column else None
+        if isinstance(value, (list, tuple, dict)):
+            kind = "an object" if isinstance(value, dict) else "a list"
+            shown = json.dumps(value, ensure_ascii=False, default=str)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise DataError(
+                f"{source}:{number}: column {column!r} holds {kind} ({shown}), not text; "
+                "each cell must be a string or a number"
             )
 
 
@@ -190,6 +234,7 @@ def load_split(
     for index, (number, row) in enumerate(read_records(source, split)):
         if index == 0:
             _check_columns(source, row, columns, number)
+        check_plain_values(source, number, row, columns)
         text = _clean(row.get(columns.text), digits, version)
         target = row.get(columns.target) if columns.target else "-"
         target = _clean(target, digits, version) if target_name == "summary" else value_text(target)

@@ -154,4 +154,3 @@ def _refused(error: BaseException) -> str:
             reason = line.strip().rstrip(".")
             break
     return f"refused its pickled weights: {reason}; khabar loads only plain tensors (save the model as safetensors)"
-

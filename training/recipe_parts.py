@@ -22,12 +22,16 @@ from transformers import (
     TrainerCallback,
 )
 
+from inference.model_checks import TOKENIZER_FILES as SAVED_TOKENIZER_FILES
 from inference.normalize import join_title, save_normalization
 from training.checkpoints import remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, TrainConfig, save_config
 from training.distributed import LogLastStep
 from training.hf import load_pretrained
 from training.model_card import describe_hardware, write_model_card
+
+# What save_pretrained writes for a tokenizer: inference's list, plus the vocabulary of byte-level BPE ones (RoBERTa).
+TOKENIZER_FILES = (*SAVED_TOKENIZER_FILES, "vocab.json")
 
 
 def load_tokenizer(cfg: ExperimentConfig) -> PreTrainedTokenizerBase:
@@ -40,7 +44,32 @@ def load_tokenizer(cfg: ExperimentConfig) -> PreTrainedTokenizerBase:
         True
     """
     key = "model.tokenizer" if cfg.model.tokenizer else "model.name_or_path"
-    return load_pretrained(AutoTokenizer, cfg.model.tokenizer or cfg.model.name_or_path, key)
+    source = cfg.model.tokenizer or cfg.model.name_or_path
+    check_tokenizer_files(source, key)
+    return load_pretrained(AutoTokenizer, source, key)
+
+
+def check_tokenizer_files(source: str, key: str) -> None:
+    """Refuse a local model directory without tokenizer files: ``transformers`` would build an empty
+    tokenizer from it and train a model that reads every article as unknown tokens.
+
+    A hub id passes (the hub serves its tokenizer); a missing directory is left for the loader to report.
+
+    Example:
+        >>> import tempfile
+        >>> check_tokenizer_files(tempfile.mkdtemp(), "model.name_or_path")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        training.config.ConfigError: model.name_or_path: ... has no tokenizer files (tokenizer.json, vocab.txt, ...
+    """
+    folder = Path(source).expanduser()
+    if not folder.is_dir() or any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return
+    hint = "" if key == "model.tokenizer" else ", or name a tokenizer with model.tokenizer"
+    raise ConfigError(
+        f"{key}: {source} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); save the tokenizer "
+        f"into it (tokenizer.save_pretrained){hint}"
+    )
 
 
 def starting_config(

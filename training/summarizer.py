@@ -49,6 +49,7 @@ from training.hf import trainer_arguments
 from training.metrics.rouge import rouge, rouge_per_example
 from training.model_checks import load_weights
 from training.model_kind import is_seq2seq
+from training.output_dir import check_output_dir
 from training.precision import Precision, training_precision
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     set_seed(cfg.train.seed)
     model_config = load_model_config(cfg)
     precision = training_precision(cfg.train, model_config.model_type)
+    check_output_dir(cfg)
     resume_from = checkpoint_to_resume(cfg)
     tokenizer = parts.load_tokenizer(cfg)
     columns = Columns(text=cfg.data.text_column, summary=cfg.data.summary_column, title=cfg.data.title_column)

@@ -21,6 +21,7 @@ import math
 import typing
 from dataclasses import dataclass
 
+from inference.normalize import NORMALIZER_VERSIONS
 from training.config import ConfigError
 
 
@@ -83,7 +84,7 @@ RANGES: dict[str, Range] = {
     "data.validation_fraction": Range(low=0, high=1, low_open=True, high_open=True, whole=False),
     "data.max_train_samples": AT_LEAST_ONE,
     "data.max_eval_samples": AT_LEAST_ONE,
-    "data.normalization_version": Range(low=1, high=2),  # the versions inference.normalize knows
+    "data.normalization_version": Range(low=1, high=max(NORMALIZER_VERSIONS)),  # the versions inference knows
     "train.epochs": POSITIVE,
     "train.learning_rate": POSITIVE,
     "train.batch_size": AT_LEAST_ONE,

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from inference.model_checks import BrokenModelError, check_model_files
 from inference.normalize import join_title, load_normalization
 from training.config import ConfigError
 from training.data import Columns, DataError, load_split
@@ -29,6 +30,7 @@ from training.evaluation.rows import load_rows
 from training.evaluation.scoring import evaluate_classification, evaluate_summarization
 from training.model_checks import check_model_source
 from training.model_kind import detect_kind
+from training.output_dir import check_writable_folder
 
 DESCRIPTION = "Score a classifier or summarizer beside simple baselines; write metrics.json, report.md, plots."
 
@@ -92,16 +94,21 @@ def run(args: argparse.Namespace) -> dict:
     kind = detect_kind(args.model)
     # Before any data is read: a model that asks to run its own code, or has broken weights, is refused.
     check_model_source(str(args.model), "--model")
+    try:  # no tokenizer or no weights: the model would load as garbage, or fail after the data is read
+        check_model_files(args.model)
+    except BrokenModelError as error:
+        raise ConfigError(f"--model: {error}") from None
     if args.output.exists() and not args.output.is_dir():
         raise DataError(f"{args.output}: exists and is not a folder (-o needs a folder for the report)")
-    target = {"label": args.label_column} if kind == "classification" else {"summary": args.summary_column}
-    columns = Columns(text=args.text_column, title=args.title_column, **target)
+    # The report is written after the slow model pass: a folder it cannot write must fail first.
+    check_writable_folder(args.output, "-o")
+    columns = _columns(args, kind)
     # Read every file before the slow model runs, so a wrong column fails in a second, not an hour.
     rows, skipped = load_rows(args.data, columns, args.split, args.limit, _normalization(args.model))
+    train = _baseline_train(args.baseline_train, columns) if kind == "classification" else None
     # The model sees the headline and the article laid out as in training; baselines see the same rows.
     inputs = [join_title(title, text) for title, text in zip(rows["title"], rows["text"], strict=True)]
     if kind == "classification":
-        train = _baseline_train(args.baseline_train, columns)
         predictions = predict_topics(args.model, inputs, args.batch_size or 16, args.device)
         result = evaluate_classification(inputs, rows["label"], predictions, train, args.bootstrap, args.seed)
         result["warnings"] += _label_warnings(args.model, rows["label"])
@@ -125,11 +132,22 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
+def _columns(args: argparse.Namespace, kind: str) -> Columns:
+    """The columns the flags name: the label for a classifier, the summary for a summarizer."""
+    target = {"label": args.label_column} if kind == "classification" else {"summary": args.summary_column}
+    return Columns(text=args.text_column, title=args.title_column, **target)
+
+
 def _baseline_train(source: str | None, columns: Columns) -> tuple[list[str], list[str]] | None:
     """The TF-IDF baseline's training texts (laid out like the model's inputs) and labels."""
     if not source:
         return None
     data = load_split(source, columns, split="train")
+    if len(set(data["label"])) < 2:  # checked here, before the model's predictions, not after them
+        raise DataError(
+            f"{source}: column {columns.label!r} has {len(set(data['label']))} distinct label(s); "
+            "the TF-IDF baseline of --baseline-train needs at least two"
+        )
     titles = data["title"] if columns.title else [None] * len(data)
     return [join_title(t, x) for t, x in zip(titles, data["text"], strict=True)], data["label"]
 
@@ -183,7 +201,7 @@ def execute(args: argparse.Namespace) -> int:
 
     try:
         result = run(args)
-    except (ConfigError, DataError, DeviceError, ModelNotFoundError) as error:
+    except (ConfigError, DataError, DeviceError, ModelNotFoundError, BrokenModelError) as error:
         print(f"khabar-train evaluate: error: {error}", file=sys.stderr)
         return 2
     model = result["systems"]["model"]

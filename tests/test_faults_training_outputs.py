@@ -1,0 +1,352 @@
+"""Training and evaluation off the happy path, second part: starting models without a tokenizer, output
+folders that cannot (or must not) be written, concurrent and interrupted runs, damaged checkpoints,
+non-UTF-8 configs, odd cells and hub ids.
+
+Each refusal is checked through the real ``khabar-train`` entry point: exit code 2, one line naming
+the key or file, no traceback, nothing written. Most runs name a training file that does not exist:
+the refusal under test must come first, so a check that ran only after the data would fail at once
+with "no such file" instead of training for seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures_training import TINY_CLASSIFIER_CONFIG, classifier_overrides
+from test_faults_training import TINY_SUMMARIZER_CONFIG, digest, run_train, truncated_copy, with_config
+
+from training.config import ConfigError, load_config
+from training.data import Columns, DataError, load_split, read_records
+from training.output_dir import LOCK_NAME, check_output_dir, claim_output_dir
+from training.tiny import sample_labels
+
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def quick(model: Path, sample_dir: Path, out: Path, *extra: str) -> list[str]:
+    """The tiny classifier config's overrides, with a training file that does not exist (see the module doc)."""
+    return [
+        str(TINY_CLASSIFIER_CONFIG),
+        *classifier_overrides(model, sample_dir, out, "data.train_file=nope.jsonl"),
+        *extra,
+    ]
+
+
+def without_tokenizer(source: Path, target: Path) -> Path:
+    """A copy of a tiny model without its tokenizer files (its ``tokenizer_config.json`` stays, as after a bad copy)."""
+    shutil.copytree(source, target)
+    (target / "tokenizer.json").unlink()
+    return target
+
+
+# --- 1, 2: a starting model or an evaluated model without a tokenizer -------------------------------------
+
+
+@pytest.mark.parametrize("task", ["classifier", "summarizer"])
+def test_starting_model_without_tokenizer_is_refused_before_the_data(task, tiny_dir, sample_dir, tmp_path, capsys):
+    model = without_tokenizer(tiny_dir / task, tmp_path / "notok")
+    out = tmp_path / "out"
+    config = TINY_CLASSIFIER_CONFIG if task == "classifier" else TINY_SUMMARIZER_CONFIG
+    argv = [f"model.name_or_path={model}", "data.train_file=nope.jsonl", f"output_dir={out}"]
+    code, error = run_train(capsys, str(config), *argv)
+    assert code == 2
+    assert f"model.name_or_path: {model} has no tokenizer files" in error
+    assert not out.exists()
+
+
+def test_fresh_model_names_the_tokenizer_key(tiny_classifier_dir, sample_dir, tmp_path, capsys):
+    tokenizer = without_tokenizer(tiny_classifier_dir, tmp_path / "notok")
+    fresh = [f"model.config={tiny_classifier_dir / 'config.json'}", "model.name_or_path=null"]
+    argv = quick(tiny_classifier_dir, sample_dir, tmp_path / "out", *fresh, f"model.tokenizer={tokenizer}")
+    code, error = run_train(capsys, *argv)
+    assert code == 2 and f"model.tokenizer: {tokenizer} has no tokenizer files" in error
+
+
+def test_evaluate_model_without_tokenizer_is_one_line(tiny_classifier_dir, sample_dir, tmp_path, capsys):
+    model = without_tokenizer(tiny_classifier_dir, tmp_path / "notok")
+    report = tmp_path / "report"
+    argv = ["evaluate", "--model", str(model), "--data", str(sample_dir / "test.jsonl"), "-o", str(report)]
+    code, error = run_train(capsys, *argv)
+    assert code == 2 and "--model" in error and "no tokenizer files" in error
+    assert not report.exists()
+
+
+# --- 3: an output_dir that cannot be written -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "read-only"])
+def test_unwritable_output_dir_is_refused_before_the_data(where, tiny_classifier_dir, sample_dir, tmp_path, capsys):
+    if where == "read-only" and AS_ROOT:
+        pytest.skip("root writes into a read-only folder")
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine", encoding="utf-8")
+    out = {"a file": blocker, "under a file": blocker / "model", "read-only": tmp_path / "ro" / "model"}[where]
+    if where == "read-only":
+        (tmp_path / "ro").mkdir(mode=0o555)
+    code, error = run_train(capsys, *quick(tiny_classifier_dir, sample_dir, out))
+    assert code == 2
+    assert error.startswith("khabar-train: error: output_dir: ") and str(out) in error
+    assert blocker.read_text(encoding="utf-8") == "mine"
+
+
+# --- 4: a config file that is not UTF-8 ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"\xff\xfet\x00a\x00s\x00k\x00", ":1: not valid UTF-8 (UTF-16 text)"),
+        (b"task: classification\n# caf\xe9\n", ":2: not valid UTF-8 (byte 0xe9 at column 6)"),
+    ],
+)
+def test_non_utf8_config_is_one_line(content, expected, tmp_path, capsys):
+    config = tmp_path / "latin.yaml"
+    config.write_bytes(content)
+    code, error = run_train(capsys, str(config))
+    assert code == 2 and f"{config}{expected}" in error
+
+
+# --- 5: a list or an object in a column the model reads --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "kind"),
+    [("article", ["خبر", "دوم"], "a list"), ("category", {"name": "sports"}, "an object"), ("title", [1], "a list")],
+)
+def test_list_or_object_cell_is_refused_not_trained_as_repr(column, value, kind, tmp_path):
+    rows = [{"title": "t", "article": "خبر", "category": "sports"}] * 2
+    rows.append({**rows[0], column: value})
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    with pytest.raises(DataError, match=rf"d\.jsonl:3: column '{column}' holds {kind}"):
+        load_split(str(path), Columns(label="category", title="title"))
+
+
+def test_summary_list_is_refused_through_the_cli(tiny_summarizer_dir, tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"article": "خبر", "summary": "خلاصه"}, {"article": "خبر", "summary": ["خلاصه", "دیگر"]}]
+    pairs.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    argv = [f"model.name_or_path={tiny_summarizer_dir}", f"data.train_file={pairs}", f"output_dir={out}"]
+    code, error = run_train(capsys, str(TINY_SUMMARIZER_CONFIG), *argv, "data.title_column=null")
+    assert code == 2 and f"{pairs}:2: column 'summary' holds a list" in error
+    assert not out.exists()
+
+
+# --- 6: hub ids with an owner --------------------------------------------------------------------------------
+
+
+def test_owner_slash_name_goes_to_the_hub(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    asked = []
+
+    def offline(source, split):
+        asked.append((source, split))
+        raise ConnectionError("Couldn't reach the Hub (OfflineModeIsEnabled)\nsecond line")
+
+    monkeypatch.setattr("training.data.datasets.load_dataset", offline)
+    with pytest.raises(DataError) as error:
+        read_records("HooshvareLab/pn_summary", "test")
+    assert asked == [("HooshvareLab/pn_summary", "test")]
+    assert str(error.value) == (
+        "HooshvareLab/pn_summary: not a local file and could not be loaded from the hub "
+        "(Couldn't reach the Hub (OfflineModeIsEnabled))"
+    )
+    for local in ("./HooshvareLab/pn_summary", str(tmp_path / "pn_summary"), "data/x/train", "data/train.jsonl"):
+        with pytest.raises(DataError, match="no such file"):
+            read_records(local)
+    assert len(asked) == 1
+
+
+# --- 7, 8: an interrupted run, and two runs into one folder ------------------------------------------------
+
+
+def test_ctrl_c_is_one_line_with_the_step_and_how_to_resume(
+    tiny_classifier_dir, sample_dir, tmp_path, monkeypatch, capsys
+):
+    from transformers import Trainer
+
+    step = Trainer.training_step
+
+    def ctrl_c_during_step_four(self, *args, **kwargs):
+        if self.state.global_step == 3:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", ctrl_c_during_step_four)
+    out = tmp_path / "out"
+    steps = ["train.max_steps=6", "train.eval_strategy=steps", "train.eval_steps=2", "train.max_length=32"]
+    argv = classifier_overrides(tiny_classifier_dir, sample_dir, out, *steps, "data.max_eval_samples=8")
+    code, line = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), *argv)
+    assert code == 130
+    assert line == "khabar-train: interrupted at step 3; continue with train.resume=true (from checkpoint-2)"
+    assert (out / "checkpoint-2").is_dir() and not (out / LOCK_NAME).exists()
+
+
+def test_second_run_into_a_busy_output_dir_is_refused(tiny_classifier_dir, sample_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = quick(tiny_classifier_dir, sample_dir, out)
+    with claim_output_dir(load_config(argv[0], argv[1:])):
+        code, error = run_train(capsys, *argv)
+        assert (out / LOCK_NAME).read_text() == str(os.getpid())
+    assert code == 2
+    assert f"output_dir: {out} is in use by another khabar-train run (process {os.getpid()})" in error
+    assert not out.exists(), "the first run wrote nothing, so its folder goes again"
+
+
+def test_lock_of_a_killed_run_does_not_block(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_AND_WAIT, str(out / LOCK_NAME)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        cfg = load_config(TINY_CLASSIFIER_CONFIG, [f"output_dir={out}"])
+        with pytest.raises(ConfigError, match="in use by another khabar-train run"):
+            with claim_output_dir(cfg):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (out / LOCK_NAME).exists(), "kill -9 leaves the file behind..."
+    with claim_output_dir(cfg):  # ...but not the lock
+        pass
+
+
+LOCK_AND_WAIT = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, str(os.getpid()).encode())
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+# --- 9: files that training would overwrite --------------------------------------------------------------
+
+
+def test_output_dir_that_is_the_starting_model_is_refused(tiny_classifier_dir, sample_dir, tmp_path, capsys):
+    model = tmp_path / "base"
+    shutil.copytree(tiny_classifier_dir, model)
+    before = digest(model)
+    same = f"{os.path.relpath(model)}/../{model.name}"  # the same folder, spelled differently
+    code, error = run_train(capsys, *quick(model, sample_dir, same))
+    assert code == 2 and "is the starting model (model.name_or_path)" in error
+    assert digest(model) == before
+
+
+def test_folder_with_other_files_is_refused_unless_overwrite(tiny_classifier_dir, sample_dir, tmp_path, capsys):
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "README.md").write_text("my notes", encoding="utf-8")
+    (out / "train.jsonl").write_text("{}\n", encoding="utf-8")
+    code, error = run_train(capsys, *quick(tiny_classifier_dir, sample_dir, out))
+    assert code == 2
+    assert "not from a khabar training run (README.md, train.jsonl)" in error and "overwrite=true" in error
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "train.jsonl"]
+    check_output_dir(load_config(TINY_CLASSIFIER_CONFIG, [f"output_dir={out}", "overwrite=true"]))
+
+
+def test_earlier_runs_may_be_trained_over(trained_classifier_dir, tmp_path):
+    finished = load_config(TINY_CLASSIFIER_CONFIG, [f"output_dir={trained_classifier_dir}"])
+    check_output_dir(finished)
+    interrupted = tmp_path / "interrupted"
+    (interrupted / "checkpoint-4").mkdir(parents=True)
+    check_output_dir(load_config(TINY_CLASSIFIER_CONFIG, [f"output_dir={interrupted}"]))
+
+
+# --- 10, 11: resuming from a damaged checkpoint, or one trained on other labels ------------------------------
+
+
+def fake_checkpoint(model: Path, out: Path, step: int) -> Path:
+    """``out/checkpoint-STEP`` as the trainer leaves it, minus the optimizer: the model files and a trainer state."""
+    checkpoint = out / f"checkpoint-{step}"
+    shutil.copytree(model, checkpoint)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}), encoding="utf-8")
+    return checkpoint
+
+
+@pytest.mark.parametrize("damage", ["weights", "state"])
+def test_damaged_checkpoint_names_itself_and_the_one_to_use(damage, tiny_classifier_dir, sample_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    fake_checkpoint(tiny_classifier_dir, out, 2)
+    newest = fake_checkpoint(tiny_classifier_dir, out, 4)
+    if damage == "weights":
+        truncated_copy(tiny_classifier_dir, tmp_path / "cut")
+        shutil.copy(tmp_path / "cut" / "model.safetensors", newest / "model.safetensors")
+    else:
+        (newest / "trainer_state.json").write_text('{"global_step": 4,', encoding="utf-8")
+    code, error = run_train(capsys, *quick(tiny_classifier_dir, sample_dir, out, "train.resume=true"))
+    assert code == 2
+    assert f"train.resume: {newest} is damaged (" in error and error.endswith("delete it to resume from checkpoint-2")
+    assert "model.safetensors" in error if damage == "weights" else "trainer_state.json" in error
+
+
+@pytest.mark.parametrize("change", ["fewer", "renamed"])
+def test_resume_with_other_labels_is_refused(change, tiny_classifier_dir, sample_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    checkpoint = fake_checkpoint(tiny_classifier_dir, out, 2)
+    labels = sample_labels()
+    trained = labels[:-1] if change == "fewer" else [f"old-{label}" for label in labels]
+    with_config(checkpoint, id2label=dict(enumerate(trained)), label2id={name: i for i, name in enumerate(trained)})
+    argv = classifier_overrides(tiny_classifier_dir, sample_dir, out, "train.resume=true", "train.max_length=32")
+    code, error = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), *argv)
+    assert code == 2
+    assert f"train.resume: {checkpoint} was trained on the labels {', '.join(trained)}" in error
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2"]
+
+
+# --- 12: evaluate refuses what would fail only after predicting ---------------------------------------------
+
+
+@pytest.fixture
+def no_model_runs(monkeypatch):
+    """Fail the test if the model is asked to predict: the refusal must come first."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model ran before the refusal")
+
+    monkeypatch.setattr("training.evaluation.cli.predict_topics", refuse)
+
+
+def test_single_label_baseline_train_is_refused_before_predicting(
+    no_model_runs, tiny_classifier_dir, sample_dir, tmp_path, capsys
+):
+    one_label = tmp_path / "one.jsonl"
+    one_label.write_text(json.dumps({"article": "خبر", "category": "sports"}) + "\n", encoding="utf-8")
+    report = tmp_path / "report"
+    data = ["--data", str(sample_dir / "test.jsonl"), "--baseline-train", str(one_label), "-o", str(report)]
+    code, error = run_train(capsys, "evaluate", "--model", str(tiny_classifier_dir), *data)
+    assert code == 2 and f"{one_label}: column 'category' has 1 distinct label(s)" in error
+    assert not report.exists()
+
+
+@pytest.mark.parametrize("where", ["under a file", "read-only"])
+def test_unwritable_report_folder_is_refused_before_predicting(
+    where, no_model_runs, tiny_classifier_dir, sample_dir, tmp_path, capsys
+):
+    if where == "read-only" and AS_ROOT:
+        pytest.skip("root writes into a read-only folder")
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    (tmp_path / "ro").mkdir(mode=0o555)
+    report = tmp_path / ("notes.txt" if where == "under a file" else "ro") / "report"
+    argv = [
+        "evaluate",
+        "--model",
+        str(tiny_classifier_dir),
+        "--data",
+        str(sample_dir / "test.jsonl"),
+        "-o",
+        str(report),
+    ]
+    code, error = run_train(capsys, *argv)
+    assert code == 2 and error.startswith("khabar-train evaluate: error: -o: ") and str(report) in error
