@@ -350,3 +350,14 @@ def test_unwritable_report_folder_is_refused_before_predicting(
     ]
     code, error = run_train(capsys, *argv)
     assert code == 2 and error.startswith("khabar-train evaluate: error: -o: ") and str(report) in error
+
+
+def test_labels_that_normalize_alike_are_named_in_a_warning(caplog) -> None:
+    import logging
+
+    from training.classifier import warn_about_label_variants
+
+    with caplog.at_level(logging.WARNING):
+        warn_about_label_variants(["sports", "ورزشي", "ورزشی", "بین‌الملل"])
+    assert caplog.text.count("are the same after Persian normalization") == 1
+    assert "'ورزشي' and 'ورزشی'" in caplog.text

@@ -41,6 +41,7 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
+from inference.normalize import normalize
 from training import recipe_parts as parts
 from training.batch_probe import fit_batch_to_device
 from training.checkpoints import checkpoint_to_resume
@@ -150,6 +151,7 @@ def label_set(splits: dict[str, datasets.Dataset], cfg: ExperimentConfig) -> lis
     # Rows held out of the training file for validation still belong to the training data's labels.
     held_out = splits["validation"]["label"] if "validation" in splits and not cfg.data.validation_file else []
     labels = sorted({*splits["train"]["label"], *held_out})
+    warn_about_label_variants(labels)
     if len(labels) < 2:
         raise DataError(
             f"{cfg.data.train_file}: column {cfg.data.label_column!r} has {len(labels)} distinct label(s) "
@@ -166,6 +168,27 @@ def label_set(splits: dict[str, datasets.Dataset], cfg: ExperimentConfig) -> lis
                 f"data {cfg.data.train_file}; training labels are: {', '.join(labels)}"
             )
     return labels
+
+
+def warn_about_label_variants(labels: list[str]) -> None:
+    """Log the labels that differ only in letter forms, digits or invisible marks (``ورزشي`` and
+    ``ورزشی``): each becomes a class of its own, splitting one topic's rows between two.
+
+    Labels are names, so they are not rewritten; the warning says which to merge in the data.
+
+    Example:
+        >>> warn_about_label_variants(["sports", "ورزشي", "ورزشی"])  # logs one warning
+    """
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        groups.setdefault(normalize(label), []).append(label)
+    for variants in groups.values():
+        if len(variants) > 1:
+            log.warning(
+                "labels %s are the same after Persian normalization (letter forms, digits or invisible marks "
+                "differ): each is a class of its own; merge them in the data",
+                " and ".join(repr(label) for label in variants),
+            )
 
 
 def check_resume_labels(checkpoint: Path, labels: list[str]) -> None:
