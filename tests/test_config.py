@@ -101,6 +101,25 @@ def test_impossible_combinations_are_refused(overrides: list[str], message: str)
         load_config(ROOT / "configs/classifier/tiny.yaml", overrides)
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("foo.bar=1", "override 'foo.bar=1': unknown key 'foo'"),
+        ("train=3", "override 'train=3': train: expected a section"),
+        ("train.learning_rate=0", "override 'train.learning_rate=0': train.learning_rate: must be"),
+    ],
+)
+def test_a_bad_override_is_named_not_the_file(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(ROOT / "configs/classifier/tiny.yaml", ["train.epochs=2", override])
+
+
+def test_a_key_given_twice_in_the_file_is_refused_with_its_line(tmp_path) -> None:
+    path = write_config(tmp_path / "c.yaml", MINIMAL + "train:\n  epochs: 2\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:\d+: invalid YAML \(the key 'epochs' appears twice"):
+        load_config(path)
+
+
 def test_malformed_override_is_refused() -> None:
     with pytest.raises(ConfigError, match="not key=value"):
         parse_overrides(["train.epochs"])

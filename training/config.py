@@ -285,7 +285,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
 
     path = Path(path)
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
     except UnicodeDecodeError:
@@ -302,7 +302,32 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         values = merge(values, parse_overrides(overrides or []))
         return _build(ExperimentConfig, values)
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{_blamed(path, overrides or [], str(error))}: {error}") from None
+
+
+def _blamed(path: Path, overrides: list[str], message: str) -> str:
+    """Where a bad value came from: the command-line override whose key the message names, else the file."""
+    for item in reversed(overrides):  # the last override of a key is the one that counted
+        parts = item.partition("=")[0].strip().split(".")
+        prefixes = [".".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(message.startswith(f"{p}:") or f"{p!r}" in message for p in prefixes):
+            return f"override {item!r}"
+    return str(path)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``, except that a key given twice in one mapping is an error, not the last one winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one section", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict:
