@@ -300,6 +300,11 @@ def test_shard_defaults_come_from_the_launcher(monkeypatch: pytest.MonkeyPatch) 
         shard_from_env(None, None)
     with pytest.raises(UsageError, match="--shard-index 2: must be in 0..1"):
         Shard(2, 2)
+    monkeypatch.setenv("RANK", "5")
+    with pytest.raises(UsageError, match="environment RANK=5 is not in 0..3 for WORLD_SIZE=4"):
+        shard_from_env(None, None)  # not "--shard-index 5", a flag nobody gave
+    with pytest.raises(UsageError, match="--shard-index: give --num-shards and --shard-index together"):
+        shard_from_env(None, 0)
 
 
 def test_merge_restores_input_order_from_mixed_formats(tmp_path: Path) -> None:

@@ -68,8 +68,14 @@ def shard_from_env(num_shards: int | None, shard_index: int | None) -> Shard:
         >>> shard_from_env(4, 2)
         Shard(count=4, index=2)
     """
-    count = num_shards if num_shards is not None else _env_int("WORLD_SIZE", 1)
-    index = shard_index if shard_index is not None else _env_int("RANK", 0)
+    if (num_shards is None) != (shard_index is None):  # half a pair would silently use the launcher's other half
+        given = "--num-shards" if num_shards is not None else "--shard-index"
+        raise UsageError(f"{given}: give --num-shards and --shard-index together")
+    if num_shards is not None:
+        return Shard(num_shards, shard_index)
+    count, index = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0)
+    if not 0 <= index < max(count, 1):
+        raise UsageError(f"environment RANK={index} is not in 0..{count - 1} for WORLD_SIZE={count}")
     return Shard(count, index)
 
 
