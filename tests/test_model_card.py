@@ -71,3 +71,18 @@ def test_a_summarizer_card_scores_lead_1_and_states_the_decoding(tiny_summarizer
     assert 10 < float(lead.split("|")[2]) < 60  # lead-1 is a real score on the sample, not 0
     assert "num_beams=" in card and "AutoModelForSeq2SeqLM" in card
     assert "Hardware: not recorded" in card
+
+
+def test_a_hand_damaged_metrics_file_is_a_one_line_error(trained_classifier_dir, tmp_path, capsys):
+
+    for name, damage in (("list", []), ("string score", None)):  # metrics.json as a list; a score as text
+        model = tmp_path / name
+        shutil.copytree(trained_classifier_dir, model)
+        metrics = json.loads((model / "metrics.json").read_text(encoding="utf-8"))
+        if damage is None:
+            metrics["test"]["accuracy"] = "high"
+        (model / "metrics.json").write_text(json.dumps(metrics if damage is None else damage), encoding="utf-8")
+
+        assert main(["card", str(model), "--no-baselines"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("khabar-train card: error: ") and len(err.splitlines()) == 1

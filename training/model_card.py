@@ -95,9 +95,12 @@ def _read_json(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CardError(f"{path}: unreadable ({error})") from None
+    if not isinstance(data, dict):
+        raise CardError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def collect_facts(model_dir: Path, hardware: str | None = None) -> dict:
@@ -225,6 +228,13 @@ def run(args: argparse.Namespace) -> int:
         path = write_model_card(args.model_dir, baselines=not args.no_baselines)
     except CardError as error:
         print(f"khabar-train card: error: {error}", file=sys.stderr)
+        return 2
+    except (TypeError, ValueError, KeyError, AttributeError) as error:  # a hand-edited file of the wrong shape
+        print(
+            f"khabar-train card: error: {args.model_dir}: a file in it is not as khabar-train writes it "
+            f"({type(error).__name__}: {error}); restore metrics.json / config.yaml or retrain",
+            file=sys.stderr,
+        )
         return 2
     print(f"model card written to {path}")
     return 0
