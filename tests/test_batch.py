@@ -61,6 +61,12 @@ def test_jsonl_reader_numbers_lines_and_reports_unreadable_ones(tmp_path: Path) 
     assert rows[4].fields["id"] == "f"  # a last line without a newline is still read
 
 
+def test_a_byte_order_mark_mid_file_from_joined_files_is_not_part_of_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"  # cat a.jsonl b.jsonl, each saved with a BOM
+    path.write_bytes(b'\xef\xbb\xbf{"id": "a", "article": "x"}\n\xef\xbb\xbf{"id": "b", "article": "y"}\n')
+    assert [row.fields["id"] for row in read_rows(str(path))] == ["a", "b"]
+
+
 def test_csv_reader_gives_each_record_its_first_line(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     long_cell = "ب" * 150_000  # over the csv module's default 128 KiB field limit

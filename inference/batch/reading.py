@@ -145,13 +145,14 @@ def _jsonl_rows(stream: BinaryIO) -> Iterator[Row]:
     for line_no, raw in enumerate(stream, start=1):
         if not raw.strip():
             continue  # blank lines (often a trailing one) are not records
-        yield Row(index, line_no, *_parse_json_line(raw, first=line_no == 1))
+        yield Row(index, line_no, *_parse_json_line(raw))
         index += 1
 
 
-def _parse_json_line(raw: bytes, first: bool) -> tuple[dict | None, str | None]:
+def _parse_json_line(raw: bytes) -> tuple[dict | None, str | None]:
     try:
-        value = json.loads(raw.decode("utf-8-sig" if first else "utf-8"))
+        # utf-8-sig on every line: files joined with `cat` carry each one's byte-order mark mid-file.
+        value = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 text (byte {exc.start + 1} of the line)"
     except json.JSONDecodeError as exc:
