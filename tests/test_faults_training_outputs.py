@@ -361,3 +361,16 @@ def test_labels_that_normalize_alike_are_named_in_a_warning(caplog) -> None:
         warn_about_label_variants(["sports", "ورزشي", "ورزشی", "بین‌الملل"])
     assert caplog.text.count("are the same after Persian normalization") == 1
     assert "'ورزشي' and 'ورزشی'" in caplog.text
+
+
+def test_a_checkpoint_without_optimizer_state_resumes_with_a_warning(tmp_path, caplog) -> None:
+    import logging
+
+    from training.checkpoints import check_checkpoint
+
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text("{}")
+    with caplog.at_level(logging.WARNING):
+        check_checkpoint(checkpoint)
+    assert "has no optimizer.pt" in caplog.text

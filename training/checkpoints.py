@@ -92,6 +92,8 @@ def check_checkpoint(checkpoint: Path) -> None:
     """
     problem = checkpoint_problem(checkpoint)
     if problem is None:
+        if not (checkpoint / "optimizer.pt").is_file():  # the trainer would quietly start a fresh optimizer
+            log.warning("%s has no optimizer.pt: the run resumes with a fresh optimizer and schedule state", checkpoint)
         return
     earlier = [
         path.name
