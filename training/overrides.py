@@ -24,6 +24,8 @@ def parse_overrides(overrides: list[str]) -> dict:
     Example:
         >>> parse_overrides(["train.epochs=2", "output_dir=out"])
         {'train': {'epochs': 2}, 'output_dir': 'out'}
+        >>> parse_overrides(["train.max_length=64", "train={epochs: 1}"])
+        {'train': {'max_length': 64, 'epochs': 1}}
     """
     nested: dict = {}
     for item in overrides:
@@ -36,7 +38,11 @@ def parse_overrides(overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r} conflicts with another override")
-        node[leaf] = _override_value(item, raw)
+        value = _override_value(item, raw)
+        # A section given whole (train={epochs: 1}) merges with keys set before it (train.max_length=64),
+        # as it merges with the file's section; it does not drop them.
+        both_sections = isinstance(value, dict) and isinstance(node.get(leaf), dict)
+        node[leaf] = merge(node[leaf], value) if both_sections else value
     return nested
 
 
