@@ -12,7 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from training.data import Columns, DataError, load_split
@@ -41,8 +43,14 @@ def baseline_scores(task: str, data: dict) -> dict | None:
         return None
     columns = _columns(task, data)
     digits = data.get("digits", "persian")
+    version = data.get("normalization_version", 1)  # a run config without the key predates versions
     try:
-        rows = {name: load_split(str(path), columns, name, digits) for name, path in files.items() if path}
+        with _quiet_data_warnings():  # training already said which rows it dropped
+            rows = {
+                name: load_split(str(path), columns, name, digits, version=version)
+                for name, path in files.items()
+                if path
+            }
     except (DataError, OSError, ValueError) as error:
         log.warning("model card: baselines not computed (%s)", error)
         return None
@@ -52,6 +60,17 @@ def baseline_scores(task: str, data: dict) -> dict | None:
     else:
         systems = _topic_baselines(rows["train"], rows[split])
     return {"split": split, "rows": counts, "systems": systems}
+
+
+@contextlib.contextmanager
+def _quiet_data_warnings() -> Iterator[None]:
+    data_log = logging.getLogger("training.data")
+    level = data_log.level
+    data_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        data_log.setLevel(level)
 
 
 def _columns(task: str, data: dict) -> Columns:
