@@ -109,6 +109,9 @@ def csv_columns(path: str, fmt: str | None = None) -> list[str] | None:
         raise UsageError(
             f"INPUT {path} line 1: malformed CSV header: a quoted field is not closed by line {lines.record[-1].number}"
         )
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:  # a row would keep only the last of the columns with that name
+        raise UsageError(f"INPUT {path} line 1: the column {repeated[0]!r} appears twice in the header; rename one")
     return header
 
 
