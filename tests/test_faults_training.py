@@ -135,7 +135,7 @@ def test_out_of_range_number_is_refused_before_any_work(key, value, tmp_path, ca
     out = tmp_path / "out"
     code, error = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), f"{key}={value}", f"output_dir={out}")
     assert code == 2
-    assert str(TINY_CLASSIFIER_CONFIG) in error and f"{key}: must be" in error
+    assert f"override '{key}={value}': {key}: must be" in error  # the override is at fault, not the file
     assert not out.exists()
 
 
