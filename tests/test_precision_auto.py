@@ -92,6 +92,9 @@ def test_explicit_dtype_wins(fitted_classifier_dir, tiny_summarizer_dir):
     assert summarizer.precision == "torch bfloat16"
 
 
+DECIDED_MARGIN = 0.01  # probability between float32's first and second topic
+
+
 @pytest.mark.parametrize("dtype", ["auto", "bfloat16"])
 def test_topics_agree_with_float32(fitted_classifier_dir, all_articles, dtype):
     # bfloat16 is what "auto" picks on AMX; checked on every machine, so a CPU without AMX
@@ -99,9 +102,14 @@ def test_topics_agree_with_float32(fitted_classifier_dir, all_articles, dtype):
     texts = all_articles
     reference = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32")
     other = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype=dtype)
-    want, got = reference.predict(texts), other.predict(texts)
+    want, got = reference.predict(texts, top_k=2), other.predict(texts)
     assert all(math.isfinite(p["score"]) for p in got)
-    agreement = sum(a["label"] == b["label"] for a, b in zip(want, got, strict=True)) / len(texts)
+    # The tiny model is near-uniform on some articles (its tokenizer, trained afresh each session,
+    # varies): float32 itself puts two topics within 0.2% there, below bfloat16's resolution, and
+    # a flip between them says nothing. Agreement counts the articles float32 decides.
+    decided = [i for i, top in enumerate(want) if top[0]["score"] - top[1]["score"] >= DECIDED_MARGIN]
+    assert len(decided) >= 0.8 * len(texts)
+    agreement = sum(want[i][0]["label"] == got[i]["label"] for i in decided) / len(decided)
     assert agreement >= 0.99
 
 
