@@ -105,10 +105,11 @@ def test_topics_agree_with_float32(fitted_classifier_dir, all_articles, dtype):
     want, got = reference.predict(texts, top_k=2), other.predict(texts)
     assert all(math.isfinite(p["score"]) for p in got)
     # The tiny model is near-uniform on some articles (its tokenizer, trained afresh each session,
-    # varies): float32 itself puts two topics within 0.2% there, below bfloat16's resolution, and
-    # a flip between them says nothing. Agreement counts the articles float32 decides.
+    # varies: from none to 130 of 336 articles): float32 itself puts two topics within 0.2% there,
+    # below bfloat16's resolution, and a flip between them says nothing. Agreement counts the
+    # articles float32 decides; 100 of them at least, so one flip is the most the test forgives.
     decided = [i for i, top in enumerate(want) if top[0]["score"] - top[1]["score"] >= DECIDED_MARGIN]
-    assert len(decided) >= 0.8 * len(texts)
+    assert len(decided) >= 100
     agreement = sum(want[i][0]["label"] == got[i]["label"] for i in decided) / len(decided)
     assert agreement >= 0.99
 
