@@ -148,11 +148,13 @@ def test_int8_runs_and_agrees_with_float32_on_most_articles(fitted_classifier_di
     exact = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32")
     int8 = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", quantize="int8", backend="torch")
 
-    expected, got = exact(sample_articles), int8(sample_articles)
+    expected, got = exact.predict(sample_articles, top_k=2), int8(sample_articles)
 
     assert isinstance(int8.forward.model.classifier, torch.ao.nn.quantized.dynamic.Linear)
-    agree = sum(a["label"] == b["label"] for a, b in zip(expected, got, strict=True)) / len(expected)
-    assert agree >= 0.9
+    # Counted where float32 decides: some draws of the tiny fixture nearly tie on many articles.
+    clear = [i for i, top in enumerate(expected) if top[0]["score"] - top[1]["score"] >= 0.05]
+    agree = sum(expected[i][0]["label"] == got[i]["label"] for i in clear) / max(len(clear), 1)
+    assert len(clear) >= 10 and agree >= 0.9
 
 
 def test_arabic_letters_and_other_digits_give_the_same_answer_as_the_normalized_text(classifier):

@@ -66,6 +66,9 @@ def test_missing_engine_says_how_to_install(classifier_dir, monkeypatch):
         classifier_engine(classifier_dir, "onnx", "int8")
 
 
+DECIDED_MARGIN = 0.05  # float32's first minus second topic probability, twice int8's measured error
+
+
 @pytest.mark.parametrize("quantize", [None, "int8"])
 def test_onnx_classifier_agrees_with_torch(classifier_dir, articles, quantize):
     pytest.importorskip("onnxruntime")
@@ -74,7 +77,7 @@ def test_onnx_classifier_agrees_with_torch(classifier_dir, articles, quantize):
     tokenizer = AutoTokenizer.from_pretrained(classifier_dir)
     model = AutoModelForSequenceClassification.from_pretrained(classifier_dir).eval()
     engine = classifier_engine(classifier_dir, "onnx", quantize)
-    agree, worst = 0, 0.0
+    agree, decided, worst = 0, 0, 0.0
     for start in range(0, len(articles), 8):  # padded batches of mixed lengths, as the classes send
         batch = tokenizer(
             articles[start : start + 8], truncation=True, max_length=512, padding=True, return_tensors="pt"
@@ -82,11 +85,16 @@ def test_onnx_classifier_agrees_with_torch(classifier_dir, articles, quantize):
         with torch.no_grad():
             reference = model(**batch).logits
         logits = engine(batch["input_ids"], batch["attention_mask"])
-        agree += (logits.argmax(-1) == reference.argmax(-1)).sum().item()
+        # Articles the float32 model itself nearly ties on (some draws of the tiny fixture have many)
+        # flip under any quantization; agreement is counted where float32 decides.
+        top2 = reference.softmax(-1).topk(2).values
+        clear = (top2[:, 0] - top2[:, 1]) >= DECIDED_MARGIN
+        agree += (logits.argmax(-1) == reference.argmax(-1))[clear].sum().item()
+        decided += clear.sum().item()
         worst = max(worst, (logits.softmax(-1) - reference.softmax(-1)).abs().max().item())
     # A broken export agrees about as often as chance (1 in 7). The 99% target on a trained model
     # over the shared test split is measured by `python -m bench.agreement`.
-    assert agree / len(articles) >= 0.95
+    assert decided >= 10 and agree / decided >= 0.95
     # Topic probabilities: a broken graph is off by ~0.5. int8 measured 0.025 on one fitted tiny model,
     # but the tiny tokenizers differ from build to build and other fits gave 0.10 and 0.23 on a near-tie.
     assert worst < (1e-5 if quantize is None else 0.3)
