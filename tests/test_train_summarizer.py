@@ -151,3 +151,29 @@ def test_mt5_small_config_follows_the_paper_and_reads_the_shared_data() -> None:
     assert cfg.model.name_or_path == "google/mt5-small" and cfg.train.max_length == 512
     assert cfg.data.train_file == "../shared/data/persian-news/train.jsonl"
     assert not cfg.train.fp16
+
+
+def test_predictions_leave_the_models_decoding_settings_alone(tiny_summarizer_dir, tmp_path, caplog) -> None:
+    import logging
+
+    import datasets
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
+
+    from training.summarizer import DecodingKeepingTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_summarizer_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_summarizer_dir)
+    model.generation_config = GenerationConfig(max_new_tokens=4, num_beams=1, decoder_start_token_id=0, eos_token_id=1)
+    rows = datasets.Dataset.from_dict(
+        {"input_ids": [[10, 11, 12, 1]] * 4, "attention_mask": [[1] * 4] * 4, "labels": [[13, 14, 1]] * 4}
+    )
+    args = Seq2SeqTrainingArguments(
+        output_dir=str(tmp_path), predict_with_generate=True, per_device_eval_batch_size=2, report_to=[]
+    )
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+    trainer = DecodingKeepingTrainer(model=model, args=args, data_collator=collator, processing_class=tokenizer)
+    with caplog.at_level(logging.WARNING):
+        trainer.predict(rows)  # two batches: the second generate would warn if the first changed the settings
+
+    assert model.generation_config.max_length is None and model.generation_config.max_new_tokens == 4
+    assert "seem to have been set" not in caplog.text

@@ -18,6 +18,7 @@ process writes the directory).
 
 from __future__ import annotations
 
+import copy
 import logging
 from functools import partial
 from pathlib import Path
@@ -90,7 +91,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     model.generation_config = generation_config(cfg.generation, model.config)
 
     eval_sample = generation_sample(tokenized["validation"], cfg.train.generation_eval_samples, cfg.train.seed)
-    trainer = Seq2SeqTrainer(
+    trainer = DecodingKeepingTrainer(
         model=model,
         args=fit_batch_to_device(training_arguments(cfg, precision), model, cfg.train, seq2seq=True),
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
@@ -128,6 +129,26 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
                 f"ROUGE-1/2/L {test['rouge1']:.1f}/{test['rouge2']:.1f}/{test['rougeL']:.1f}"
             )
     return out
+
+
+class DecodingKeepingTrainer(Seq2SeqTrainer):
+    """``Seq2SeqTrainer`` whose predictions leave the model's decoding settings as they were.
+
+    transformers 5's ``prediction_step`` writes its own defaults (``max_length=20``, ...) into
+    ``model.generation_config`` after each batch; every later ``generate`` then sees both
+    ``max_length`` and our ``max_new_tokens`` set and logs a warning per batch.
+
+    Example:
+        >>> issubclass(DecodingKeepingTrainer, Seq2SeqTrainer)
+        True
+    """
+
+    def prediction_step(self, *args, **kwargs):
+        saved = copy.deepcopy(self.model.generation_config)
+        try:
+            return super().prediction_step(*args, **kwargs)
+        finally:
+            self.model.generation_config = saved
 
 
 def load_model_config(cfg: ExperimentConfig) -> PretrainedConfig:
