@@ -168,7 +168,11 @@ def test_predictions_leave_the_models_decoding_settings_alone(tiny_summarizer_di
         {"input_ids": [[10, 11, 12, 1]] * 4, "attention_mask": [[1] * 4] * 4, "labels": [[13, 14, 1]] * 4}
     )
     args = Seq2SeqTrainingArguments(
-        output_dir=str(tmp_path), predict_with_generate=True, per_device_eval_batch_size=2, report_to=[]
+        output_dir=str(tmp_path),
+        predict_with_generate=True,
+        per_device_eval_batch_size=2,
+        report_to=[],
+        dataloader_pin_memory=False,
     )
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
     trainer = DecodingKeepingTrainer(model=model, args=args, data_collator=collator, processing_class=tokenizer)
