@@ -57,6 +57,7 @@ class LoadPlan:
     dtype: torch.dtype | None
     quantize: str | None
     auto: bool
+    decoding: object = None  # a local summarizer's saved GenerationConfig, read once here
 
     @property
     def precision(self) -> str:
@@ -113,11 +114,12 @@ def plan_load(
     config, tokenizer = load_config_and_tokenizer(source, kind)
     local = is_local(source)
     # Read now, so a damaged generation_config.json stops the load on every backend.
-    saved = saved_generation_config(source, config).to_diff_dict() if kind == "summarizer" and local else {}
+    decoding = saved_generation_config(source, config) if kind == "summarizer" and local else None
     chose_engine = backend == "auto"
     if chose_engine:
         # A summarizer whose saved decoding an engine would ignore stays on torch (same answers).
-        backend = auto_engine(kind, resolve_device(device), local, dtype, config.model_type, unfollowed_settings(saved))
+        unfollowed = unfollowed_settings(decoding.to_diff_dict()) if decoding else []
+        backend = auto_engine(kind, resolve_device(device), local, dtype, config.model_type, unfollowed)
         quantize = quantize if backend == "torch" else "int8"
     if backend == "torch":
         target = resolve_device(device)
@@ -125,7 +127,7 @@ def plan_load(
     else:
         target = engine_device(device, None if dtype == "auto" else dtype, backend, source)
         chosen, auto = None, chose_engine
-    return LoadPlan(source, config, tokenizer, backend, target, chosen, quantize, auto)
+    return LoadPlan(source, config, tokenizer, backend, target, chosen, quantize, auto, decoding)
 
 
 def engine_device(

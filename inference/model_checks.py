@@ -23,7 +23,15 @@ from pathlib import Path
 import torch
 
 # What save_pretrained writes for the tokenizers khabar's models use (fast or slow, BERT or mT5).
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+# What save_pretrained writes for a tokenizer (vocab.json: byte-level BPE ones such as RoBERTa's).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+    "vocab.json",
+)
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
@@ -34,6 +42,17 @@ class BrokenModelError(ValueError):
         >>> issubclass(BrokenModelError, ValueError)
         True
     """
+
+
+def has_tokenizer_files(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a saved tokenizer (without one, transformers builds an empty tokenizer).
+
+    Example:
+        >>> import tempfile
+        >>> has_tokenizer_files(tempfile.mkdtemp())
+        False
+    """
+    return any((Path(folder).expanduser() / name).is_file() for name in TOKENIZER_FILES)
 
 
 def check_model_files(path: str | Path) -> None:
@@ -49,7 +68,7 @@ def check_model_files(path: str | Path) -> None:
         inference.model_checks.BrokenModelError: cannot load ...: no weights (model.safetensors ...)
     """
     folder = Path(path).expanduser()
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+    if not has_tokenizer_files(folder):
         raise BrokenModelError(
             f"cannot load {path}: no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); "
             "save the tokenizer into the model directory (tokenizer.save_pretrained)"

@@ -85,7 +85,7 @@ class Summarizer(TextModel):
         else:
             from inference.fast import summarizer_engine
 
-            generation_config = saved_generation_config(plan.source, plan.config)
+            generation_config = plan.decoding or saved_generation_config(plan.source, plan.config)
             engine = summarizer_engine(Path(plan.source), plan.backend, plan.quantize)
             generate = _engine_generate(engine, plan.backend, generation_config)
         return cls(plan.tokenizer, generate, generation_config, **plan.model_settings())

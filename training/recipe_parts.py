@@ -22,16 +22,13 @@ from transformers import (
     TrainerCallback,
 )
 
-from inference.model_checks import TOKENIZER_FILES as SAVED_TOKENIZER_FILES
+from inference.model_checks import TOKENIZER_FILES, has_tokenizer_files
 from inference.normalize import join_title, save_normalization
 from training.checkpoints import remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, TrainConfig, save_config
 from training.distributed import LogLastStep
 from training.hf import load_pretrained
 from training.model_card import describe_hardware, write_model_card
-
-# What save_pretrained writes for a tokenizer: inference's list, plus the vocabulary of byte-level BPE ones (RoBERTa).
-TOKENIZER_FILES = (*SAVED_TOKENIZER_FILES, "vocab.json")
 
 
 def load_tokenizer(cfg: ExperimentConfig) -> PreTrainedTokenizerBase:
@@ -63,7 +60,7 @@ def check_tokenizer_files(source: str, key: str) -> None:
         training.config.ConfigError: model.name_or_path: ... has no tokenizer files (tokenizer.json, vocab.txt, ...
     """
     folder = Path(source).expanduser()
-    if not folder.is_dir() or any((folder / name).is_file() for name in TOKENIZER_FILES):
+    if not folder.is_dir() or has_tokenizer_files(folder):
         return
     hint = "" if key == "model.tokenizer" else ", or name a tokenizer with model.tokenizer"
     raise ConfigError(
