@@ -37,3 +37,15 @@ def test_tiny_summarizer_loads_and_generates(tiny_summarizer_dir) -> None:
     inputs = tokenizer(["خبر امروز درباره اقتصاد است"], return_tensors="pt")
     out = model.generate(**inputs, max_new_tokens=5, num_beams=1)
     assert out.shape[0] == 1 and out.shape[1] <= 6
+
+
+def test_tiny_tokenizers_are_reproducible() -> None:
+    # The tests' fixtures and the demo train these afresh; the same texts must give the same pieces
+    # in the same order, or every figure measured on a tiny model moves from one build to the next.
+    from training.tiny import sample_texts, train_unigram_tokenizer, train_wordpiece_tokenizer
+
+    texts = sample_texts()[:200]
+    for train in (train_wordpiece_tokenizer, train_unigram_tokenizer):
+        first, second = train(texts, vocab_size=1500), train(texts, vocab_size=1500)
+        assert first.get_vocab() == second.get_vocab()
+        assert len(first) > 1000

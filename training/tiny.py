@@ -15,13 +15,14 @@ Run ``khabar-train tiny-models`` (or ``make tiny-models``) to write them to ``mo
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -72,17 +73,26 @@ def sample_labels(path: Path = SAMPLE_TRAIN) -> list[str]:
 def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> BertTokenizerFast:
     """Train a BERT WordPiece tokenizer (uncased, accents kept: Persian has no case to fold).
 
+    The same texts always give the same vocabulary, so tiny models, the tests on them and the demo
+    are reproducible (the ``tokenizers`` trainers iterate hash maps seeded per process).
+
     Example:
         >>> tok = train_wordpiece_tokenizer(["سلام دنیا"] * 10, vocab_size=100)
         >>> tok.decode(tok("سلام").input_ids, skip_special_tokens=True)
         'سلام'
     """
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False, clean_text=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False, clean_text=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # BPE pieces learned on the pre-split words: a piece starting a word is a WordPiece word, any other
+    # continues one ("##"), and every character is kept both ways so no word becomes [UNK].
+    words = [" ".join(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(t))) for t in texts]
+    pieces = [piece for piece, _ in _sentencepiece(words, vocab_size, "bpe")]
+    chars = sorted({char for line in words for char in line if not char.isspace()})
+    vocab = specials + [p[1:] if p.startswith(_WORD_START) else f"##{p}" for p in pieces if p != _WORD_START]
+    vocab += chars + [f"##{char}" for char in chars]
+    tok = Tokenizer(models.WordPiece(dict(map(reversed, enumerate(dict.fromkeys(vocab)))), unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
@@ -100,21 +110,20 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> B
 
 
 def train_unigram_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> T5TokenizerFast:
-    """Train a SentencePiece-style Unigram tokenizer laid out like mT5's (pad 0, eos 1, unk 2).
+    """Train a SentencePiece Unigram tokenizer laid out like mT5's (pad 0, eos 1, unk 2).
+
+    Trained by ``sentencepiece`` itself (as mT5's was), on one thread with a fixed seed: the same
+    texts always give the same vocabulary.
 
     Example:
         >>> tok = train_unigram_tokenizer(["سلام دنیا"] * 10, vocab_size=30)
         >>> tok.pad_token_id, tok.eos_token_id
         (0, 1)
     """
-    tok = Tokenizer(models.Unigram())
+    tok = Tokenizer(models.Unigram(_sentencepiece(list(texts), vocab_size, "unigram"), unk_id=2))
     tok.normalizer = normalizers.Sequence([normalizers.Nmt(), normalizers.Replace(" {2,}", " ")])
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>"
-    )
-    tok.train_from_iterator(texts, trainer)
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_WORD_START, prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement=_WORD_START, prepend_scheme="always")
     tok.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
     )
@@ -126,6 +135,35 @@ def train_unigram_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> T5T
         extra_ids=0,
         model_max_length=512,
     )
+
+
+_WORD_START = "▁"  # SentencePiece's mark for a piece that begins a word
+
+
+def _sentencepiece(texts: list[str], vocab_size: int, kind: str) -> list[tuple[str, float]]:
+    """The (piece, score) vocabulary ``sentencepiece`` learns from ``texts``: ``<pad>``, ``</s>``, ``<unk>`` first."""
+    import sentencepiece
+
+    model = io.BytesIO()
+    sentencepiece.set_random_generator_seed(SEED)
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        model_type=kind,
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,  # a small corpus yields fewer pieces rather than an error
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        character_coverage=1.0,
+        normalization_rule_name="identity",  # the texts come normalized
+        max_sentence_length=1 << 20,  # whole articles, not only the short ones
+        num_threads=1,  # reproducible
+        minloglevel=2,
+    )
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
+    return [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
 
 
 def build_tiny_classifier(
