@@ -3,7 +3,9 @@
 Texts are normalized the way the model was trained and truncated to the length the model reads
 (how many were cut is logged once per call, at INFO). Decoding defaults come from the model's
 ``generation_config``; each call may override them. Batches are sorted by length and the input
-order restored. Generation is a small function chosen at load time: ``transformers`` on CPU/GPU
+order restored. mT5's tokenizer reads a half-space (ZWNJ) as a space, so its summaries come back
+with ``رسانه ها`` for ``رسانه‌ها``: they get normalization's half-space repairs (version 2 on, as
+the model's training text did). Generation is a small function chosen at load time: ``transformers`` on CPU/GPU
 (``backend="torch"``) or a fast CPU engine from :mod:`inference.fast`; ``backend="auto"`` (the
 default) picks the fastest installed for this processor.
 
@@ -27,6 +29,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, GenerationConfig
 
 from inference.backends import ENGINE_SETTINGS, unfollowed_settings
+from inference.half_space import ZWNJ, repair_half_spaces
 from inference.inputs import DECODING_LIMITS, check_decoding_limits, check_positive, length_sorted_batches
 from inference.load_plan import LoadPlan
 from inference.loading import load_weights, saved_generation_config
@@ -64,6 +67,9 @@ class Summarizer(TextModel):
         super().__init__(tokenizer, **settings)
         self.generate = generate
         self.generation_config = generation_config
+        # Half-spaces the tokenizer turned into spaces are put back by the rules the training text
+        # was normalized with (v2 on); a tokenizer that keeps them lets the model write its own.
+        self.repairs_half_spaces = self.normalization_version >= 2 and loses_half_spaces(tokenizer)
 
     @classmethod
     def _from_plan(cls, plan: LoadPlan) -> Summarizer:
@@ -123,7 +129,7 @@ class Summarizer(TextModel):
         for batch in length_sorted_batches([len(ids) for ids in sources], rows, budget):
             outputs = self._generate_fitting([sources[i] for i in batch], generation)
             for i, ids in zip(batch, outputs, strict=True):
-                summaries[i] = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+                summaries[i] = self._text(ids)
         return summaries[0] if single else summaries
 
     __call__ = summarize
@@ -140,6 +146,10 @@ class Summarizer(TextModel):
             half = len(sources) // 2
             first = self._generate_fitting(sources[:half], generation)
             return first + self._generate_fitting(sources[half:], generation)
+
+    def _text(self, ids: list[int]) -> str:
+        summary = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return repair_half_spaces(summary) if self.repairs_half_spaces else summary
 
     def decoding(self, **overrides) -> GenerationConfig:
         """The model's decoding settings with ``overrides`` (those not ``None``) applied and checked.
@@ -187,6 +197,23 @@ class Summarizer(TextModel):
 
     def __repr__(self) -> str:
         return f"Summarizer({self.name!r}, max_length={self.max_length}, device={self.device})"
+
+
+def loses_half_spaces(tokenizer) -> bool:
+    """Whether ``tokenizer`` reads a half-space (ZWNJ) as a space, as mT5's SentencePiece model does.
+
+    Example:
+        >>> import tempfile
+        >>> from transformers import AutoTokenizer
+        >>> from training.tiny import build_tiny_summarizer
+        >>> loses_half_spaces(AutoTokenizer.from_pretrained(build_tiny_summarizer(tempfile.mkdtemp())))
+        True
+    """
+    ids = tokenizer(_HALF_SPACE_PROBE, add_special_tokens=False).input_ids
+    return ZWNJ not in tokenizer.decode(ids, skip_special_tokens=True)
+
+
+_HALF_SPACE_PROBE = f"رسانه{ZWNJ}ها"
 
 
 def gpu_batching(batch_size: int, max_length: int) -> tuple[int, int]:

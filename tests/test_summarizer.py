@@ -14,7 +14,7 @@ import torch
 
 from inference.devices import DeviceError
 from inference.loading import ModelNotFoundError
-from inference.summarizer import Summarizer
+from inference.summarizer import Summarizer, loses_half_spaces
 
 # Greedy and short, so each call takes a fraction of a second on the tiny model.
 QUICK = {"num_beams": 1, "max_new_tokens": 6}
@@ -118,6 +118,36 @@ def test_bad_input_is_refused_naming_its_index_before_any_model_work(summarizer,
     with pytest.raises(error, match=message):
         checked.summarize(texts)
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [(3, "رسانه\u200cها می\u200cگویند"), (2, "رسانه\u200cها می\u200cگویند"), (1, "رسانه ها می گویند")],
+)
+def test_summaries_get_back_the_half_spaces_the_tokenizer_reads_as_spaces(summarizer, version, expected):
+    # mT5's tokenizer (and the tiny one) reads a ZWNJ as a space, so a model trained on «رسانه‌ها» writes
+    # «رسانه ها»; models normalized with v2 on get the half-space repairs their training text had.
+    written = summarizer.tokenizer("رسانه\u200cها می\u200cگویند", add_special_tokens=False).input_ids
+    model = Summarizer(
+        summarizer.tokenizer,
+        lambda sources, generation: [written] * len(sources),
+        summarizer.generation_config,
+        max_length=32,
+        normalization_version=version,
+    )
+
+    assert model(["خبر", "خبر دیگر"]) == [expected, expected]
+
+
+def test_a_tokenizer_that_keeps_half_spaces_is_left_to_write_them():
+    class EveryCharacter:  # a tokenizer with a token for each character, ZWNJ included
+        def __call__(self, text, add_special_tokens=True):
+            return types.SimpleNamespace(input_ids=[ord(char) for char in text])
+
+        def decode(self, ids, skip_special_tokens=False):
+            return "".join(map(chr, ids))
+
+    assert not loses_half_spaces(EveryCharacter())
 
 
 def test_int8_runs_on_the_cpu(tiny_summarizer_dir):

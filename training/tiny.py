@@ -87,7 +87,7 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> B
     # BPE pieces learned on the pre-split words: a piece starting a word is a WordPiece word, any other
     # continues one ("##"), and every character is kept both ways so no word becomes [UNK].
     words = [" ".join(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(t))) for t in texts]
-    pieces = [piece for piece, _ in _sentencepiece(words, vocab_size, "bpe")]
+    pieces = [piece.piece for piece in _sentencepiece(words, vocab_size, "bpe", "identity").pieces]
     chars = sorted({char for line in words for char in line if not char.isspace()})
     vocab = specials + [p[1:] if p.startswith(_WORD_START) else f"##{p}" for p in pieces if p != _WORD_START]
     vocab += chars + [f"##{char}" for char in chars]
@@ -112,17 +112,23 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> B
 def train_unigram_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> T5TokenizerFast:
     """Train a SentencePiece Unigram tokenizer laid out like mT5's (pad 0, eos 1, unk 2).
 
-    Trained by ``sentencepiece`` itself (as mT5's was), on one thread with a fixed seed: the same
-    texts always give the same vocabulary.
+    Trained by ``sentencepiece`` itself, as mT5's was, with mT5's normalization (``nmt_nfkc``,
+    which reads a half-space as a space), on one thread with a fixed seed: the same texts always
+    give the same vocabulary.
 
     Example:
         >>> tok = train_unigram_tokenizer(["سلام دنیا"] * 10, vocab_size=30)
         >>> tok.pad_token_id, tok.eos_token_id
         (0, 1)
     """
-    tok = Tokenizer(models.Unigram(_sentencepiece(list(texts), vocab_size, "unigram"), unk_id=2))
-    tok.normalizer = normalizers.Sequence([normalizers.Nmt(), normalizers.Replace(" {2,}", " ")])
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_WORD_START, prepend_scheme="always")
+    model = _sentencepiece(list(texts), vocab_size, "unigram", "nmt_nfkc")
+    tok = Tokenizer(models.Unigram([(piece.piece, piece.score) for piece in model.pieces], unk_id=2))
+    # Laid out as transformers rebuilds a T5 tokenizer when it loads one: its normalization table
+    # survives the reload (other normalizers are dropped), and runs of spaces split no word.
+    tok.normalizer = normalizers.Precompiled(model.normalizer_spec.precompiled_charsmap)
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement=_WORD_START, prepend_scheme="always")]
+    )
     tok.decoder = decoders.Metaspace(replacement=_WORD_START, prepend_scheme="always")
     tok.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
@@ -140,15 +146,16 @@ def train_unigram_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> T5T
 _WORD_START = "▁"  # SentencePiece's mark for a piece that begins a word
 
 
-def _sentencepiece(texts: list[str], vocab_size: int, kind: str) -> list[tuple[str, float]]:
-    """The (piece, score) vocabulary ``sentencepiece`` learns from ``texts``: ``<pad>``, ``</s>``, ``<unk>`` first."""
+def _sentencepiece(texts: list[str], vocab_size: int, kind: str, normalization: str):
+    """The ``sentencepiece`` model (a ``ModelProto``) learned from ``texts``: ``<pad>``, ``</s>``, ``<unk>`` first."""
     import sentencepiece
+    from sentencepiece import sentencepiece_model_pb2
 
-    model = io.BytesIO()
+    written = io.BytesIO()
     sentencepiece.set_random_generator_seed(SEED)
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
-        model_writer=model,
+        model_writer=written,
         model_type=kind,
         vocab_size=vocab_size,
         hard_vocab_limit=False,  # a small corpus yields fewer pieces rather than an error
@@ -157,13 +164,14 @@ def _sentencepiece(texts: list[str], vocab_size: int, kind: str) -> list[tuple[s
         unk_id=2,
         bos_id=-1,
         character_coverage=1.0,
-        normalization_rule_name="identity",  # the texts come normalized
+        normalization_rule_name=normalization,
         max_sentence_length=1 << 20,  # whole articles, not only the short ones
         num_threads=1,  # reproducible
         minloglevel=2,
     )
-    processor = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
-    return [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
+    model = sentencepiece_model_pb2.ModelProto()
+    model.ParseFromString(written.getvalue())
+    return model
 
 
 def build_tiny_classifier(
