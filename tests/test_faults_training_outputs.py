@@ -10,6 +10,7 @@ with "no such file" instead of training for seconds.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import pytest
 from fixtures_training import TINY_CLASSIFIER_CONFIG, classifier_overrides
 from test_faults_training import TINY_SUMMARIZER_CONFIG, digest, run_train, truncated_copy, with_config
 
+from training.cli import main
 from training.config import ConfigError, load_config
 from training.data import Columns, DataError, load_split, read_records
 from training.output_dir import LOCK_NAME, check_output_dir, claim_output_dir
@@ -374,3 +376,54 @@ def test_a_checkpoint_without_optimizer_state_resumes_with_a_warning(tmp_path, c
     with caplog.at_level(logging.WARNING):
         check_checkpoint(checkpoint)
     assert "has no optimizer.pt" in caplog.text
+
+
+# --- 9: a disk that fills up -----------------------------------------------------------------------------
+
+
+def test_a_full_disk_is_one_line_with_the_checkpoint_to_continue_from(
+    tiny_classifier_dir, sample_dir, tmp_path, monkeypatch, capsys
+):
+    from transformers import Trainer
+
+    save = Trainer._save_checkpoint
+
+    def disk_fills_at_step_four(self, *args, **kwargs):
+        if self.state.global_step == 4:
+            torn = Path(self.args.output_dir) / "checkpoint-4"
+            torn.mkdir()
+            (torn / "model.safetensors").write_bytes(b"\0" * 10)
+            raise OSError(errno.ENOSPC, "No space left on device", str(torn / "model.safetensors"))
+        return save(self, *args, **kwargs)
+
+    out = tmp_path / "out"
+    steps = ["train.max_steps=6", "train.eval_strategy=steps", "train.eval_steps=2", "train.max_length=32"]
+    argv = [str(TINY_CLASSIFIER_CONFIG), *classifier_overrides(tiny_classifier_dir, sample_dir, out, *steps)]
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_save_checkpoint", disk_fills_at_step_four)
+        code, line = run_train(capsys, *argv, "data.max_eval_samples=8")
+
+    assert code == 1
+    assert line == (
+        f"khabar-train: error: no space left on device writing {out} (step 4); "
+        "free some space and continue with train.resume=true (from checkpoint-2)"
+    )
+    assert not (out / LOCK_NAME).exists()
+    # Once there is space, the run goes on from the last complete checkpoint, past the torn one.
+    assert main([*argv, "data.max_eval_samples=8", "train.resume=true"]) == 0
+    assert (out / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(("free", "full"), [(0, True), (10 * 2**30, False)])
+def test_a_writer_that_only_says_the_write_failed_is_a_full_disk_when_no_space_is_left(
+    tmp_path, monkeypatch, free, full
+):
+    from training.cli import disk_full
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=free))
+    torch_error = RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    assert disk_full(torch_error, tmp_path / "not-yet" / "made") is full
+    assert disk_full(RuntimeError("Error while serializing: No space left on device (os error 28)"), tmp_path)
+    assert not disk_full(RuntimeError("CUDA error: an illegal memory access"), tmp_path)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
+import shutil
 import sys
 import typing
 from importlib import import_module
@@ -29,6 +31,7 @@ from training.distributed import one_of_several_warning, quiet_replicas
 from training.evaluation import cli as evaluation
 from training.output_dir import claim_output_dir
 
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 TRAINERS = {"classification": "training.classifier", "summarization": "training.summarizer"}
@@ -105,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 def train_from_args(args: argparse.Namespace) -> int:
     """Load the config, pick the trainer for its task, and train, holding ``output_dir`` for the run.
 
-    Ctrl-C ends the run with one line saying where it stopped and how to continue (exit code 130).
+    Ctrl-C ends the run with one line saying where it stopped and how to continue (exit code 130);
+    so does a disk that fills up while a checkpoint or the model is written (exit code 1).
     """
     cfg = load_config(args.config, args.overrides)
     tiny.ensure_tiny_models(cfg)
@@ -121,7 +125,40 @@ def train_from_args(args: argparse.Namespace) -> int:
         close_progress_bars()  # else a bar closed later redraws itself below the message
         print(f"khabar-train: {interrupted_message(cfg, progress.step)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as error:
+        if not disk_full(error, Path(cfg.output_dir)):
+            raise
+        close_progress_bars()
+        print(f"khabar-train: error: {disk_full_message(cfg, progress.step)}", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
+
+
+# Free space under which a failed write is taken for a full disk: torch.save reports only "file write failed".
+_NEARLY_FULL = 16 * 2**20
+
+
+def disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether ``error`` is a write that failed because the disk holding ``folder`` is full.
+
+    ``OSError`` says so by its errno and safetensors in its message; torch's writer only says the
+    write failed, so then the free space decides.
+
+    Example:
+        >>> import errno
+        >>> disk_full(OSError(errno.ENOSPC, "No space left on device"), Path("."))
+        True
+        >>> disk_full(ValueError("bad value"), Path("."))
+        False
+    """
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if "No space left on device" in str(error) or "StorageFull" in str(error):
+        return True
+    if "write failed" not in str(error):
+        return False
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    return shutil.disk_usage(existing).free < _NEARLY_FULL
 
 
 class StepReached(TrainerCallback):
@@ -161,10 +198,25 @@ def interrupted_message(cfg: ExperimentConfig, step: int) -> str:
         >>> interrupted_message(load_config("configs/classifier/tiny.yaml", ["output_dir=/nonexistent"]), 7)
         'interrupted at step 7, before the first checkpoint; run again to start over'
     """
+    return f"interrupted at step {step}{_how_to_go_on(cfg)}"
+
+
+def disk_full_message(cfg: ExperimentConfig, step: int) -> str:
+    """What a run stopped by a full disk tells the user: where, and how to go on once there is space.
+
+    Example:
+        >>> from training.config import load_config
+        >>> disk_full_message(load_config("configs/classifier/tiny.yaml", ["output_dir=/x"]), 7)
+        'no space left on device writing /x (step 7), before the first checkpoint; free some space and run again'
+    """
+    return f"no space left on device writing {cfg.output_dir} (step {step}){_how_to_go_on(cfg, 'free some space and ')}"
+
+
+def _how_to_go_on(cfg: ExperimentConfig, first: str = "") -> str:
     checkpoint = last_complete_checkpoint(Path(cfg.output_dir))
     if checkpoint is None:
-        return f"interrupted at step {step}, before the first checkpoint; run again to start over"
-    return f"interrupted at step {step}; continue with train.resume=true (from {Path(checkpoint).name})"
+        return f", before the first checkpoint; {first}run again" + ("" if first else " to start over")
+    return f"; {first}continue with train.resume=true (from {Path(checkpoint).name})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,3 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as error:
         print(f"khabar-train: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:  # evaluate's report, a card: training reports its own with the step
+        if not disk_full(error, Path.cwd()):
+            raise
+        print(f"khabar-train: error: no space left on device writing {error.filename or 'its output'}", file=sys.stderr)
+        return EXIT_FAILURE
