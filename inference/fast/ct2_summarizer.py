@@ -14,7 +14,7 @@ import torch
 
 from inference.fast.cache import open_cached
 from inference.fast.deps import require
-from inference.fast.vocab import OUTPUT_VOCAB_FILE, read_output_vocabulary
+from inference.fast.vocab import OUTPUT_VOCAB_FILE, REWRITE_HINT, read_output_vocabulary
 
 QUANTIZE = (None, "int8")
 VOCAB_FILE = "shared_vocabulary.json"
@@ -75,9 +75,23 @@ def _write_vmap(model_dir: str | Path, path: Path) -> Path | None:
         return None
     from transformers import AutoTokenizer
 
-    tokens = AutoTokenizer.from_pretrained(model_dir).convert_ids_to_tokens(ids)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    _check_output_vocabulary(Path(model_dir) / OUTPUT_VOCAB_FILE, ids, tokenizer)
+    tokens = tokenizer.convert_ids_to_tokens(ids)
     path.write_text("\t" + " ".join(tokens) + "\n", encoding="utf-8")
     return path
+
+
+def _check_output_vocabulary(path: Path, ids: list[int], tokenizer) -> None:
+    # A list made for another model names ids this tokenizer lacks (or different tokens under the
+    # same ids); one with only special tokens would make every summary empty.
+    if ids and max(ids) >= len(tokenizer):
+        raise ValueError(
+            f"{path}: token id {max(ids)} is beyond this model's {len(tokenizer):,} tokens, so the list was "
+            f"made for another model; {REWRITE_HINT}"
+        )
+    if set(ids) <= set(tokenizer.all_special_ids):
+        raise ValueError(f"{path}: lists only special tokens, so every summary would be empty; {REWRITE_HINT}")
 
 
 def translate_options(generation: dict) -> dict:

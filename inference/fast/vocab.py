@@ -18,15 +18,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 OUTPUT_VOCAB_FILE = "output_vocabulary.json"
+PROG = "python -m inference.fast.vocab"
+REWRITE_HINT = f"write it again with {PROG} MODEL_DIR DATA.jsonl, or delete it"
+EXIT_USAGE = 2
 
 
 def write_output_vocabulary(model_dir: str | Path, texts: Iterable[str], batch_size: int = 256) -> Path:
     """Save the ids of every token of ``texts`` (plus the special tokens) as the output vocabulary.
+
+    ``model_dir`` must be a saved summarizer and ``texts`` hold at least one non-blank text: a list of
+    special tokens only would make every summary empty. The file is replaced in one step, so an
+    interrupted or failed write leaves the previous list as it was.
 
     Example:
         >>> import tempfile
@@ -36,28 +44,59 @@ def write_output_vocabulary(model_dir: str | Path, texts: Iterable[str], batch_s
         >>> ids = read_output_vocabulary(model_dir)
         >>> 1 in ids and len(ids) < 20   # the end token, and only a handful of others
         True
+        >>> try:
+        ...     write_output_vocabulary(model_dir, ["  "])
+        ... except ValueError as err:
+        ...     print(str(err).split(";")[0])
+        no text to take tokens from
     """
-    from transformers import AutoTokenizer
-
     from inference.normalize import load_normalization, normalize
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = _summarizer_tokenizer(model_dir)
     record = load_normalization(model_dir)
     ids = set(tokenizer.all_special_ids)
     batch: list[str] = []
+    seen = 0
     for text in [*texts, None]:
-        if text is not None:
+        if text is not None and text.strip():
             batch.append(normalize(text, record["digits"], record["version"]))
+            seen += 1
         if batch and (text is None or len(batch) == batch_size):
             ids.update(i for row in tokenizer(batch, add_special_tokens=False).input_ids for i in row)
             batch = []
+    if not seen:
+        raise ValueError(f"no text to take tokens from; {OUTPUT_VOCAB_FILE} not written")
     path = Path(model_dir) / OUTPUT_VOCAB_FILE
-    path.write_text(json.dumps({"ids": sorted(ids)}) + "\n", encoding="utf-8")
+    _replace(path, json.dumps({"ids": sorted(ids)}) + "\n")
     return path
+
+
+def _summarizer_tokenizer(model_dir: str | Path):
+    """The tokenizer of a local summarizer directory; anything else is a one-line ``ValueError``."""
+    from inference.loading import ModelNotFoundError, load_config_and_tokenizer
+
+    # A hub id or a typo would otherwise reach the hub client and fail with its own long message.
+    if not Path(model_dir).is_dir():
+        what = "is a file; give the summarizer's directory" if Path(model_dir).exists() else "no such model directory"
+        raise ModelNotFoundError(f"{model_dir}: {what}")
+    # The list only serves the summarizer: written into a classifier's folder it would do nothing.
+    return load_config_and_tokenizer(str(model_dir), "summarizer")[1]
+
+
+def _replace(path: Path, text: str) -> None:
+    # Written beside the target and renamed over it: a full disk or Ctrl-C never leaves half a list.
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_output_vocabulary(model_dir: str | Path) -> list[int] | None:
     """The saved output vocabulary of ``model_dir``, or ``None`` when decoding may use every token.
+
+    A file that is not such a list (damaged, edited, from another tool) is a ``ValueError`` naming it.
 
     Example:
         >>> read_output_vocabulary("/nonexistent") is None
@@ -66,36 +105,86 @@ def read_output_vocabulary(model_dir: str | Path) -> list[int] | None:
     path = Path(model_dir) / OUTPUT_VOCAB_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))["ids"]
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # not UTF-8, or not JSON
+        raise ValueError(f"{path}: not an output vocabulary ({' '.join(str(exc).split())}); {REWRITE_HINT}") from None
+    ids = saved.get("ids") if isinstance(saved, dict) else None
+    if not isinstance(ids, list) or not all(type(i) is int and i >= 0 for i in ids):
+        raise ValueError(f'{path}: not an output vocabulary (expected {{"ids": [token ids]}}); {REWRITE_HINT}')
+    return ids
 
 
 def jsonl_texts(paths: Iterable[str | Path], fields: Iterable[str] = ("article", "summary", "title")) -> Iterator[str]:
-    """Every non-empty string under ``fields`` in the JSONL files ``paths``.
+    """Every non-empty string under ``fields`` in the JSONL files ``paths`` (blank lines are skipped).
+
+    A line that is not a JSON object, or a file without any such text (the wrong file, or other field
+    names), is a ``ValueError`` naming the file and line.
 
     Example:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "d.jsonl"
-        >>> _ = p.write_text('{"article": "متن", "summary": null}\\n', encoding="utf-8")
+        >>> _ = p.write_text('{"article": "متن", "summary": null}\\n\\n', encoding="utf-8")
         >>> list(jsonl_texts([p]))
         ['متن']
     """
     fields = tuple(fields)
     for path in paths:
-        with Path(path).open(encoding="utf-8") as f:
-            for line in f:
-                row = json.loads(line)
-                yield from (row[key] for key in fields if isinstance(row.get(key), str) and row[key].strip())
+        found = 0
+        for number, row in _jsonl_rows(Path(path)):
+            if not isinstance(row, dict):
+                raise ValueError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
+            texts = [row[key] for key in fields if isinstance(row.get(key), str) and row[key].strip()]
+            found += len(texts)
+            yield from texts
+        if not found:
+            raise ValueError(f"{path}: no non-empty {' or '.join(map(repr, fields))} text in it")
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, object]]:
+    # Read as bytes and decoded line by line, so an error names the line it is on.
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM some editors add
+            except UnicodeDecodeError:
+                raise ValueError(f"{path} line {number}: not UTF-8 text") from None
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} line {number}: not JSON ({exc.msg})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m inference.fast.vocab MODEL_DIR DATA.jsonl...``: write the summarizer's output vocabulary."""
-    parser = argparse.ArgumentParser(prog="python -m inference.fast.vocab", description=__doc__.split("\n\n")[0])
+    """``python -m inference.fast.vocab MODEL_DIR DATA.jsonl...``: write the summarizer's output vocabulary.
+
+    Returns 0, or 2 after printing a one-line error (a missing or unreadable file, a model that is not
+    a summarizer, no text in the data).
+
+    Example:
+        >>> main(["/no/such/model", "train.jsonl"])
+        2
+    """
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", type=Path, help="a trained summarizer directory")
     parser.add_argument("data", nargs="+", type=Path, help="JSONL files whose article/summary/title texts to cover")
     args = parser.parse_args(argv)
-    path = write_output_vocabulary(args.model_dir, jsonl_texts(args.data))
-    print(f"{len(read_output_vocabulary(args.model_dir)):,} tokens written to {path}")
+    try:
+        path = write_output_vocabulary(args.model_dir, jsonl_texts(args.data))
+        count = len(read_output_vocabulary(args.model_dir) or ())
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: error: {_file_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{count:,} tokens written to {path}")
     return 0
+
+
+def _file_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -1,0 +1,112 @@
+"""The fast engines, their conversion cache and the output-vocabulary tool off the happy path."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from inference.fast import vocab
+
+ARTICLE = {"article": "خبر امروز درباره ورزش و اقتصاد است", "summary": "خبر ورزش", "title": "ورزش"}
+
+
+@pytest.fixture
+def summarizer_dir(tiny_summarizer_dir, tmp_path) -> Path:
+    """A private copy of the tiny summarizer: these tests write into it."""
+    return shutil.copytree(tiny_summarizer_dir, tmp_path / "summarizer")
+
+
+def _jsonl(path: Path, *rows: dict) -> Path:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def _run_vocab(capsys, *args) -> tuple[int, list[str]]:
+    code = vocab.main([str(arg) for arg in args])
+    return code, capsys.readouterr().err.splitlines()
+
+
+# --- the output-vocabulary tool -------------------------------------------------------------------
+
+
+def test_vocab_tool_refuses_data_without_text(summarizer_dir, tmp_path, capsys):
+    # Only the special tokens would be listed, and every summary would then come out empty.
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    code, err = _run_vocab(capsys, summarizer_dir, empty)
+    assert code == 2 and len(err) == 1 and str(empty) in err[0]
+    assert not (summarizer_dir / vocab.OUTPUT_VOCAB_FILE).exists()
+
+
+@pytest.mark.parametrize("case", ["no model dir", "model is a file", "no data file", "not utf-8", "not json", "list"])
+def test_vocab_tool_mistakes_are_one_line_errors_naming_the_path(case, summarizer_dir, tmp_path, capsys):
+    data = _jsonl(tmp_path / "train.jsonl", ARTICLE)
+    model, named = summarizer_dir, data
+    if case == "no model dir":
+        model = named = tmp_path / "no-such-model"
+    elif case == "model is a file":
+        model = named = summarizer_dir / "config.json"
+    elif case == "no data file":
+        data = named = tmp_path / "missing.jsonl"
+    elif case == "not utf-8":
+        data.write_bytes(json.dumps(ARTICLE).encode() + b"\n" + b'{"article": "\xff\xfe"}\n')
+    elif case == "not json":
+        data.write_text("a plain text file\n")
+    else:
+        data.write_text("[1, 2]\n")
+    code, err = _run_vocab(capsys, model, data)
+    assert code == 2 and len(err) == 1 and str(named) in err[0], err
+    assert not (summarizer_dir / vocab.OUTPUT_VOCAB_FILE).exists()
+
+
+def test_vocab_tool_refuses_a_classifier(tiny_classifier_dir, tmp_path, capsys):
+    classifier = shutil.copytree(tiny_classifier_dir, tmp_path / "classifier")
+    code, err = _run_vocab(capsys, classifier, _jsonl(tmp_path / "train.jsonl", ARTICLE))
+    assert code == 2 and len(err) == 1 and "not a sequence-to-sequence summarizer" in err[0]
+    assert not (classifier / vocab.OUTPUT_VOCAB_FILE).exists()  # it would change the classifier's cache key
+
+
+def test_vocab_tool_skips_blank_lines(summarizer_dir, tmp_path, capsys):
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n" + json.dumps(ARTICLE, ensure_ascii=False) + "\n\n  \n", encoding="utf-8")
+    code, _ = _run_vocab(capsys, summarizer_dir, data)
+    assert code == 0 and len(vocab.read_output_vocabulary(summarizer_dir)) > 3
+
+
+def test_a_failed_write_keeps_the_previous_list(summarizer_dir, monkeypatch):
+    before = vocab.write_output_vocabulary(summarizer_dir, [ARTICLE["article"]]).read_text()
+    real_write = Path.write_text
+
+    def disk_full(self, text, *args, **kwargs):  # half the bytes land, then the disk is full
+        real_write(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        vocab.write_output_vocabulary(summarizer_dir, ["متن دیگری با واژه‌های تازه"])
+    monkeypatch.undo()
+    assert (summarizer_dir / vocab.OUTPUT_VOCAB_FILE).read_text() == before
+    assert sorted(p.name for p in summarizer_dir.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ('{"ids": [0, 1, 2', "not an output vocabulary"),  # cut short
+        ("[1, 2]", "not an output vocabulary"),
+        ('{"ids": [0, 1, 2, 999999]}', "made for another model"),
+        ('{"ids": [0, 1, 2]}', "only special tokens"),  # what the tool once wrote for a file without text
+    ],
+)
+def test_a_bad_output_vocabulary_is_refused_naming_it(content, problem, summarizer_dir):
+    pytest.importorskip("ctranslate2")
+    from inference.fast import summarizer_engine
+
+    (summarizer_dir / vocab.OUTPUT_VOCAB_FILE).write_text(content)
+    with pytest.raises(ValueError, match=problem) as caught:
+        summarizer_engine(summarizer_dir, "ctranslate2", "int8")
+    assert str(summarizer_dir / vocab.OUTPUT_VOCAB_FILE) in str(caught.value)
