@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
 
-from inference.fast import vocab
+from inference.fast import cache, vocab
 
 ARTICLE = {"article": "خبر امروز درباره ورزش و اقتصاد است", "summary": "خبر ورزش", "title": "ورزش"}
 
@@ -110,3 +112,48 @@ def test_a_bad_output_vocabulary_is_refused_naming_it(content, problem, summariz
     with pytest.raises(ValueError, match=problem) as caught:
         summarizer_engine(summarizer_dir, "ctranslate2", "int8")
     assert str(summarizer_dir / vocab.OUTPUT_VOCAB_FILE) in str(caught.value)
+
+
+# --- the conversion cache -------------------------------------------------------------------------
+
+
+def _model(tmp_path: Path) -> Path:
+    """A stand-in model directory: the cache only reads its file names, sizes and times."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    return model_dir
+
+
+def _write_engine(out: Path) -> None:
+    (out / "engine.bin").write_text("converted")
+
+
+def test_a_conversion_is_as_readable_as_the_model(tmp_path):
+    # Converted once by whoever ran first (often an admin), it is read by every account using the model.
+    model_dir = _model(tmp_path)
+    before = os.umask(0o022)
+    try:
+        folder = cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert stat.S_IMODE((folder / "engine.bin").stat().st_mode) == 0o644
+
+
+def test_a_conversion_this_account_cannot_read_is_passed_over(tmp_path, monkeypatch):
+    model_dir = _model(tmp_path)
+    theirs = cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)  # another account's, kept private
+    real_is_file, real_writable = Path.is_file, cache._writable
+
+    def is_file(path: Path) -> bool:
+        if path.is_relative_to(theirs):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    # ... in a model directory this account may read but not write.
+    monkeypatch.setattr(cache, "_writable", lambda root: root.parent != model_dir and real_writable(root))
+    monkeypatch.setenv("KHABAR_CACHE", str(tmp_path / "user"))
+    mine = cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
+    assert mine.is_relative_to(tmp_path / "user") and (mine / "engine.bin").read_text() == "converted"

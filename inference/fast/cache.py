@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -142,13 +143,22 @@ def _cached(model_dir: str | Path, kind: str, settings: dict, build: Callable[[P
     name = f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     roots = cache_roots(model_dir)
     for root in roots:
-        if (root / name / DONE_FILE).is_file():
+        if _finished(root / name):
             return root / name, False
     for root in roots:
         if _writable(root):
             log.info("converting %s for the %s engine (first use only; kept in %s)", model_dir, kind, root)
             return _build(root, name, key, build), True
     raise PermissionError(f"cannot write a conversion of {model_dir} to any of: {', '.join(map(str, roots))}")
+
+
+def _finished(folder: Path) -> bool:
+    # A folder another user converted and kept private raises PermissionError here; it is then as
+    # good as absent, and the next root (this user's cache) is tried.
+    try:
+        return (folder / DONE_FILE).is_file()
+    except OSError:
+        return False
 
 
 def _writable(root: Path) -> bool:
@@ -163,7 +173,7 @@ def _writable(root: Path) -> bool:
 
 def _build(root: Path, name: str, key: str, build: Callable[[Path], None]) -> Path:
     final = root / name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    tmp = _new_folder(root, f".{name}-")
     try:
         build(tmp)
         (tmp / DONE_FILE).write_text(json.dumps(json.loads(key), indent=2) + "\n")
@@ -177,6 +187,21 @@ def _build(root: Path, name: str, key: str, build: Callable[[Path], None]) -> Pa
         shutil.rmtree(tmp, ignore_errors=True)
     _prune(root, keep=final)
     return final
+
+
+def _new_folder(root: Path, prefix: str) -> Path:
+    """A new, uniquely named folder with the permissions the umask gives (``mkdtemp``'s are owner-only).
+
+    A conversion beside a shared model is used by every account that can read the model, so its
+    folder must be as readable as the model directory's other files.
+    """
+    while True:
+        folder = root / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
 
 
 def _prune(root: Path, keep: Path) -> None:
