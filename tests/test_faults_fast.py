@@ -157,3 +157,35 @@ def test_a_conversion_this_account_cannot_read_is_passed_over(tmp_path, monkeypa
     monkeypatch.setenv("KHABAR_CACHE", str(tmp_path / "user"))
     mine = cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
     assert mine.is_relative_to(tmp_path / "user") and (mine / "engine.bin").read_text() == "converted"
+
+
+def test_no_home_directory_still_converts_beside_the_model(tmp_path, monkeypatch):
+    # An account without a home (HOME unset, no passwd entry: containers run as an arbitrary uid).
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("KHABAR_CACHE", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    model_dir = _model(tmp_path)
+    folder = cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
+    assert folder.parent == model_dir / cache.CACHE_DIRNAME
+
+
+def test_nowhere_to_convert_says_how_to_fix_it(tmp_path, monkeypatch):
+    model_dir = _model(tmp_path)
+    (model_dir / cache.CACHE_DIRNAME).write_text("a file where the cache folder would go")
+    user = tmp_path / "not-a-folder"
+    user.write_text("")
+    monkeypatch.setenv("KHABAR_CACHE", str(user))
+    with pytest.raises(PermissionError, match=f"{model_dir}.*set KHABAR_CACHE"):
+        cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
+
+
+def test_khabar_cache_is_expanded_and_absolute(tmp_path, monkeypatch):
+    # Set in a service file, "~" is not expanded by any shell; a relative folder would follow the working directory.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KHABAR_CACHE", "~/conversions")
+    assert cache.user_cache_dir() == tmp_path / "home" / "conversions"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KHABAR_CACHE", "relative")
+    assert cache.user_cache_dir() == tmp_path / "relative"

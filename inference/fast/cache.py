@@ -30,6 +30,8 @@ DONE_FILE = "khabar-conversion.json"
 def user_cache_dir() -> Path:
     """The per-user cache root: ``$KHABAR_CACHE`` when set, else ``~/.cache/khabar``.
 
+    Raises ``RuntimeError`` (as :meth:`pathlib.Path.home` does) when neither is known.
+
     Example:
         >>> import os
         >>> os.environ["KHABAR_CACHE"] = "/tmp/khabar-cache-doc"
@@ -37,7 +39,10 @@ def user_cache_dir() -> Path:
         '/tmp/khabar-cache-doc'
         >>> del os.environ["KHABAR_CACHE"]
     """
-    return Path(os.environ.get("KHABAR_CACHE") or Path.home() / ".cache" / "khabar")
+    configured = os.environ.get("KHABAR_CACHE", "").strip()
+    # Expanded and made absolute here: a service file's environment is not expanded by a shell, and a
+    # relative folder would move with the working directory, converting again from each new one.
+    return Path(configured).expanduser().absolute() if configured else Path.home() / ".cache" / "khabar"
 
 
 def fingerprint(model_dir: str | Path) -> str:
@@ -72,7 +77,11 @@ def cache_roots(model_dir: str | Path) -> list[Path]:
     """
     model_dir = Path(model_dir).resolve()
     path_key = hashlib.sha256(str(model_dir).encode()).hexdigest()[:12]
-    return [model_dir / CACHE_DIRNAME, user_cache_dir() / f"{model_dir.name}-{path_key}"]
+    try:
+        user = user_cache_dir()
+    except RuntimeError:  # no home directory (HOME unset for an account without one): the model's folder only
+        return [model_dir / CACHE_DIRNAME]
+    return [model_dir / CACHE_DIRNAME, user / f"{model_dir.name}-{path_key}"]
 
 
 def cached_conversion(model_dir: str | Path, kind: str, settings: dict, build: Callable[[Path], None]) -> Path:
@@ -149,7 +158,10 @@ def _cached(model_dir: str | Path, kind: str, settings: dict, build: Callable[[P
         if _writable(root):
             log.info("converting %s for the %s engine (first use only; kept in %s)", model_dir, kind, root)
             return _build(root, name, key, build), True
-    raise PermissionError(f"cannot write a conversion of {model_dir} to any of: {', '.join(map(str, roots))}")
+    raise PermissionError(
+        f"cannot write a conversion of {model_dir} to any of: {', '.join(map(str, roots))}; "
+        "set KHABAR_CACHE to a folder you can write"
+    )
 
 
 def _finished(folder: Path) -> bool:
