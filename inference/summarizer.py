@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -43,6 +44,7 @@ Generate = Callable[[list[list[int]], GenerationConfig], list[list[int]]]
 # Padded source tokens per generate call on a GPU: 64 articles of 512 tokens. mT5-small's beam-4 state
 # for them (encoder outputs, caches, 250k-word scores) takes a few GB; a smaller GPU splits the batch.
 GPU_TOKENS_PER_BATCH = 64 * 512
+_SPACE_RUN = re.compile(" {2,}")
 
 
 class Summarizer(TextModel):
@@ -148,7 +150,8 @@ class Summarizer(TextModel):
             return first + self._generate_fitting(sources[half:], generation)
 
     def _text(self, ids: list[int]) -> str:
-        summary = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        # A lone word-start piece before another word decodes to two spaces; one is what was meant.
+        summary = _SPACE_RUN.sub(" ", self.tokenizer.decode(ids, skip_special_tokens=True)).strip()
         return repair_half_spaces(summary) if self.repairs_half_spaces else summary
 
     def decoding(self, **overrides) -> GenerationConfig:

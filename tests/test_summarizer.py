@@ -139,6 +139,21 @@ def test_summaries_get_back_the_half_spaces_the_tokenizer_reads_as_spaces(summar
     assert model(["خبر", "خبر دیگر"]) == [expected, expected]
 
 
+def test_a_summary_has_single_spaces_between_words(summarizer):
+    # "▁" then "▁ی": the lone word-start piece of mT5-style vocabularies decodes to a double space.
+    pieces = ["▁تیم", "▁", "▁ملی", "▁", "▁"]
+    written = summarizer.tokenizer.convert_tokens_to_ids(pieces)
+    assert summarizer.tokenizer.unk_token_id not in written
+    model = Summarizer(
+        summarizer.tokenizer,
+        lambda sources, generation: [written] * len(sources),
+        summarizer.generation_config,
+        max_length=32,
+    )
+
+    assert model("خبر") == "تیم ملی"
+
+
 def test_a_tokenizer_that_keeps_half_spaces_is_left_to_write_them():
     class EveryCharacter:  # a tokenizer with a token for each character, ZWNJ included
         def __call__(self, text, add_special_tokens=True):
