@@ -7,6 +7,10 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -189,3 +193,48 @@ def test_khabar_cache_is_expanded_and_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KHABAR_CACHE", "relative")
     assert cache.user_cache_dir() == tmp_path / "relative"
+
+
+def test_processes_starting_together_convert_once(tmp_path):
+    # Each conversion holds two copies of the model in memory: ranks or workers starting together must not all convert.
+    model_dir = _model(tmp_path)
+    builds = []
+
+    def slow_build(out: Path) -> None:
+        builds.append(out)
+        time.sleep(0.5)
+        _write_engine(out)
+
+    with ThreadPoolExecutor(3) as pool:  # threads hold separate locks, as processes do
+        folders = list(pool.map(lambda _: cache.cached_conversion(model_dir, "demo-int8", {}, slow_build), range(3)))
+    assert len(builds) == 1 and len(set(folders)) == 1
+    assert (folders[0] / "engine.bin").read_text() == "converted"
+
+
+CONVERT_FOREVER = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("cache", sys.argv[1])
+cache = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cache)
+def build(out):
+    (out / "engine.bin").write_bytes(b"x" * 100_000)
+    print("converting", flush=True)
+    time.sleep(60)
+cache.cached_conversion(sys.argv[2], "demo-int8", {}, build)
+"""
+
+
+def test_what_a_killed_conversion_leaves_is_removed_by_the_next(tmp_path):
+    model_dir = _model(tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CONVERT_FOREVER, cache.__file__, str(model_dir)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline() == "converting\n"
+    finally:
+        child.kill()  # SIGKILL: no cleanup code runs, as when the system runs out of memory
+        child.wait()
+    root = model_dir / cache.CACHE_DIRNAME
+    assert [p for p in root.iterdir() if p.name.startswith(".")]  # the half-written folder is there
+    folder = cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
+    assert list(root.iterdir()) == [folder]

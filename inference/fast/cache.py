@@ -6,6 +6,10 @@ engine version, so retraining (which rewrites the weights) or upgrading the engi
 conversion instead of serving a stale one. When the model directory cannot be written (a read-only
 mount, a shared install), the conversion goes to the user cache, ``$KHABAR_CACHE`` or
 ``~/.cache/khabar``, in a folder named after the model directory's path.
+
+Processes starting on the same model together take turns on a lock of the cache folder: one
+converts, the others then open its result. What a conversion killed mid-way leaves behind is
+removed by the next conversion in that folder.
 """
 
 from __future__ import annotations
@@ -17,14 +21,22 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 CACHE_DIRNAME = ".khabar-cache"
 DONE_FILE = "khabar-conversion.json"
+# Conversions are written under this prefix and renamed to their final name only when complete.
+TMP_PREFIX = ".converting-"
 
 
 def user_cache_dir() -> Path:
@@ -156,8 +168,13 @@ def _cached(model_dir: str | Path, kind: str, settings: dict, build: Callable[[P
             return root / name, False
     for root in roots:
         if _writable(root):
-            log.info("converting %s for the %s engine (first use only; kept in %s)", model_dir, kind, root)
-            return _build(root, name, key, build), True
+            with _converting_in(root) as alone:
+                if _finished(root / name):  # converted by the process this one waited for
+                    return root / name, False
+                if alone:
+                    _remove_leftovers(root)
+                log.info("converting %s for the %s engine (first use only; kept in %s)", model_dir, kind, root)
+                return _build(root, name, key, build), True
     raise PermissionError(
         f"cannot write a conversion of {model_dir} to any of: {', '.join(map(str, roots))}; "
         "set KHABAR_CACHE to a folder you can write"
@@ -183,9 +200,46 @@ def _writable(root: Path) -> bool:
     return True
 
 
+@contextmanager
+def _converting_in(root: Path) -> Iterator[bool]:
+    """Hold ``root``'s conversion lock; yields whether it is held (not where locks are unsupported).
+
+    Processes starting on one model at once (ranks of a distributed run, server workers) would each
+    convert it, with the memory of two model copies apiece; with the lock one converts and the others
+    wait, then open its result. The system drops the lock of a process that dies, however it dies.
+    """
+    if fcntl is None:  # Windows: conversions may run side by side; the final rename keeps them apart
+        yield False
+        return
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process converting in %s", root)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (some network mounts)
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # also releases the lock
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Delete the half-written folders of conversions killed mid-way (SIGKILL, out of memory, power loss).
+
+    Called with the root's lock held: no conversion is in progress there, so every such folder is
+    one that can never finish, and for a large model it holds hundreds of megabytes.
+    """
+    for leftover in root.glob(f"{TMP_PREFIX}*"):
+        log.info("removing %s, left by a conversion that did not finish", leftover)
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 def _build(root: Path, name: str, key: str, build: Callable[[Path], None]) -> Path:
     final = root / name
-    tmp = _new_folder(root, f".{name}-")
+    tmp = _new_folder(root, f"{TMP_PREFIX}{name}-")
     try:
         build(tmp)
         (tmp / DONE_FILE).write_text(json.dumps(json.loads(key), indent=2) + "\n")
