@@ -238,3 +238,33 @@ def test_what_a_killed_conversion_leaves_is_removed_by_the_next(tmp_path):
     assert [p for p in root.iterdir() if p.name.startswith(".")]  # the half-written folder is there
     folder = cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
     assert list(root.iterdir()) == [folder]
+
+
+def test_a_full_disk_names_the_folder_and_the_fix(tmp_path, monkeypatch):
+    model_dir = _model(tmp_path)
+    monkeypatch.setenv("KHABAR_CACHE", str(tmp_path / "user"))
+
+    def disk_full(out: Path) -> None:
+        (out / "engine.bin").write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left") as caught:
+        cache.cached_conversion(model_dir, "demo-int8", {}, disk_full)
+    message = str(caught.value)
+    assert str(model_dir / cache.CACHE_DIRNAME) in message and str(tmp_path / "user") in message
+    assert "KHABAR_CACHE" in message and "\n" not in message
+    for root in cache.cache_roots(model_dir):
+        assert list(root.iterdir()) == []  # the half-written conversions are gone
+
+
+def test_a_full_model_disk_falls_back_to_the_user_cache(tmp_path, monkeypatch):
+    model_dir = _model(tmp_path)
+    monkeypatch.setenv("KHABAR_CACHE", str(tmp_path / "user"))
+
+    def build(out: Path) -> None:
+        if out.is_relative_to(model_dir):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        _write_engine(out)
+
+    folder = cache.cached_conversion(model_dir, "demo-int8", {}, build)
+    assert folder.is_relative_to(tmp_path / "user") and (folder / "engine.bin").read_text() == "converted"

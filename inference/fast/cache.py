@@ -14,6 +14,7 @@ removed by the next conversion in that folder.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -35,6 +36,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 CACHE_DIRNAME = ".khabar-cache"
 DONE_FILE = "khabar-conversion.json"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # Conversions are written under this prefix and renamed to their final name only when complete.
 TMP_PREFIX = ".converting-"
 
@@ -166,19 +168,36 @@ def _cached(model_dir: str | Path, kind: str, settings: dict, build: Callable[[P
     for root in roots:
         if _finished(root / name):
             return root / name, False
-    for root in roots:
-        if _writable(root):
-            with _converting_in(root) as alone:
-                if _finished(root / name):  # converted by the process this one waited for
-                    return root / name, False
-                if alone:
-                    _remove_leftovers(root)
-                log.info("converting %s for the %s engine (first use only; kept in %s)", model_dir, kind, root)
-                return _build(root, name, key, build), True
+    full = []
+    for root in filter(_writable, roots):
+        try:
+            return _convert_in(root, name, key, build, f"{model_dir} for the {kind} engine")
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            # The model's disk may be full while the user cache's is not: the conversion can live there.
+            log.warning("no room for the %s conversion in %s (%s)", kind, root, exc.strerror)
+            full.append(f"{root} ({exc.strerror})")
+    if full:
+        raise OSError(
+            f"no room to write the {kind} conversion of {model_dir} in {', '.join(full)}: "
+            "free some space, or set KHABAR_CACHE to a folder on another disk"
+        )
     raise PermissionError(
         f"cannot write a conversion of {model_dir} to any of: {', '.join(map(str, roots))}; "
         "set KHABAR_CACHE to a folder you can write"
     )
+
+
+def _convert_in(root: Path, name: str, key: str, build: Callable[[Path], None], what: str) -> tuple[Path, bool]:
+    """Build conversion ``name`` in ``root`` unless the process this one waited for already did."""
+    with _converting_in(root) as alone:
+        if _finished(root / name):
+            return root / name, False
+        if alone:
+            _remove_leftovers(root)
+        log.info("converting %s (first use only; kept in %s)", what, root)
+        return _build(root, name, key, build), True
 
 
 def _finished(folder: Path) -> bool:
