@@ -5,7 +5,11 @@ hub is not always reachable. These builders make the same architectures at toy s
 tokenizers trained on the bundled sample, in a few seconds:
 
 * a BERT sequence classifier (2 layers, hidden 64) with a WordPiece tokenizer;
-* an mT5 model (2 + 2 layers, d_model 64) with a SentencePiece-style Unigram tokenizer.
+* an mT5 model (2 + 2 layers, d_model 64) with a SentencePiece Unigram tokenizer that normalizes
+  text as mT5's does (a half-space reads as a space).
+
+The tokenizers are learned by ``sentencepiece`` on one thread with a fixed seed and the weights
+drawn with a fixed seed, so the same sample always gives the same models.
 
 Both are plain ``save_pretrained`` directories that ``transformers`` Auto classes load.
 
