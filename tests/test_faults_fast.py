@@ -268,3 +268,28 @@ def test_a_full_model_disk_falls_back_to_the_user_cache(tmp_path, monkeypatch):
 
     folder = cache.cached_conversion(model_dir, "demo-int8", {}, build)
     assert folder.is_relative_to(tmp_path / "user") and (folder / "engine.bin").read_text() == "converted"
+
+
+# --- the engines ----------------------------------------------------------------------------------
+
+EMPTY_BATCH = """
+import sys, torch
+from inference.fast import classifier_engine
+engine = classifier_engine(sys.argv[1], "onnx", "int8")
+print(tuple(engine(torch.ones(0, 4, dtype=torch.long), torch.ones(0, 4, dtype=torch.long)).shape))
+try:
+    engine(torch.ones(1, 0, dtype=torch.long), torch.ones(1, 0, dtype=torch.long))
+except ValueError as err:
+    print(err)
+"""
+
+
+def test_the_onnx_engine_answers_an_empty_batch(tiny_classifier_dir, tmp_path):
+    # In a child process: the int8 kernels of onnxruntime end the process on an empty batch (SIGFPE).
+    pytest.importorskip("onnxruntime")
+    classifier = shutil.copytree(tiny_classifier_dir, tmp_path / "classifier")
+    done = subprocess.run([sys.executable, "-c", EMPTY_BATCH, str(classifier)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-300:]
+    labels = len(json.loads((classifier / "config.json").read_text())["id2label"])
+    empty, refused = done.stdout.splitlines()
+    assert empty == str((0, labels)) and refused.startswith("each row needs at least one token")

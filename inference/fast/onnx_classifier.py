@@ -162,6 +162,7 @@ class OnnxClassifier:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self._num_labels = self.session.get_outputs()[0].shape[-1]  # logits: (batch, topics)
 
     @classmethod
     def from_model_dir(cls, model_dir: str | Path, quantize: str | None = "int8") -> OnnxClassifier:
@@ -179,6 +180,12 @@ class OnnxClassifier:
         )
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # ORT's int8 kernels divide by the row count: an empty batch kills the process (SIGFPE)
+        # instead of raising, so it is answered here, and a row without tokens is refused.
+        if input_ids.shape[0] == 0:
+            return torch.empty(0, self._num_labels)
+        if input_ids.shape[-1] == 0:
+            raise ValueError("each row needs at least one token (the classes add [CLS] and [SEP])")
         feeds = {"input_ids": _int64(input_ids), "attention_mask": _int64(attention_mask)}
         return torch.from_numpy(self.session.run(["logits"], feeds)[0])
 
