@@ -383,6 +383,23 @@ def test_api_key_guards_v1_only(models):
         assert client.get("/healthz").status_code == 200 and client.get("/").status_code == 200
 
 
+def test_without_the_key_nothing_about_the_body_is_answered(models):
+    # The key is checked from the headers before the body is read: a client without it cannot
+    # probe which bodies the API would accept, nor make the server read a large one.
+    settings = ServeSettings(api_key="s3cret", max_body_bytes=1024)
+    with TestClient(create_app(ServedModels(classifier=models.classifier), settings)) as client:
+        bodies = [
+            {"content": b'{"text": ', "headers": {"Content-Type": "application/json"}},
+            {"content": b"text=x", "headers": {"Content-Type": "text/plain"}},
+            {"content": b'{"text": "' + b"x" * 4096 + b'"}', "headers": {"Content-Type": "application/json"}},
+            {"json": {"text": ARTICLE, "unknown": 1}},
+        ]
+        for body in bodies:
+            assert client.post("/v1/classify", **body).status_code == 401, body
+        keyed = {"Authorization": "Bearer s3cret", "Content-Type": "application/json"}
+        assert client.post("/v1/classify", content=b'{"text": ', headers=keyed).status_code == 400
+
+
 def test_without_a_key_v1_is_open(client):
     assert client.post("/v1/classify", json={"text": ARTICLE}).status_code == 200
 

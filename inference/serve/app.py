@@ -15,17 +15,17 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from inference.serve.auth import ApiKey
 from inference.serve.batcher import MicroBatcher
 from inference.serve.limits import BodyLimit
 from inference.serve.models import TOPIC, WARMUP_TEXT, ServedModels, summary_key
@@ -85,6 +85,8 @@ def create_app(models: ServedModels, settings: ServeSettings | None = None) -> F
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.requires_key:  # outside the body limit: a request without the key is refused unread
+        app.add_middleware(ApiKey, key=settings.api_key)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -121,7 +123,7 @@ def _add_open_routes(app: FastAPI, state: dict) -> None:
 
 
 def _api(models: ServedModels, settings: ServeSettings, state: dict) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["v1"], dependencies=[Depends(_key_check(settings))])
+    router = APIRouter(prefix="/v1", tags=["v1"])
 
     async def answer(tasks: tuple[str, ...], request: Any, top_k: int = 1) -> Results:
         for task in tasks:
@@ -192,26 +194,10 @@ def _result(per_task: tuple, top_k: int) -> dict:
     return result
 
 
-def _key_check(settings: ServeSettings):
-    """A dependency that lets a request through only with ``Authorization: Bearer <key>`` (when a key is set)."""
-    expected = (settings.api_key or "").encode()
-
-    async def check(request: Request) -> None:
-        if not expected:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        # compare_digest takes as long for a near miss as for a wild guess: the key cannot be timed out.
-        if not (scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)):
-            raise RequestError(401, "missing or wrong API key: send the header Authorization: Bearer <key>")
-
-    return check
-
-
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def refused(request: Request, exc: RequestError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

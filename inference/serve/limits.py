@@ -57,7 +57,7 @@ class BodyLimit:
         if scope.get("method") == "POST" and scope.get("path", "").startswith("/v1/"):
             refusal = json_body_problem(dict(scope.get("headers") or ()).get(b"content-type", b""), body)
             if refusal is not None:
-                await _answer(send, *refusal)
+                await send_error(send, *refusal)
                 return
 
         async def replay():
@@ -70,7 +70,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send, size: str) -> None:
-        await _answer(send, 413, f"body: {size}, over the server limit of {self.max_bytes}")
+        await send_error(send, 413, f"body: {size}, over the server limit of {self.max_bytes}")
 
 
 def json_body_problem(content_type: bytes, body: bytes) -> tuple[int, str] | None:
@@ -117,8 +117,18 @@ def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
     return seen
 
 
-async def _answer(send, status: int, detail: str) -> None:
+async def send_error(send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """Answer an ASGI request with ``status`` and the JSON ``{"detail": detail}``, as the API's errors read.
+
+    Example:
+        >>> import asyncio
+        >>> sent = []
+        >>> async def send(message): sent.append(message)
+        >>> asyncio.run(send_error(send, 413, "body too large"))
+        >>> sent[0]["status"], sent[1]["body"]
+        (413, b'{"detail": "body too large"}')
+    """
     payload = json.dumps({"detail": detail}, ensure_ascii=False).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
