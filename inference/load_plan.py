@@ -125,9 +125,20 @@ def plan_load(
         target = resolve_device(device)
         chosen, auto = model_dtype(kind, dtype, target, config.model_type, quantize)
     else:
+        _check_engine_follows(decoding, backend, source)
         target = engine_device(device, None if dtype == "auto" else dtype, backend, source)
         chosen, auto = None, chose_engine
     return LoadPlan(source, config, tokenizer, backend, target, chosen, quantize, auto, decoding)
+
+
+def _check_engine_follows(decoding, backend: str, source: str) -> None:
+    """Refuse a fast engine for a summarizer whose saved decoding it would ignore (the answers would differ)."""
+    unfollowed = unfollowed_settings(decoding.to_diff_dict()) if decoding else []
+    if unfollowed:
+        raise ValueError(
+            f"{source}: its saved decoding (generation_config.json) sets {', '.join(unfollowed)}, which the "
+            f"{backend} backend cannot apply; load it with backend='torch' (--backend torch), or remove them there"
+        )
 
 
 def engine_device(

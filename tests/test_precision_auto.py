@@ -167,6 +167,23 @@ def test_auto_keeps_a_summarizer_on_torch_when_its_saved_decoding_needs_it(tiny_
     assert "saved decoding uses repetition_penalty" in caplog.text
 
 
+@pytest.mark.parametrize("backend", ["ctranslate2", "fast"])
+def test_a_fast_engine_asked_for_a_summarizer_whose_saved_decoding_it_would_ignore_is_refused(
+    tiny_summarizer_dir, tmp_path, backend
+):
+    import shutil
+
+    model_dir = shutil.copytree(
+        tiny_summarizer_dir, tmp_path / "summarizer", ignore=shutil.ignore_patterns(".khabar-*")
+    )
+    saved = json.loads((model_dir / "generation_config.json").read_text())
+    (model_dir / "generation_config.json").write_text(json.dumps({**saved, "do_sample": True, "top_k": 5}))
+
+    with pytest.raises(ValueError, match=f"sets do_sample, top_k, which the {backend} backend cannot apply"):
+        Summarizer.from_pretrained(model_dir, device="cpu", backend=backend)
+    assert not (model_dir / ".khabar-cache").exists(), "refused before any conversion"
+
+
 def test_an_unknown_load_option_is_refused_before_anything_is_read(tmp_path):
     with pytest.raises(TypeError, match="Summarizer.from_pretrained: .*long_text"):
         Summarizer.from_pretrained(tmp_path / "missing", long_text="truncate")
