@@ -22,8 +22,8 @@ ARTICLE = {"article": "خبر امروز درباره ورزش و اقتصاد �
 
 @pytest.fixture
 def summarizer_dir(tiny_summarizer_dir, tmp_path) -> Path:
-    """A private copy of the tiny summarizer: these tests write into it."""
-    return shutil.copytree(tiny_summarizer_dir, tmp_path / "summarizer")
+    """A private copy of the tiny summarizer, without conversions other tests left: these tests write into it."""
+    return shutil.copytree(tiny_summarizer_dir, tmp_path / "summarizer", ignore=shutil.ignore_patterns(".khabar-*"))
 
 
 def _jsonl(path: Path, *rows: dict) -> Path:
