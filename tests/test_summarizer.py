@@ -242,3 +242,22 @@ def test_on_a_gpu_the_summarizer_runs_without_float16(tiny_summarizer_dir):
 def test_more_than_one_summary_per_text_is_refused_not_misaligned(summarizer):
     with pytest.raises(ValueError, match="num_return_sequences must be 1"):
         summarizer(["خبر", "خبر دیگر"], num_return_sequences=2, num_beams=2)
+
+
+def test_a_summarizer_whose_tokenizer_is_only_a_sentencepiece_model_loads(tiny_summarizer_dir, tmp_path):
+    # The hub's google/mt5-small holds spiece.model and no tokenizer.json; transformers 5 reads it
+    # through protobuf (a dependency for that reason). The same pieces as the tiny tokenizer's.
+    from training.tiny import _sentencepiece, sample_texts
+
+    hub_like = shutil.copytree(tiny_summarizer_dir, tmp_path / "mt5", ignore=shutil.ignore_patterns(".khabar-*"))
+    (hub_like / "tokenizer.json").unlink()
+    (hub_like / "spiece.model").write_bytes(
+        _sentencepiece(sample_texts(), 4000, "unigram", "nmt_nfkc").SerializeToString()
+    )
+
+    loaded = Summarizer.from_pretrained(hub_like, device="cpu", backend="torch")
+    reference = Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu", backend="torch")
+
+    text = "رسانه\u200cها از بازی تیم ملی فوتبال ایران خبر دادند"
+    assert loaded.tokenizer.tokenize(text) == reference.tokenizer.tokenize(text)
+    assert loaded(text, **QUICK) == reference(text, **QUICK)
