@@ -5,9 +5,9 @@ Texts are normalized the way the model was trained and truncated to the length t
 ``generation_config``; each call may override them. Batches are sorted by length and the input
 order restored. mT5's tokenizer reads a half-space (ZWNJ) as a space, so its summaries come back
 with ``رسانه ها`` for ``رسانه‌ها``: they get normalization's half-space repairs (version 2 on, as
-the model's training text did). Generation is a small function chosen at load time: ``transformers`` on CPU/GPU
-(``backend="torch"``) or a fast CPU engine from :mod:`inference.fast`; ``backend="auto"`` (the
-default) picks the fastest installed for this processor.
+the model's training text did). Generation is a small function chosen at load time:
+``transformers`` on CPU/GPU (``backend="torch"``) or a fast CPU engine from :mod:`inference.fast`;
+``backend="auto"`` (the default) picks the fastest installed for this processor.
 
 Example:
     >>> import tempfile
