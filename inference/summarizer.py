@@ -150,9 +150,7 @@ class Summarizer(TextModel):
             return first + self._generate_fitting(sources[half:], generation)
 
     def _text(self, ids: list[int]) -> str:
-        # A lone word-start piece before another word decodes to two spaces; one is what was meant.
-        summary = _SPACE_RUN.sub(" ", self.tokenizer.decode(ids, skip_special_tokens=True)).strip()
-        return repair_half_spaces(summary) if self.repairs_half_spaces else summary
+        return tidy_summary(self.tokenizer.decode(ids, skip_special_tokens=True), self.repairs_half_spaces)
 
     def decoding(self, **overrides) -> GenerationConfig:
         """The model's decoding settings with ``overrides`` (those not ``None``) applied and checked.
@@ -200,6 +198,20 @@ class Summarizer(TextModel):
 
     def __repr__(self) -> str:
         return f"Summarizer({self.name!r}, max_length={self.max_length}, device={self.device})"
+
+
+def tidy_summary(text: str, half_spaces: bool) -> str:
+    """A decoded summary as khabar returns it: single spaces, and with ``half_spaces`` the half-space repairs.
+
+    Training's samples and scores use it too, so they show what the trained model will answer.
+
+    Example:
+        >>> tidy_summary(" رسانه ها  می گویند ", half_spaces=True) == "رسانه\u200cها می\u200cگویند"
+        True
+    """
+    # A lone word-start piece before another word decodes to two spaces; one is what was meant.
+    text = _SPACE_RUN.sub(" ", text).strip()
+    return repair_half_spaces(text) if half_spaces else text
 
 
 def loses_half_spaces(tokenizer) -> bool:

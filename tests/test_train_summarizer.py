@@ -181,3 +181,26 @@ def test_predictions_leave_the_models_decoding_settings_alone(tiny_summarizer_di
 
     assert model.generation_config.max_length is None and model.generation_config.max_new_tokens == 4
     assert "seem to have been set" not in caplog.text
+
+
+@pytest.mark.parametrize(("version", "expected"), [(3, "رسانه\u200cها می\u200cگویند"), (1, "رسانه ها می گویند")])
+def test_the_summaries_training_writes_are_those_the_summarizer_will_answer(tiny_summarizer_dir, version, expected):
+    # samples.jsonl and the reported scores come from these: they show the half-spaces put back as
+    # Summarizer puts them back (for models normalized with v2 on), and single spaces.
+    import numpy as np
+    from datasets import Dataset
+    from transformers.trainer_utils import PredictionOutput
+
+    from training.summarizer import evaluate_split
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_summarizer_dir)
+    written = tokenizer(["رسانه\u200cها  می\u200cگویند"]).input_ids  # what this tokenizer lets a model write
+    trainer = type("Trainer", (), {"processing_class": tokenizer})()
+    trainer.predict = lambda data, metric_key_prefix: PredictionOutput(
+        np.array(written), None, {f"{metric_key_prefix}_loss": 1.0}
+    )
+    cfg = load_config(ROOT / "configs" / "summarizer" / "tiny.yaml", [f"data.normalization_version={version}"])
+
+    _, summaries = evaluate_split(trainer, None, Dataset.from_dict({"summary": ["رسانه‌ها می‌گویند"]}), "test", cfg)
+
+    assert summaries == [expected]

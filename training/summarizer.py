@@ -40,6 +40,7 @@ from transformers import (
 )
 from transformers.trainer_utils import EvalPrediction
 
+from inference.summarizer import loses_half_spaces, tidy_summary
 from training import recipe_parts as parts
 from training.batch_probe import fit_batch_to_device
 from training.checkpoints import checkpoint_to_resume
@@ -111,7 +112,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     predictions = {}
     for name in ("validation", "test"):
         if name in raw:
-            metrics[name], predictions[name] = evaluate_split(trainer, tokenized[name], raw[name], name)
+            metrics[name], predictions[name] = evaluate_split(trainer, tokenized[name], raw[name], name, cfg)
 
     out = Path(cfg.output_dir)
     # Inference reads its input length from the saved tokenizer: record the length trained on.
@@ -292,15 +293,18 @@ def whole_split(gathered: np.ndarray, rows: int | None) -> np.ndarray:
 
 
 def evaluate_split(
-    trainer: Seq2SeqTrainer, tokenized: datasets.Dataset, raw: datasets.Dataset, name: str
+    trainer: Seq2SeqTrainer, tokenized: datasets.Dataset, raw: datasets.Dataset, name: str, cfg: ExperimentConfig
 ) -> tuple[dict[str, float], list[str]]:
     """Summarise a whole split with the trained model: its metrics and the generated summaries.
 
+    The summaries are tidied as ``Summarizer`` will return them (see :func:`inference.summarizer.tidy_summary`).
     Runs inside :func:`train`, whose example covers it (it needs a trained ``Seq2SeqTrainer``).
     """
     output = trainer.predict(tokenized, metric_key_prefix=name)
     generated = whole_split(output.predictions, len(raw))
-    summaries = decode(generated, trainer.processing_class)
+    tokenizer = trainer.processing_class
+    half_spaces = cfg.data.normalization_version >= 2 and loses_half_spaces(tokenizer)
+    summaries = [tidy_summary(text, half_spaces) for text in decode(generated, tokenizer)]
     metrics = rouge(summaries, raw["summary"])
     metrics["gen_len"] = _mean_length(generated, trainer.processing_class)
     metrics["gen_words"] = float(np.mean([len(summary.split()) for summary in summaries]))
