@@ -32,6 +32,9 @@ from training.model_checks import check_model_source
 from training.model_kind import detect_kind
 from training.output_dir import check_writable_folder
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+# report.md is written last (training.evaluation.report), so a folder without it is not a finished report.
+INTERRUPTED = "interrupted; no new report was written to {output} (a report is finished once report.md is there)"
 DESCRIPTION = "Score a classifier or summarizer beside simple baselines; write metrics.json, report.md, plots."
 
 
@@ -204,6 +207,12 @@ def execute(args: argparse.Namespace) -> int:
     except (ConfigError, DataError, DeviceError, ModelNotFoundError, BrokenModelError) as error:
         print(f"khabar-train evaluate: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        from training.cli import close_progress_bars  # here: training.cli imports this module
+
+        close_progress_bars()  # else the bar redraws itself over the message
+        print(f"khabar-train evaluate: {INTERRUPTED.format(output=args.output)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     model = result["systems"]["model"]
     headline = "accuracy" if result["kind"] == "classification" else "rouge1"
     print(

@@ -49,6 +49,9 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # report.md is the mark of a finished report: gone while the files change, written last, so an
+    # interrupted rewrite never leaves an old report.md beside new metrics (or the other way round).
+    (out / "report.md").unlink(missing_ok=True)
     if result["kind"] == "classification":
         plots = {"confusion_matrix.png": "confusion matrix", "per_class_f1.png": "F1 per class"}
         plot_confusion_matrix(result["systems"]["model"]["confusion_matrix"], out / "confusion_matrix.png")
@@ -58,10 +61,17 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
         plot_lengths(result["predictions"]["model"], result["references"], out / "lengths.png")
     metrics = {k: v for k, v in result.items() if k not in ("predictions", "references", "examples")}
     metrics["plots"] = list(plots)
-    (out / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    _write_whole(out / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
     _write_predictions(result, out / "predictions.jsonl")
-    (out / "report.md").write_text(render_markdown(result, plots), encoding="utf-8")
+    _write_whole(out / "report.md", render_markdown(result, plots))
     return [out / name for name in ("metrics.json", "report.md", "predictions.jsonl", *plots)]
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``path`` under a temporary name first: a reader never finds half of it."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
 
 
 def _write_predictions(result: dict, path: Path) -> None:

@@ -1,0 +1,76 @@
+"""Careless and hostile use of `khabar classify / summarize`, `khabar-train evaluate` and `khabar-train card`.
+
+Each test is a user mistake or an environment failure: it must end in one line naming the flag,
+file or text, with exit code 2 (130 for Ctrl-C), never a traceback, lost work or a wrong answer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.cli import main as train_main
+
+SAMPLE_TEST = Path(__file__).resolve().parent.parent / "data" / "sample" / "test.jsonl"
+
+
+def one_error_line(err: str, command: str) -> str:
+    """The single stderr line of a failed command, checked to be one line and no traceback."""
+    lines = [line for line in err.splitlines() if line.startswith(command)]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def small_eval_file(tmp_path: Path) -> Path:
+    """Four sample rows: enough for a report, quick for the tiny models."""
+    lines = SAMPLE_TEST.read_text(encoding="utf-8").splitlines()[:4]
+    path = tmp_path / "eval.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def evaluate(model: Path, data: Path, out: Path, *extra: str) -> int:
+    """``khabar-train evaluate`` in this process, with few resamples; its exit code."""
+    argv = ["evaluate", "--model", str(model), "--data", str(data), "-o", str(out), "--bootstrap", "5", *extra]
+    try:
+        return train_main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped khabar-train evaluate as a traceback")
+
+
+# khabar-train evaluate
+
+
+def test_evaluate_ctrl_c_in_the_model_pass_is_one_line_and_130(
+    tiny_classifier_dir, small_eval_file, tmp_path, monkeypatch, capsys
+) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("training.evaluation.cli.predict_topics", interrupted)
+    assert evaluate(tiny_classifier_dir, small_eval_file, tmp_path / "report") == 130
+    line = one_error_line(capsys.readouterr().err, "khabar-train evaluate")
+    assert "interrupted" in line and str(tmp_path / "report") in line
+    assert not (tmp_path / "report" / "report.md").exists()
+
+
+def test_evaluate_interrupted_rewrite_leaves_no_report_that_looks_finished(
+    tiny_classifier_dir, small_eval_file, tmp_path, monkeypatch, capsys
+) -> None:
+    out = tmp_path / "report"
+    assert evaluate(tiny_classifier_dir, small_eval_file, out) == 0
+    assert (out / "report.md").is_file()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # Stopped after the new metrics.json, before the new report.md: the old report.md must not stay beside it.
+    monkeypatch.setattr("training.evaluation.report._write_predictions", interrupted)
+    assert evaluate(tiny_classifier_dir, small_eval_file, out, "--limit", "2") == 130
+    assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["rows"] == 2
+    assert not (out / "report.md").exists()
+    assert not list(out.glob(".*.partial"))
