@@ -7,6 +7,7 @@ file or text, with exit code 2 (130 for Ctrl-C), never a traceback, lost work or
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,20 @@ def test_evaluate_interrupted_rewrite_leaves_no_report_that_looks_finished(
     assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["rows"] == 2
     assert not (out / "report.md").exists()
     assert not list(out.glob(".*.partial"))
+
+
+def test_evaluate_refuses_to_write_the_report_into_a_model_directory(
+    tiny_classifier_dir, small_eval_file, tmp_path, monkeypatch, capsys
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_classifier_dir, model)
+    (model / "metrics.json").write_text('{"test": {"accuracy": 0.9}}', encoding="utf-8")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model ran before the report folder was checked")
+
+    monkeypatch.setattr("training.evaluation.cli.predict_topics", never)
+    assert evaluate(model, small_eval_file, model) == 2
+    assert "-o" in one_error_line(capsys.readouterr().err, "khabar-train")
+    assert json.loads((model / "metrics.json").read_text(encoding="utf-8")) == {"test": {"accuracy": 0.9}}
+    assert not (model / "report.md").exists()

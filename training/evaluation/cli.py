@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> dict:
         raise ConfigError(f"--model: {error}") from None
     if args.output.exists() and not args.output.is_dir():
         raise DataError(f"{args.output}: exists and is not a folder (-o needs a folder for the report)")
+    _check_not_a_model_folder(args.output)
     # The report is written after the slow model pass: a folder it cannot write must fail first.
     check_writable_folder(args.output, "-o")
     columns = _columns(args, kind)
@@ -133,6 +134,19 @@ def run(args: argparse.Namespace) -> dict:
     )
     write_report(result, args.output)
     return result
+
+
+def _check_not_a_model_folder(output: Path) -> None:
+    """Refuse to write a report into a model directory: its metrics.json would replace the training one.
+
+    The model card (``khabar-train card``) reads a model's training ``metrics.json``; the report's has
+    another layout, so writing there would silently break the card and lose the training scores.
+    """
+    if (output / "config.json").is_file():
+        raise DataError(
+            f"-o {output}: is a model directory (it has config.json); the report's metrics.json would replace "
+            "the model's own, so pick another folder, e.g. reports/NAME"
+        )
 
 
 def _columns(args: argparse.Namespace, kind: str) -> Columns:
