@@ -92,3 +92,17 @@ def test_evaluate_refuses_to_write_the_report_into_a_model_directory(
     assert "-o" in one_error_line(capsys.readouterr().err, "khabar-train")
     assert json.loads((model / "metrics.json").read_text(encoding="utf-8")) == {"test": {"accuracy": 0.9}}
     assert not (model / "report.md").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32), "x"])
+def test_evaluate_refuses_a_seed_the_resampling_cannot_take_before_the_model_runs(
+    tiny_classifier_dir, small_eval_file, tmp_path, monkeypatch, capsys, seed
+) -> None:
+    def never(*args, **kwargs):
+        raise AssertionError("the model ran before --seed was checked")
+
+    monkeypatch.setattr("training.evaluation.cli.predict_topics", never)
+    train = str(SAMPLE_TEST.with_name("train.jsonl"))
+    flags = ("--seed", seed, "--baseline-train", train)
+    assert evaluate(tiny_classifier_dir, small_eval_file, tmp_path / "r", *flags) == 2
+    assert "--seed" in one_error_line(capsys.readouterr().err, "khabar-train")

@@ -35,6 +35,7 @@ from training.output_dir import check_writable_folder
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 # report.md is written last (training.evaluation.report), so a folder without it is not a finished report.
 INTERRUPTED = "interrupted; no new report was written to {output} (a report is finished once report.md is there)"
+MAX_SEED = 2**32 - 1  # the largest random_state scikit-learn takes (the TF-IDF baseline's SVM)
 DESCRIPTION = "Score a classifier or summarizer beside simple baselines; write metrics.json, report.md, plots."
 
 
@@ -75,13 +76,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--max-new-tokens", type=_positive, help="summarizers: longest summary in tokens (default: the model's setting)"
     )
     parser.add_argument("--bootstrap", type=_positive, default=1000, help="bootstrap resamples (default: 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for resampling, examples and baselines (default: 0)")
+    parser.add_argument(
+        "--seed", type=_seed, default=0, help="seed for resampling, examples and baselines (default: 0)"
+    )
     return parser
 
 
 def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
+    return int(value)
+
+
+def _seed(value: str) -> int:
+    # numpy refuses a negative seed and scikit-learn one past 2**32 - 1, both only after the slow model pass.
+    if not value.isdigit() or int(value) > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {MAX_SEED}, got {value!r}")
     return int(value)
 
 
