@@ -106,3 +106,13 @@ def test_evaluate_refuses_a_seed_the_resampling_cannot_take_before_the_model_run
     flags = ("--seed", seed, "--baseline-train", train)
     assert evaluate(tiny_classifier_dir, small_eval_file, tmp_path / "r", *flags) == 2
     assert "--seed" in one_error_line(capsys.readouterr().err, "khabar-train")
+
+
+@pytest.mark.parametrize("flag", ["--num-beams", "--max-new-tokens"])
+def test_evaluate_refuses_decoding_flags_for_a_classifier(
+    tiny_classifier_dir, small_eval_file, tmp_path, capsys, flag
+) -> None:
+    assert evaluate(tiny_classifier_dir, small_eval_file, tmp_path / "r", flag, "4") == 2
+    line = one_error_line(capsys.readouterr().err, "khabar-train")
+    assert flag in line and "classifier" in line
+    assert not (tmp_path / "r").exists()

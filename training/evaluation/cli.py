@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> dict:
         training.data.DataError: m: not a model directory (no config.json)
     """
     kind = detect_kind(args.model)
+    _check_flags_fit(args, kind)
     # Before any data is read: a model that asks to run its own code, or has broken weights, is refused.
     check_model_source(str(args.model), "--model")
     try:  # no tokenizer or no weights: the model would load as garbage, or fail after the data is read
@@ -144,6 +145,14 @@ def run(args: argparse.Namespace) -> dict:
     )
     write_report(result, args.output)
     return result
+
+
+def _check_flags_fit(args: argparse.Namespace, kind: str) -> None:
+    """Refuse decoding flags for a classifier: they would be ignored, and usually mean the wrong --model."""
+    decoding = (("--num-beams", args.num_beams), ("--max-new-tokens", args.max_new_tokens))
+    asked = [flag for flag, value in decoding if value]
+    if kind == "classification" and asked:
+        raise DataError(f"{asked[0]} is for summarizers, but --model {args.model} is a topic classifier")
 
 
 def _check_not_a_model_folder(output: Path) -> None:
