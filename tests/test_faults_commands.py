@@ -116,3 +116,32 @@ def test_evaluate_refuses_decoding_flags_for_a_classifier(
     line = one_error_line(capsys.readouterr().err, "khabar-train")
     assert flag in line and "classifier" in line
     assert not (tmp_path / "r").exists()
+
+
+# khabar-train card
+
+
+def test_card_refuses_an_evaluation_report_folder(tiny_classifier_dir, small_eval_file, tmp_path, capsys) -> None:
+    report = tmp_path / "report"
+    assert evaluate(tiny_classifier_dir, small_eval_file, report) == 0
+    capsys.readouterr()
+    assert train_main(["card", str(report), "--no-baselines"]) == 2
+    assert "no config.json" in one_error_line(capsys.readouterr().err, "khabar-train card")
+    assert not (report / "README.md").exists()
+
+
+def test_card_on_a_missing_directory_or_hub_id_says_so(capsys) -> None:
+    assert train_main(["card", "org/some-model"]) == 2
+    assert "no such directory" in one_error_line(capsys.readouterr().err, "khabar-train card")
+
+
+def test_card_that_cannot_be_written_is_one_line_and_keeps_no_partial_file(
+    trained_classifier_dir, tmp_path, capsys
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(trained_classifier_dir, model)
+    (model / "README.md").unlink()
+    (model / "README.md").mkdir()  # the card's path is taken by a folder: the write fails
+    assert train_main(["card", str(model), "--no-baselines"]) == 2
+    assert "README.md" in one_error_line(capsys.readouterr().err, "khabar-train card")
+    assert not list(model.glob(".*.partial"))

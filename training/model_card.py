@@ -81,13 +81,20 @@ def write_model_card(model_dir: str | Path, hardware: str | None = None, baselin
         >>> write_model_card("no/such/dir")
         Traceback (most recent call last):
         ...
-        training.model_card.CardError: no/such/dir: not a trained khabar model directory (no metrics.json)
+        training.model_card.CardError: no/such/dir: no such directory (a card is written inside a model directory)
     """
     facts = collect_facts(Path(model_dir), hardware)
     if baselines:
         facts["baselines"] = baseline_scores(facts["task"], facts["run"].get("data", {}))
     path = Path(model_dir) / CARD_NAME
-    path.write_text(render_card(facts), encoding="utf-8")
+    # Through a temporary file: a failed write (full disk) must not leave half a card in place of the old one.
+    partial = path.with_name(f".{CARD_NAME}.partial")
+    try:
+        partial.write_text(render_card(facts), encoding="utf-8")
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise CardError(f"{path}: cannot write the card ({error.strerror or error})") from None
     return path
 
 
@@ -110,8 +117,13 @@ def collect_facts(model_dir: Path, hardware: str | None = None) -> dict:
         >>> collect_facts(Path("."))
         Traceback (most recent call last):
         ...
-        training.model_card.CardError: .: not a trained khabar model directory (no metrics.json)
+        training.model_card.CardError: .: not a model directory (no config.json)
     """
+    if not model_dir.is_dir():
+        raise CardError(f"{model_dir}: no such directory (a card is written inside a model directory)")
+    # An evaluation report folder has a metrics.json too, of another layout: without the model it is no model.
+    if not (model_dir / "config.json").is_file():
+        raise CardError(f"{model_dir}: not a model directory (no config.json)")
     if not (model_dir / "metrics.json").is_file():
         raise CardError(f"{model_dir}: not a trained khabar model directory (no metrics.json)")
     metrics = _read_json(model_dir / "metrics.json")
