@@ -14,15 +14,19 @@ Example:
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from inference.backends import CLASSIFIER_BACKENDS, SUMMARIZER_BACKENDS
+from inference.batch.checks import MAX_TEXT_CHARS
 from inference.batch.formats import STDIO, UsageError
 from inference.batch.input_checks import check_not_same_file
 from inference.batch.shards import device_for_rank, merge_parts
 
+# How the models name a text they refuse (inference.inputs.prepare_texts): its index in the list.
+_AT_INDEX = re.compile(r"^text at index (\d+):")
 EXIT_OK, EXIT_USAGE, EXIT_ROWS_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 BACKENDS = {"classifier": CLASSIFIER_BACKENDS, "summarizer": SUMMARIZER_BACKENDS}
 
@@ -90,15 +94,55 @@ def shows_progress(args: argparse.Namespace) -> bool:
 
 
 def _read_texts(texts: list[str]) -> list[str]:
-    """The texts from the command line, with ``-`` read from stdin."""
+    """The texts from the command line, with ``-`` read from stdin, each checked before any model loads."""
     if texts.count(STDIO) > 1:
         raise UsageError("TEXT: '-' (stdin) can be given only once")
     if STDIO in texts:
         check_not_same_file(STDIO, STDIO, source_name="TEXT -")
+    read = [_read_stdin() if text == STDIO else text for text in texts]
+    for name, text in zip(text_names(texts), read, strict=True):
+        check_text(name, text)
+    return read
+
+
+def text_names(texts: list[str]) -> list[str]:
+    """How an error names each TEXT argument: by its place on the command line, or as stdin.
+
+    Example:
+        >>> text_names(["خبر", "-"])
+        ['TEXT 1', 'TEXT - (stdin)']
+    """
+    return ["TEXT - (stdin)" if text == STDIO else f"TEXT {place}" for place, text in enumerate(texts, start=1)]
+
+
+def check_text(name: str, text: str) -> None:
+    """Refuse an empty text, or one over ``khabar predict``'s limit, before a model spends time loading.
+
+    Example:
+        >>> check_text("TEXT 2", " ")
+        Traceback (most recent call last):
+        ...
+        inference.batch.formats.UsageError: TEXT 2: empty or whitespace only
+    """
+    if not text.strip():
+        raise UsageError(f"{name}: empty or whitespace only")
+    if len(text) > MAX_TEXT_CHARS:
+        raise UsageError(f"{name}: {len(text):,} characters, over the {MAX_TEXT_CHARS:,} limit for one text")
+
+
+def _read_stdin() -> str:
+    """stdin as UTF-8 text, never holding more than a text within the limit could take."""
+    if sys.stdin.isatty():  # else a bare `khabar classify -` looks hung
+        print("khabar: reading TEXT from stdin; end it with Ctrl-D", file=sys.stderr)
+    # UTF-8 takes at most 4 bytes a character: past this many bytes the text is surely over the limit.
+    most = 4 * MAX_TEXT_CHARS
+    data = sys.stdin.buffer.read(most + 1)
+    if len(data) > most:
+        raise UsageError(f"TEXT - (stdin): over the {MAX_TEXT_CHARS:,}-character limit for one text")
     try:
-        return [sys.stdin.buffer.read().decode("utf-8") if text == STDIO else text for text in texts]
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"stdin: not UTF-8 text (byte {exc.start + 1})") from None
+        raise UsageError(f"TEXT - (stdin): not UTF-8 text (byte {exc.start + 1})") from None
 
 
 def classify_command(args: argparse.Namespace) -> int:
@@ -114,7 +158,7 @@ def classify_command(args: argparse.Namespace) -> int:
     from inference.normalize import join_title
 
     texts = [join_title(args.title, text) for text in _read_texts(args.texts)]
-    results = _answer(load_model("classifier", args), "predict", texts)
+    results = _answer(load_model("classifier", args), "predict", texts, text_names(args.texts))
     for result in results:
         print(f"{result['label']}\t{result['score']:.4f}")
     return EXIT_OK
@@ -131,20 +175,21 @@ def summarize_command(args: argparse.Namespace) -> int:
         inference.batch.formats.UsageError: --summarizer no/such/dir: model 'no/such/dir': no such model directory
     """
     texts = _read_texts(args.texts)
-    summaries = _answer(
-        load_model("summarizer", args), "summarize", texts, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens
-    )
+    decoding = {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens}
+    summaries = _answer(load_model("summarizer", args), "summarize", texts, text_names(args.texts), **decoding)
     for summary in summaries:
         print(summary)
     return EXIT_OK
 
 
-def _answer(model, method: str, texts: list[str], **settings) -> list:
-    """``model.<method>(texts)``; a text the model refuses is a one-line usage error."""
+def _answer(model, method: str, texts: list[str], names: list[str], **settings) -> list:
+    """``model.<method>(texts)``; a text the model refuses is a one-line usage error naming its TEXT argument."""
     try:
         return getattr(model, method)(texts, **settings)
     except (ValueError, TypeError) as exc:
-        raise UsageError(str(exc)) from None
+        # The models count texts from 0 ("text at index 1: ..."); the command line counts TEXT arguments.
+        message = _AT_INDEX.sub(lambda found: f"{names[int(found[1])]}:", str(exc), count=1)
+        raise UsageError(message) from None
 
 
 def merge_command(args: argparse.Namespace) -> int:

@@ -6,12 +6,15 @@ file or text, with exit code 2 (130 for Ctrl-C), never a traceback, lost work or
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from inference.batch.checks import MAX_TEXT_CHARS
+from inference.cli import main as khabar
 from training.cli import main as train_main
 
 SAMPLE_TEST = Path(__file__).resolve().parent.parent / "data" / "sample" / "test.jsonl"
@@ -41,6 +44,55 @@ def evaluate(model: Path, data: Path, out: Path, *extra: str) -> int:
         return train_main(argv)
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C escaped khabar-train evaluate as a traceback")
+
+
+# khabar classify / summarize
+
+
+@pytest.fixture
+def no_model_load(monkeypatch) -> None:
+    """Fail the test if a command loads a model: its input should have been refused first."""
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was loaded for input that is refused anyway")
+
+    monkeypatch.setattr("inference.commands.load_model", never)
+
+
+def stdin_bytes(monkeypatch, data: bytes) -> io.BytesIO:
+    raw = io.BytesIO(data)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(raw))
+    return raw
+
+
+@pytest.mark.parametrize("command", ["classify", "summarize"])
+def test_an_empty_text_is_named_by_its_place_before_the_model_loads(command, no_model_load, capsys) -> None:
+    assert khabar([command, "خبر", " \n "]) == 2
+    assert "TEXT 2: empty" in one_error_line(capsys.readouterr().err, f"khabar {command}")
+
+
+def test_empty_stdin_is_named_as_stdin_before_the_model_loads(no_model_load, monkeypatch, capsys) -> None:
+    stdin_bytes(monkeypatch, b"")
+    assert khabar(["classify", "-"]) == 2
+    assert "TEXT - (stdin): empty" in one_error_line(capsys.readouterr().err, "khabar classify")
+
+
+def test_a_text_over_the_predict_limit_is_refused_before_the_model_loads(no_model_load, capsys) -> None:
+    assert khabar(["summarize", "خبر " * (MAX_TEXT_CHARS // 4 + 1)]) == 2
+    assert f"TEXT 1: {MAX_TEXT_CHARS + 4:,} characters" in one_error_line(capsys.readouterr().err, "khabar summarize")
+
+
+def test_huge_stdin_is_refused_without_reading_all_of_it(no_model_load, monkeypatch, capsys) -> None:
+    raw = stdin_bytes(monkeypatch, b"x" * (20 * MAX_TEXT_CHARS))
+    assert khabar(["classify", "-"]) == 2
+    assert "TEXT - (stdin): over the" in one_error_line(capsys.readouterr().err, "khabar classify")
+    assert raw.tell() < 5 * MAX_TEXT_CHARS  # stopped past the most a text within the limit can take
+
+
+def test_a_text_the_model_refuses_is_named_by_its_place(tiny_classifier_dir, capsys) -> None:
+    flags = ["--classifier", str(tiny_classifier_dir), "--device", "cpu", "--backend", "torch"]
+    assert khabar(["classify", "خبر", "\u200c\u064b", *flags]) == 2  # only invisible marks: nothing to classify
+    assert "TEXT 2: nothing left" in one_error_line(capsys.readouterr().err, "khabar classify")
 
 
 # khabar-train evaluate
