@@ -197,3 +197,18 @@ def test_card_that_cannot_be_written_is_one_line_and_keeps_no_partial_file(
     assert train_main(["card", str(model), "--no-baselines"]) == 2
     assert "README.md" in one_error_line(capsys.readouterr().err, "khabar-train card")
     assert not list(model.glob(".*.partial"))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["summarize", "خبر", "--max-new-tokens", "abc"],
+        ["summarize", "خبر", "--num-beams", "2.5"],
+        ["predict", "in.jsonl", "--batch-size", "many"],
+        ["predict", "in.jsonl", "--shard-index", "x"],
+    ],
+)
+def test_a_flag_that_is_not_a_number_says_so(argv, capsys) -> None:
+    assert khabar(argv) == 2
+    line = one_error_line(capsys.readouterr().err, "khabar")
+    assert "expected a whole number" in line and "_positive" not in line and "parse" not in line
