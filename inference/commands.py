@@ -45,6 +45,8 @@ def load_model(kind: str, args: argparse.Namespace):
     from inference.loading import resolve_model
 
     flag = getattr(args, kind)
+    if flag is not None and not flag.strip():  # e.g. --classifier "$MODEL" with MODEL unset: not the default model
+        raise UsageError(f"--{kind}: empty; give a model directory or hub id, or leave the flag out")
     try:
         path = resolve_model(kind, flag, how_to_pass=f"pass --{kind} DIR")
         if kind == "classifier":

@@ -212,3 +212,9 @@ def test_a_flag_that_is_not_a_number_says_so(argv, capsys) -> None:
     assert khabar(argv) == 2
     line = one_error_line(capsys.readouterr().err, "khabar")
     assert "expected a whole number" in line and "_positive" not in line and "parse" not in line
+
+
+@pytest.mark.parametrize(("command", "flag"), [("classify", "--classifier"), ("summarize", "--summarizer")])
+def test_an_empty_model_flag_is_refused_not_replaced_by_the_default_model(command, flag, capsys) -> None:
+    assert khabar([command, "خبر", flag, ""]) == 2  # e.g. --classifier "$MODEL" with MODEL unset
+    assert f"{flag}: empty" in one_error_line(capsys.readouterr().err, f"khabar {command}")
