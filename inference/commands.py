@@ -180,7 +180,8 @@ def summarize_command(args: argparse.Namespace) -> int:
     decoding = {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens}
     summaries = _answer(load_model("summarizer", args), "summarize", texts, text_names(args.texts), **decoding)
     for summary in summaries:
-        print(summary)
+        # One line per TEXT is the output's contract: a line break inside a summary would shift every later one.
+        print(" ".join(summary.splitlines()))
     return EXIT_OK
 
 

@@ -218,3 +218,13 @@ def test_a_flag_that_is_not_a_number_says_so(argv, capsys) -> None:
 def test_an_empty_model_flag_is_refused_not_replaced_by_the_default_model(command, flag, capsys) -> None:
     assert khabar([command, "خبر", flag, ""]) == 2  # e.g. --classifier "$MODEL" with MODEL unset
     assert f"{flag}: empty" in one_error_line(capsys.readouterr().err, f"khabar {command}")
+
+
+def test_summaries_stay_one_line_per_text_even_with_a_line_break(monkeypatch, capsys) -> None:
+    class TwoLineSummaries:
+        def summarize(self, texts, **settings):
+            return [f"سطر اول {i}\nسطر دوم" for i, _ in enumerate(texts)]
+
+    monkeypatch.setattr("inference.commands.load_model", lambda kind, args: TwoLineSummaries())
+    assert khabar(["summarize", "خبر یک", "خبر دو"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["سطر اول 0 سطر دوم", "سطر اول 1 سطر دوم"]
