@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,19 @@ from helpers import ROOT
 pytest_plugins = ["fixtures_training", "fixtures_inference"]
 
 SAMPLE = ROOT / "data" / "sample"
+# `khabar` run in process routes these to stderr and stops their propagation, as a command should;
+# restored after each test so the next one's caplog still sees them.
+CLI_ROUTED_LOGGERS = ("inference.fast", "inference.precision")
+
+
+@pytest.fixture(autouse=True)
+def _restore_cli_logging():
+    loggers = [logging.getLogger(name) for name in CLI_ROUTED_LOGGERS]
+    saved = [(logger.handlers[:], logger.propagate, logger.level) for logger in loggers]
+    yield
+    for logger, (handlers, propagate, level) in zip(loggers, saved, strict=True):
+        logger.handlers, logger.propagate = handlers, propagate
+        logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")
