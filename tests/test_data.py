@@ -29,6 +29,23 @@ def test_own_column_names_in_csv_and_tsv(tmp_path) -> None:
     assert load_split(str(tmp_path / "d.tsv"), Columns(text="body", label="topic"))["label"] == ["culture"]
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+def test_a_byte_order_mark_is_not_part_of_the_data(tmp_path, suffix) -> None:
+    # Excel's "CSV UTF-8" starts with one; so do files from Windows editors, and files joined with cat
+    # carry one inside. It was read into the first column's name ("\ufeffbody": "no column body").
+    if suffix == ".jsonl":
+        one = json.dumps({"body": "بازی", "topic": "sports"}, ensure_ascii=False)
+        text = f"\ufeff{one}\n\ufeff{one}\n"
+    else:
+        sep = "," if suffix == ".csv" else "\t"
+        text = f"\ufeffbody{sep}topic\nبازی{sep}sports\nبازی{sep}sports\n"
+    (tmp_path / f"d{suffix}").write_text(text, encoding="utf-8")
+
+    ds = load_split(str(tmp_path / f"d{suffix}"), Columns(text="body", label="topic"))
+
+    assert ds["text"] == ["بازی", "بازی"] and ds["label"] == ["sports", "sports"]
+
+
 def test_parquet(tmp_path) -> None:
     import datasets
 
@@ -54,6 +71,12 @@ def test_missing_column_names_file_column_and_existing_columns(tmp_path) -> None
     path = write_jsonl(tmp_path / "d.jsonl", [{"body": "x", "topic": "y"}])
     with pytest.raises(DataError, match=r"d\.jsonl:1: column 'article' not found; columns are: body, topic"):
         load_split(path, Columns(label="topic"))
+
+
+def test_a_column_missing_from_a_csv_header_names_line_one(tmp_path) -> None:
+    (tmp_path / "d.csv").write_text("body,topic\nبازی,sports\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"d\.csv:1: column 'article' not found; columns are: body, topic"):
+        load_split(str(tmp_path / "d.csv"), Columns(label="topic"))
 
 
 def test_malformed_line_names_file_and_line(tmp_path) -> None:

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # ``owner/name`` or ``name`` as the hub spells them; anything else that does not exist is a missing local file.
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+BOM = "\ufeff"
+TABLES = ("csv", "tsv")
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 
 
@@ -68,7 +70,9 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
+                    # A byte-order mark (Windows editors write one; files joined with cat carry them
+                    # inside) is not part of the record.
+                    row = json.loads(line.lstrip(BOM))
                 except json.JSONDecodeError as error:
                     raise DataError(f"{path}:{number}: malformed JSON ({error.msg})") from None
                 if not isinstance(row, dict):
@@ -79,7 +83,8 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
-    with path.open(encoding="utf-8", newline="") as f:
+    # utf-8-sig: Excel starts a CSV with a byte-order mark, which would become part of the first column's name.
+    with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         try:
             for row in reader:
@@ -232,8 +237,9 @@ def load_split(
         out["title"] = []
     dropped = 0
     for index, (number, row) in enumerate(read_records(source, split)):
-        if index == 0:
-            _check_columns(source, row, columns, number)
+        if index == 0:  # a CSV/TSV names its columns on line 1, a JSONL row on its own line
+            table = LOCAL_FORMATS.get(Path(source).suffix.lower()) in TABLES
+            _check_columns(source, row, columns, 1 if table else number)
         check_plain_values(source, number, row, columns)
         text = _clean(row.get(columns.text), digits, version)
         target = row.get(columns.target) if columns.target else "-"
