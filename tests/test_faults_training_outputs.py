@@ -427,3 +427,17 @@ def test_a_writer_that_only_says_the_write_failed_is_a_full_disk_when_no_space_i
     assert disk_full(torch_error, tmp_path / "not-yet" / "made") is full
     assert disk_full(RuntimeError("Error while serializing: No space left on device (os error 28)"), tmp_path)
     assert not disk_full(RuntimeError("CUDA error: an illegal memory access"), tmp_path)
+
+
+def test_a_file_the_system_refuses_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    # Root ignores file modes, so the refusal is simulated where the card is written.
+    import training.model_card
+
+    def refused(model_dir, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(Path(model_dir) / "README.md"))
+
+    monkeypatch.setattr(training.model_card, "write_model_card", refused)
+    code, line = run_train(capsys, "card", str(tmp_path))
+
+    assert code == 1
+    assert line == f"khabar-train: error: {tmp_path / 'README.md'}: Permission denied"

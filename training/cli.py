@@ -219,6 +219,22 @@ def _how_to_go_on(cfg: ExperimentConfig, first: str = "") -> str:
     return f"; {first}continue with train.resume=true (from {Path(checkpoint).name})"
 
 
+def os_error_line(error: OSError) -> str:
+    """One line for a file the system refused: which file and why, without a traceback.
+
+    Example:
+        >>> import errno
+        >>> os_error_line(PermissionError(errno.EACCES, "Permission denied", "out/report.md"))
+        'out/report.md: Permission denied'
+        >>> os_error_line(OSError(errno.ENOSPC, "No space left on device", "out/report.md"))
+        'out/report.md: no space left on device; free some space and run again'
+    """
+    where = f"{error.filename}: " if error.filename else ""
+    if disk_full(error, Path(error.filename or ".").parent):
+        return f"{where}no space left on device; free some space and run again"
+    return f"{where}{error.strerror or error}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``khabar-train``; returns the process exit code (2 for user errors).
 
@@ -245,8 +261,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as error:
         print(f"khabar-train: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as error:  # evaluate's report, a card: training reports its own with the step
-        if not disk_full(error, Path.cwd()):
-            raise
-        print(f"khabar-train: error: no space left on device writing {error.filename or 'its output'}", file=sys.stderr)
+    except OSError as error:  # a file or folder the system refused (training reports a full disk with its step)
+        print(f"khabar-train: error: {os_error_line(error)}", file=sys.stderr)
         return EXIT_FAILURE
