@@ -74,6 +74,16 @@ def test_classifier_report_writes_every_file(classifier_report) -> None:
     assert len((classifier_report / "predictions.jsonl").read_text(encoding="utf-8").splitlines()) == 13
 
 
+def test_each_prediction_names_its_line_in_the_data_file(classifier_report, eval_file) -> None:
+    # Line 13 has no category and is skipped: from there on a row's position is not its line.
+    records = [json.loads(line) for line in (classifier_report / "predictions.jsonl").read_text().splitlines()]
+    source = eval_file.read_text(encoding="utf-8").splitlines()
+
+    assert [r["line"] for r in records] == [*range(1, 13), 14]
+    assert [r["row"] for r in records] == list(range(13))
+    assert all(r["reference"] == json.loads(source[r["line"] - 1])["category"] for r in records)
+
+
 def test_classifier_metrics_are_in_range_and_consistent(classifier_report) -> None:
     metrics = read_metrics(classifier_report)
     assert metrics["kind"] == "classification" and metrics["rows"] == 13 and metrics["skipped_rows"] == 1

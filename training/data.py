@@ -217,8 +217,12 @@ def load_split(
     digits: DigitPolicy = "persian",
     limit: int | None = None,
     version: int = NORMALIZER_VERSION,
+    lines: bool = False,
 ) -> datasets.Dataset:
     """Load one split as a ``Dataset`` with normalized ``text`` and target columns.
+
+    With ``lines``, a ``line`` column says where each kept row is in the source: its line in a
+    JSONL/CSV/TSV file, its record number (from 1) in Parquet or hub data.
 
     Rows whose text or target is missing or empty (after normalization) are dropped and
     counted in the log; a missing column is a :class:`DataError` naming the file and the
@@ -235,6 +239,8 @@ def load_split(
         out[target_name] = []
     if columns.title:
         out["title"] = []
+    if lines:
+        out["line"] = []
     dropped = 0
     for index, (number, row) in enumerate(read_records(source, split)):
         if index == 0:  # a CSV/TSV names its columns on line 1, a JSONL row on its own line
@@ -252,6 +258,8 @@ def load_split(
             out[target_name].append(target)
         if columns.title:
             out["title"].append(_clean(row.get(columns.title), digits, version))
+        if lines:
+            out["line"].append(number)
         if limit and len(out["text"]) >= limit:
             break
     if dropped:

@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> dict:
         required_columns=[columns.text, columns.target],
         skipped_rows=skipped,
         limit=args.limit,
+        lines=rows["line"],
     )
     write_report(result, args.output)
     return result

@@ -75,11 +75,17 @@ def _write_whole(path: Path, text: str) -> None:
 
 
 def _write_predictions(result: dict, path: Path) -> None:
-    """One line per evaluated row (``row``: its position among the evaluated rows): reference and every output."""
+    """One line per evaluated row: reference and every output.
+
+    ``row`` is the position among the evaluated rows; ``line`` where the row is in the data file
+    (rows without text or target are skipped, so positions and lines part ways after the first).
+    """
     systems = result["predictions"]
+    lines = result.get("lines") or [None] * len(result["references"])
     with path.open("w", encoding="utf-8") as f:
         for index, reference in enumerate(result["references"]):
-            row = {"row": index, "reference": reference, **{name: systems[name][index] for name in systems}}
+            where = {"row": index, "line": lines[index]}
+            row = {**where, "reference": reference, **{name: systems[name][index] for name in systems}}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 

@@ -14,9 +14,9 @@ def load_rows(
     ``normalization`` is the model's record (``load_normalization``): rows are read with its
     digits and version, so a report scores a model on the text it was trained on.
 
-    Returns ``(rows, skipped)``: ``rows`` maps ``text``, the target and ``title`` (``None`` when
-    unmapped) to lists. The whole file is read even with ``limit``, so that ``skipped``
-    describes the file, not only the prefix that was evaluated.
+    Returns ``(rows, skipped)``: ``rows`` maps ``text``, the target, ``title`` (``None`` when
+    unmapped) and ``line`` (where the row is in the file) to lists. The whole file is read even
+    with ``limit``, so that ``skipped`` describes the file, not only the prefix that was evaluated.
 
     Example:
         >>> rows, skipped = load_rows("data/sample/test.jsonl", Columns(label="category"), limit=3)
@@ -25,7 +25,7 @@ def load_rows(
     """
     total = sum(1 for _ in read_records(source, split))
     record = normalization or load_normalization(None)
-    data = load_split(source, columns, split=split, digits=record["digits"], version=record["version"])
+    data = load_split(source, columns, split=split, digits=record["digits"], version=record["version"], lines=True)
     skipped = total - len(data)
     if limit:
         data = data.select(range(min(limit, len(data))))
