@@ -159,6 +159,11 @@ def classify_command(args: argparse.Namespace) -> int:
     """
     from inference.normalize import join_title
 
+    if args.title is not None and len(args.texts) > 1:  # whose headline? applied to all, it would skew the others
+        raise UsageError(
+            f"--title is one article's headline, but {len(args.texts)} TEXTs were given; classify them one at a time, "
+            "or use khabar predict with a title column"
+        )
     texts = [join_title(args.title, text) for text in _read_texts(args.texts)]
     results = _answer(load_model("classifier", args), "predict", texts, text_names(args.texts))
     for result in results:

@@ -228,3 +228,10 @@ def test_summaries_stay_one_line_per_text_even_with_a_line_break(monkeypatch, ca
     monkeypatch.setattr("inference.commands.load_model", lambda kind, args: TwoLineSummaries())
     assert khabar(["summarize", "خبر یک", "خبر دو"]) == 0
     assert capsys.readouterr().out.splitlines() == ["سطر اول 0 سطر دوم", "سطر اول 1 سطر دوم"]
+
+
+def test_one_title_for_several_texts_is_refused_before_the_model_loads(no_model_load, capsys) -> None:
+    # Whose headline? Applied to every text it would change the topics of the others.
+    assert khabar(["classify", "--title", "تیم ملی برد", "خبر اول", "خبر دوم"]) == 2
+    error = one_error_line(capsys.readouterr().err, "khabar classify")
+    assert "--title is one article's headline, but 2 TEXTs were given" in error
