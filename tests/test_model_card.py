@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
+import pytest
 import yaml
 from helpers import ROOT
 
@@ -86,3 +88,25 @@ def test_a_hand_damaged_metrics_file_is_a_one_line_error(trained_classifier_dir,
         assert main(["card", str(model), "--no-baselines"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("khabar-train card: error: ") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("text", "said"), [("task: [classification\n", "unreadable"), ("- a\n- b\n", "no settings")])
+def test_a_damaged_run_config_is_said_and_left_out_of_the_card(trained_classifier_dir, tmp_path, caplog, text, said):
+    model = shutil.copytree(trained_classifier_dir, tmp_path / "classifier")
+    (model / "config.yaml").write_text(text, encoding="utf-8")
+
+    with caplog.at_level(logging.WARNING):
+        assert main(["card", str(model), "--no-baselines"]) == 0
+
+    assert f"config.yaml {'is unreadable' if said == 'unreadable' else 'holds no settings'}" in caplog.text
+    assert front_matter((model / "README.md").read_text(encoding="utf-8"))["pipeline_tag"] == "text-classification"
+
+
+def test_an_unknown_task_in_the_run_config_falls_back_to_what_the_model_is(tiny_summarizer_dir, tmp_path):
+    from training.model_card import collect_facts
+
+    model = shutil.copytree(tiny_summarizer_dir, tmp_path / "summarizer", ignore=shutil.ignore_patterns(".khabar-*"))
+    (model / "metrics.json").write_text("{}", encoding="utf-8")
+    (model / "config.yaml").write_text("task: summarisation\n", encoding="utf-8")  # a typo, by hand
+
+    assert collect_facts(model)["task"] == "summarization"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from inference.model_checks import first_line
 from training.card_baselines import baseline_scores
 from training.model_kind import is_seq2seq
 
@@ -128,11 +129,10 @@ def collect_facts(model_dir: Path, hardware: str | None = None) -> dict:
         raise CardError(f"{model_dir}: not a trained khabar model directory (no metrics.json)")
     metrics = _read_json(model_dir / "metrics.json")
     model_config = _read_json(model_dir / "config.json")
-    try:
-        run = yaml.safe_load((model_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        run = {}
-    task = run.get("task") or ("summarization" if is_seq2seq(model_config) else "classification")
+    run = _run_config(model_dir / "config.yaml")
+    task = run.get("task")
+    if task not in ("classification", "summarization"):  # unrecorded, or a hand-edited value: the model tells
+        task = "summarization" if is_seq2seq(model_config) else "classification"
     start = (run.get("model") or {}).get("name_or_path") or (run.get("model") or {}).get("config")
     return {
         "model_dir": str(model_dir),
@@ -149,6 +149,21 @@ def collect_facts(model_dir: Path, hardware: str | None = None) -> dict:
         "pipeline_tag": "summarization" if task == "summarization" else "text-classification",
         "metrics_names": ["rouge"] if task == "summarization" else ["accuracy", "f1"],
     }
+
+
+def _run_config(path: Path) -> dict:
+    """The training run's resolved config; a damaged one is said in a warning and left out of the card."""
+    if not path.is_file():
+        return {}
+    try:
+        run = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        log.warning("%s is unreadable (%s): the card leaves out the training settings", path, first_line(error))
+        return {}
+    if not isinstance(run, dict):
+        log.warning("%s holds no settings (a %s): the card leaves them out", path, type(run).__name__)
+        return {}
+    return run
 
 
 def _parameter_count(model_dir: Path) -> int | None:
