@@ -400,6 +400,23 @@ def test_without_the_key_nothing_about_the_body_is_answered(models):
         assert client.post("/v1/classify", content=b'{"text": ', headers=keyed).status_code == 400
 
 
+def test_the_key_guards_v1_behind_a_root_path_and_under_a_parent_app(models):
+    # Behind a proxy (--root-path /api) or mounted in a newsroom's own app, the path the server sees
+    # carries that prefix; the key must still be asked for.
+    from fastapi import FastAPI
+
+    app = create_app(ServedModels(classifier=models.classifier), ServeSettings(api_key="s3cret"))
+    parent = FastAPI()
+    parent.mount("/khabar", app)
+    with TestClient(parent) as client:
+        assert client.post("/khabar/v1/classify", json={"text": ARTICLE}).status_code == 401
+        assert client.get("/khabar/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    with TestClient(app, root_path="/api") as client:
+        assert client.post("/api/v1/classify", json={"text": ARTICLE}).status_code == 401
+        keyed = client.post("/api/v1/classify", json={"text": ARTICLE}, headers={"Authorization": "Bearer s3cret"})
+        assert keyed.status_code == 200 and client.get("/api/healthz").status_code == 200
+
+
 def test_without_a_key_v1_is_open(client):
     assert client.post("/v1/classify", json={"text": ARTICLE}).status_code == 200
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hmac
 
-from inference.serve.limits import send_error
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-GUARDED_PREFIX = "/v1/"
+from inference.serve.limits import API_PREFIX, route_path, send_error
+
 REFUSAL = "missing or wrong API key: send the header Authorization: Bearer <key>"
 
 
@@ -27,12 +28,12 @@ class ApiKey:
         False
     """
 
-    def __init__(self, app, key: str) -> None:
+    def __init__(self, app: ASGIApp, key: str) -> None:
         self.app = app
         self.key = key.encode()
 
-    async def __call__(self, scope, receive, send) -> None:
-        guarded = scope["type"] == "http" and scope.get("path", "").startswith(GUARDED_PREFIX)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guarded = scope["type"] == "http" and route_path(scope).startswith(API_PREFIX)
         if guarded and not self.allows(dict(scope.get("headers") or ())):
             await send_error(send, 401, REFUSAL, [(b"www-authenticate", b"Bearer")])
             return

@@ -20,6 +20,28 @@ from __future__ import annotations
 
 import json
 
+from starlette.types import Send
+
+API_PREFIX = "/v1/"
+
+
+def route_path(scope: dict) -> str:
+    """The request's path as the app routes it: without the ``root_path`` a proxy or a parent app adds.
+
+    A check on ``scope["path"]`` alone would miss ``/api/v1/classify`` behind ``--root-path /api``
+    or when the app is mounted under another one.
+
+    Example:
+        >>> route_path({"path": "/api/v1/classify", "root_path": "/api"})
+        '/v1/classify'
+        >>> route_path({"path": "/v1/classify"})
+        '/v1/classify'
+    """
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :] or "/"
+    return path
+
 
 class BodyLimit:
     """ASGI middleware: HTTP request bodies of at most ``max_bytes``.
@@ -54,7 +76,7 @@ class BodyLimit:
                 return
             more = message.get("more_body", False)
         body, sent = b"".join(chunks), False
-        if scope.get("method") == "POST" and scope.get("path", "").startswith("/v1/"):
+        if scope.get("method") == "POST" and route_path(scope).startswith(API_PREFIX):
             refusal = json_body_problem(dict(scope.get("headers") or ()).get(b"content-type", b""), body)
             if refusal is not None:
                 await send_error(send, *refusal)
@@ -117,7 +139,7 @@ def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
     return seen
 
 
-async def send_error(send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_error(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
     """Answer an ASGI request with ``status`` and the JSON ``{"detail": detail}``, as the API's errors read.
 
     Example:
