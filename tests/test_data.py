@@ -46,6 +46,21 @@ def test_a_byte_order_mark_is_not_part_of_the_data(tmp_path, suffix) -> None:
     assert ds["text"] == ["بازی", "بازی"] and ds["label"] == ["sports", "sports"]
 
 
+def test_a_line_holding_only_a_byte_order_mark_is_blank(tmp_path) -> None:
+    one = json.dumps({"body": "بازی", "topic": "sports"}, ensure_ascii=False)
+    (tmp_path / "d.jsonl").write_text(f"{one}\n\ufeff\n{one}\n", encoding="utf-8")
+    assert len(load_split(str(tmp_path / "d.jsonl"), Columns(text="body", label="topic"))) == 2
+
+
+def test_each_row_knows_the_line_it_starts_on(tmp_path) -> None:
+    # A quoted CSV field spans lines and a blank line is skipped: lines are not positions.
+    (tmp_path / "d.csv").write_text('body,topic\n"یک\nدو\nسه",x\n\nچهار,y\n', encoding="utf-8")
+    (tmp_path / "d.jsonl").write_text('\n{"body": "یک", "topic": "x"}\n\n{"body": "دو", "topic": "y"}\n')
+
+    assert load_split(str(tmp_path / "d.csv"), Columns(text="body", label="topic"), lines=True)["line"] == [2, 6]
+    assert load_split(str(tmp_path / "d.jsonl"), Columns(text="body", label="topic"), lines=True)["line"] == [2, 4]
+
+
 def test_parquet(tmp_path) -> None:
     import datasets
 

@@ -80,6 +80,7 @@ def test_each_prediction_names_its_line_in_the_data_file(classifier_report, eval
     source = eval_file.read_text(encoding="utf-8").splitlines()
 
     assert [r["line"] for r in records] == [*range(1, 13), 14]
+    assert "lines" not in read_metrics(classifier_report)  # one entry a row: they belong to predictions.jsonl
     assert [r["row"] for r in records] == list(range(13))
     assert all(r["reference"] == json.loads(source[r["line"] - 1])["category"] for r in records)
 

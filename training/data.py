@@ -67,7 +67,7 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
     with path.open(encoding="utf-8") as f:
         try:
             for number, line in enumerate(f, start=1):
-                if not line.strip():
+                if not line.strip().lstrip(BOM):
                     continue
                 try:
                     # A byte-order mark (Windows editors write one; files joined with cat carry them
@@ -88,7 +88,10 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
         reader = csv.DictReader(f, delimiter=delimiter)
         try:
             for row in reader:
-                yield reader.line_num, row
+                # line_num is the record's last line; a quoted field can span lines, and a record is
+                # named by the line it starts on.
+                spanned = sum(value.count("\n") for value in row.values() if isinstance(value, str))
+                yield reader.line_num - spanned, row
         except UnicodeDecodeError:
             raise encoding_error(path) from None
 

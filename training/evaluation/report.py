@@ -59,7 +59,8 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
     else:
         plots = {"lengths.png": "summary lengths"}
         plot_lengths(result["predictions"]["model"], result["references"], out / "lengths.png")
-    metrics = {k: v for k, v in result.items() if k not in ("predictions", "references", "examples")}
+    per_row = ("predictions", "references", "examples", "lines")  # in predictions.jsonl, one line a row
+    metrics = {k: v for k, v in result.items() if k not in per_row}
     metrics["plots"] = list(plots)
     _write_whole(out / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
     _write_predictions(result, out / "predictions.jsonl")
