@@ -405,7 +405,7 @@ def test_a_full_disk_is_one_line_with_the_checkpoint_to_continue_from(
 
     assert code == 1
     assert line == (
-        f"khabar-train: error: no space left on device writing {out} (step 4); "
+        f"khabar-train: error: no space left on device writing {out / 'checkpoint-4' / 'model.safetensors'} (step 4); "
         "free some space and continue with train.resume=true (from checkpoint-2)"
     )
     assert not (out / LOCK_NAME).exists()
@@ -441,3 +441,24 @@ def test_a_file_the_system_refuses_is_one_line_naming_it(tmp_path, monkeypatch, 
 
     assert code == 1
     assert line == f"khabar-train: error: {tmp_path / 'README.md'}: Permission denied"
+
+
+def test_a_card_that_cannot_be_written_after_training_says_the_model_is_saved(
+    tiny_classifier_dir, sample_dir, tmp_path, monkeypatch, capsys
+):
+    import training.recipe_parts
+    from training.model_card import CardError
+
+    def refused(out, *args, **kwargs):
+        raise CardError(f"{out / 'README.md'}: cannot write the card (Permission denied)")
+
+    monkeypatch.setattr(training.recipe_parts, "write_model_card", refused)
+    out = tmp_path / "out"
+    steps = ["train.max_steps=2", "train.max_length=32", "data.max_eval_samples=8"]
+    code, line = run_train(
+        capsys, str(TINY_CLASSIFIER_CONFIG), *classifier_overrides(tiny_classifier_dir, sample_dir, out, *steps)
+    )
+
+    assert code == 1
+    assert line.endswith(f"the model is saved: khabar-train card {out} writes it again")
+    assert (out / "model.safetensors").is_file()

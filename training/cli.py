@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import errno
 import logging
+import os
 import shutil
 import sys
 import typing
@@ -125,11 +126,18 @@ def train_from_args(args: argparse.Namespace) -> int:
         close_progress_bars()  # else a bar closed later redraws itself below the message
         print(f"khabar-train: {interrupted_message(cfg, progress.step)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except model_card.CardError as error:  # written last: the model itself is saved
+        print(
+            f"khabar-train: error: {error}; the model is saved: khabar-train card {cfg.output_dir} writes it again",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     except Exception as error:
         if not disk_full(error, Path(cfg.output_dir)):
             raise
         close_progress_bars()
-        print(f"khabar-train: error: {disk_full_message(cfg, progress.step)}", file=sys.stderr)
+        where = getattr(error, "filename", None) or cfg.output_dir  # the datasets cache or /tmp fill up too
+        print(f"khabar-train: error: {disk_full_message(cfg, progress.step, where)}", file=sys.stderr)
         return EXIT_FAILURE
     return 0
 
@@ -201,15 +209,16 @@ def interrupted_message(cfg: ExperimentConfig, step: int) -> str:
     return f"interrupted at step {step}{_how_to_go_on(cfg)}"
 
 
-def disk_full_message(cfg: ExperimentConfig, step: int) -> str:
-    """What a run stopped by a full disk tells the user: where, and how to go on once there is space.
+def disk_full_message(cfg: ExperimentConfig, step: int, where: str | os.PathLike | None = None) -> str:
+    """What a run stopped by a full disk tells the user: where (``where``, else ``output_dir``), and how to go on.
 
     Example:
         >>> from training.config import load_config
         >>> disk_full_message(load_config("configs/classifier/tiny.yaml", ["output_dir=/x"]), 7)
         'no space left on device writing /x (step 7), before the first checkpoint; free some space and run again'
     """
-    return f"no space left on device writing {cfg.output_dir} (step {step}){_how_to_go_on(cfg, 'free some space and ')}"
+    how = _how_to_go_on(cfg, "free some space and ")
+    return f"no space left on device writing {where or cfg.output_dir} (step {step}){how}"
 
 
 def _how_to_go_on(cfg: ExperimentConfig, first: str = "") -> str:
@@ -232,7 +241,7 @@ def os_error_line(error: OSError) -> str:
     where = f"{error.filename}: " if error.filename else ""
     if disk_full(error, Path(error.filename or ".").parent):
         return f"{where}no space left on device; free some space and run again"
-    return f"{where}{error.strerror or error}"
+    return where + " ".join(str(error.strerror or error).split())  # some libraries' messages span lines
 
 
 def main(argv: list[str] | None = None) -> int:
