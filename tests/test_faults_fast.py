@@ -76,9 +76,10 @@ def test_vocab_tool_refuses_a_classifier(tiny_classifier_dir, tmp_path, capsys):
     assert not (classifier / vocab.OUTPUT_VOCAB_FILE).exists()  # it would change the classifier's cache key
 
 
-def test_vocab_tool_skips_blank_lines(summarizer_dir, tmp_path, capsys):
+def test_vocab_tool_skips_blank_lines_and_byte_order_marks(summarizer_dir, tmp_path, capsys):
     data = tmp_path / "train.jsonl"
-    data.write_text("\n" + json.dumps(ARTICLE, ensure_ascii=False) + "\n\n  \n", encoding="utf-8")
+    one = json.dumps(ARTICLE, ensure_ascii=False)
+    data.write_text(f"\n\ufeff{one}\n\n  \n\ufeff{one}\n", encoding="utf-8")  # two files joined with cat
     code, _ = _run_vocab(capsys, summarizer_dir, data)
     assert code == 0 and len(vocab.read_output_vocabulary(summarizer_dir)) > 3
 

@@ -146,7 +146,8 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, object]]:
     with path.open("rb") as f:
         for number, raw in enumerate(f, 1):
             try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM some editors add
+                # utf-8-sig on every line: editors add a BOM, and files joined with cat carry theirs inside.
+                line = raw.decode("utf-8-sig")
             except UnicodeDecodeError:
                 raise ValueError(f"{path} line {number}: not UTF-8 text") from None
             if not line.strip():
