@@ -91,7 +91,9 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> B
     # BPE pieces learned on the pre-split words: a piece starting a word is a WordPiece word, any other
     # continues one ("##"), and every character is kept both ways so no word becomes [UNK].
     words = [" ".join(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(t))) for t in texts]
-    pieces = [piece.piece for piece in _sentencepiece(words, vocab_size, "bpe", "identity").pieces]
+    learned = _sentencepiece(words, vocab_size, "bpe", "identity").pieces
+    # sentencepiece's own <pad>, </s>, <unk> are control pieces: BERT has its specials above.
+    pieces = [piece.piece for piece in learned if piece.type == piece.NORMAL]
     chars = sorted({char for line in words for char in line if not char.isspace()})
     vocab = specials + [p[1:] if p.startswith(_WORD_START) else f"##{p}" for p in pieces if p != _WORD_START]
     vocab += chars + [f"##{char}" for char in chars]
