@@ -22,10 +22,12 @@ SAMPLE_TEST = Path(__file__).resolve().parent.parent / "data" / "sample" / "test
 
 def one_error_line(err: str, command: str) -> str:
     """The single stderr line of a failed command, checked to be one line and no traceback."""
-    lines = [line for line in err.splitlines() if line.startswith(command)]
-    assert len(lines) == 1, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(command)]
+    # Log lines may come before it; nothing may follow it (a message spanning lines would).
+    assert len(errors) == 1 and lines[-1] == errors[0], err
     assert "Traceback" not in err, err
-    return lines[0]
+    return errors[0]
 
 
 @pytest.fixture

@@ -71,8 +71,12 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
 def _write_whole(path: Path, text: str) -> None:
     """Write ``path`` under a temporary name first: a reader never finds half of it."""
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+    except OSError:
+        partial.unlink(missing_ok=True)  # a full disk must not leave a hidden half-file behind
+        raise
 
 
 def _write_predictions(result: dict, path: Path) -> None:
