@@ -141,17 +141,17 @@ def test_summaries_get_back_the_half_spaces_the_tokenizer_reads_as_spaces(summar
 
 def test_a_summary_has_single_spaces_between_words(summarizer):
     # "▁" then "▁ی": the lone word-start piece of mT5-style vocabularies decodes to a double space.
-    pieces = ["▁تیم", "▁", "▁ملی", "▁", "▁"]
-    written = summarizer.tokenizer.convert_tokens_to_ids(pieces)
-    assert summarizer.tokenizer.unk_token_id not in written
+    first, second = sorted(p for p in summarizer.tokenizer.get_vocab() if p.startswith("▁") and len(p) > 3)[:2]
+    written = summarizer.tokenizer.convert_tokens_to_ids([first, "▁", second, "▁", "▁"])
     model = Summarizer(
         summarizer.tokenizer,
         lambda sources, generation: [written] * len(sources),
         summarizer.generation_config,
         max_length=32,
+        normalization_version=1,  # spaces only: no half-space repair between the two words
     )
 
-    assert model("خبر") == "تیم ملی"
+    assert model("خبر") == f"{first[1:]} {second[1:]}"
 
 
 def test_a_tokenizer_that_keeps_half_spaces_is_left_to_write_them():
