@@ -294,3 +294,21 @@ def test_the_onnx_engine_answers_an_empty_batch(tiny_classifier_dir, tmp_path):
     labels = len(json.loads((classifier / "config.json").read_text())["id2label"])
     empty, refused = done.stdout.splitlines()
     assert empty == str((0, labels)) and refused.startswith("each row needs at least one token")
+
+
+def test_a_conversion_folder_of_a_live_or_other_machines_process_is_left_alone(tmp_path):
+    # Some shared file systems lock per machine only: another machine's rank may still be writing.
+    model_dir = _model(tmp_path)
+    root = model_dir / cache.CACHE_DIRNAME
+    root.mkdir()
+    alive = root / f"{cache.TMP_PREFIX}demo-@{cache._HOST}@{os.getpid()}@0000"
+    elsewhere = root / f"{cache.TMP_PREFIX}demo-@another-node@12345@0000"
+    dead = root / f"{cache.TMP_PREFIX}demo-@{cache._HOST}@{2**22 + 1}@0000"  # above Linux's pid limit
+    stale = root / f"{cache.TMP_PREFIX}demo-@another-node@12345@0001"
+    for folder in (alive, elsewhere, dead, stale):
+        folder.mkdir()
+    os.utime(stale, (0, 0))  # untouched since 1970
+
+    folder = cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
+
+    assert sorted(p.name for p in root.iterdir()) == sorted([folder.name, alive.name, elsewhere.name])

@@ -21,7 +21,9 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,7 @@ DONE_FILE = "khabar-conversion.json"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # Conversions are written under this prefix and renamed to their final name only when complete.
 TMP_PREFIX = ".converting-"
+_OWNER_MARK = "@"  # a conversion folder ends with @host@pid@random: who writes it
 
 
 def user_cache_dir() -> Path:
@@ -248,12 +251,40 @@ def _converting_in(root: Path) -> Iterator[bool]:
 def _remove_leftovers(root: Path) -> None:
     """Delete the half-written folders of conversions killed mid-way (SIGKILL, out of memory, power loss).
 
-    Called with the root's lock held: no conversion is in progress there, so every such folder is
-    one that can never finish, and for a large model it holds hundreds of megabytes.
+    Called with the root's lock held, but some shared file systems lock per machine only, so a
+    folder is removed only when its converter is known dead: a process of this machine that no
+    longer runs, or (another machine's, or unnamed) one untouched for a day. For a large model each
+    such folder holds hundreds of megabytes.
     """
     for leftover in root.glob(f"{TMP_PREFIX}*"):
-        log.info("removing %s, left by a conversion that did not finish", leftover)
-        shutil.rmtree(leftover, ignore_errors=True)
+        if _abandoned(leftover):
+            log.info("removing %s, left by a conversion that did not finish", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+_HOST = socket.gethostname().replace(_OWNER_MARK, "_") or "host"
+ABANDONED_AFTER_S = 24 * 3600
+
+
+def _abandoned(folder: Path) -> bool:
+    """Whether the conversion writing ``folder`` (named ``...@host@pid@random``) can no longer finish."""
+    parts = folder.name.rsplit(_OWNER_MARK, 3)
+    if len(parts) == 4 and parts[1] == _HOST and parts[2].isdigit():
+        return not _running(int(parts[2]))
+    try:
+        return time.time() - folder.stat().st_mtime > ABANDONED_AFTER_S
+    except OSError:
+        return False
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, run by another account
+        return True
+    return True
 
 
 def _build(root: Path, name: str, key: str, build: Callable[[Path], None]) -> Path:
@@ -281,7 +312,8 @@ def _new_folder(root: Path, prefix: str) -> Path:
     folder must be as readable as the model directory's other files.
     """
     while True:
-        folder = root / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
+        owner = _OWNER_MARK.join((_HOST, str(os.getpid()), secrets.token_hex(4)))
+        folder = root / f"{prefix}{_OWNER_MARK}{owner}"
         try:
             folder.mkdir()
             return folder
