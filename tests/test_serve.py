@@ -411,6 +411,9 @@ def test_the_key_guards_v1_behind_a_root_path_and_under_a_parent_app(models):
     with TestClient(parent) as client:
         assert client.post("/khabar/v1/classify", json={"text": ARTICLE}).status_code == 401
         assert client.get("/khabar/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        # Starlette does not run a mounted app's lifespan: a clear 503, not an internal error.
+        keyed = client.post("/khabar/v1/classify", json={"text": ARTICLE}, headers={"Authorization": "Bearer s3cret"})
+        assert keyed.status_code == 503 and "lifespan has not run" in keyed.json()["detail"]
     with TestClient(app, root_path="/api") as client:
         assert client.post("/api/v1/classify", json={"text": ARTICLE}).status_code == 401
         keyed = client.post("/api/v1/classify", json={"text": ARTICLE}, headers={"Authorization": "Bearer s3cret"})

@@ -132,6 +132,8 @@ def _api(models: ServedModels, settings: ServeSettings, state: dict) -> APIRoute
                 raise RequestError(404, f"no {kind} is loaded: start khabar serve with --{kind} DIR")
         check_limits(request, settings.max_num_beams, settings.max_new_tokens)
         items = articles(request, settings.max_texts, settings.max_text_chars)
+        if "batcher" not in state:  # mounted in another app whose lifespan does not start this one's
+            raise RequestError(503, "not started: the app's lifespan has not run (a parent app must run it)")
         runs = [_run(state["batcher"], task, items, request) for task in tasks]
         state["in_flight"] += 1
         try:
