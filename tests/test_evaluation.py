@@ -265,15 +265,12 @@ def test_rows_are_read_with_the_models_normalization_version(tmp_path):
 def test_a_report_file_that_fails_to_write_leaves_no_half_file(tmp_path, monkeypatch) -> None:
     import errno
 
-    from training.evaluation import report
+    from inference.batch.atomic import write_text_atomically
 
-    real_write = Path.write_text
+    def disk_full(fd):  # the bytes are written, but the disk cannot hold them
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    def disk_full(self, text, *args, **kwargs):
-        real_write(self, text[: len(text) // 2], *args, **kwargs)
-        raise OSError(errno.ENOSPC, "No space left on device", str(self))
-
-    monkeypatch.setattr(Path, "write_text", disk_full)
+    monkeypatch.setattr("inference.batch.atomic.os.fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        report._write_whole(tmp_path / "metrics.json", '{"rows": 1}')
+        write_text_atomically(tmp_path / "metrics.json", '{"rows": 1}')
     assert list(tmp_path.iterdir()) == []

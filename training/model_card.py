@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from inference.batch.atomic import write_text_atomically
 from inference.model_checks import first_line
 from training.card_baselines import baseline_scores
 from training.model_kind import is_seq2seq
@@ -88,13 +89,9 @@ def write_model_card(model_dir: str | Path, hardware: str | None = None, baselin
     if baselines:
         facts["baselines"] = baseline_scores(facts["task"], facts["run"].get("data", {}))
     path = Path(model_dir) / CARD_NAME
-    # Through a temporary file: a failed write (full disk) must not leave half a card in place of the old one.
-    partial = path.with_name(f".{CARD_NAME}.partial")
-    try:
-        partial.write_text(render_card(facts), encoding="utf-8")
-        partial.replace(path)
+    try:  # a failed write (full disk) must not leave half a card in place of the old one
+        write_text_atomically(path, render_card(facts))
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise CardError(f"{path}: cannot write the card ({error.strerror or error})") from None
     return path
 

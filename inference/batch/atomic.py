@@ -49,6 +49,20 @@ def replaced_atomically(path: str) -> Iterator[BinaryIO]:
         yield f
 
 
+def write_text_atomically(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) all at once; a failed write leaves the old file and nothing else.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "metrics.json"
+        >>> write_text_atomically(path, "{}")
+        >>> path.read_text()
+        '{}'
+    """
+    with replaced_atomically(str(path)) as f:
+        f.write(text.encode("utf-8"))
+
+
 @contextlib.contextmanager
 def renamed_into_place(path: str) -> Iterator[str]:
     """A temporary path beside ``path`` (same suffix) to write; renamed to ``path`` if the block succeeds.

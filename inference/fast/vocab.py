@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from inference.batch.atomic import write_text_atomically
 
 OUTPUT_VOCAB_FILE = "output_vocabulary.json"
 PROG = "python -m inference.fast.vocab"
@@ -67,7 +68,8 @@ def write_output_vocabulary(model_dir: str | Path, texts: Iterable[str], batch_s
     if not seen:
         raise ValueError(f"no text to take tokens from; {OUTPUT_VOCAB_FILE} not written")
     path = Path(model_dir) / OUTPUT_VOCAB_FILE
-    _replace(path, json.dumps({"ids": sorted(ids)}) + "\n")
+    # Renamed over the old list only once whole: a full disk or Ctrl-C never leaves half a list.
+    write_text_atomically(path, json.dumps({"ids": sorted(ids)}) + "\n")
     return path
 
 
@@ -81,16 +83,6 @@ def _summarizer_tokenizer(model_dir: str | Path):
         raise ModelNotFoundError(f"{model_dir}: {what}")
     # The list only serves the summarizer: written into a classifier's folder it would do nothing.
     return load_config_and_tokenizer(str(model_dir), "summarizer")[1]
-
-
-def _replace(path: Path, text: str) -> None:
-    # Written beside the target and renamed over it: a full disk or Ctrl-C never leaves half a list.
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_output_vocabulary(model_dir: str | Path) -> list[int] | None:

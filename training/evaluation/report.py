@@ -18,6 +18,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from inference.batch.atomic import write_text_atomically
 from training.evaluation.plots import plot_confusion_matrix
 
 CLASSIFICATION_COLUMNS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "weighted_f1": "weighted-F1"}
@@ -62,21 +63,10 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
     per_row = ("predictions", "references", "examples", "lines")  # in predictions.jsonl, one line a row
     metrics = {k: v for k, v in result.items() if k not in per_row}
     metrics["plots"] = list(plots)
-    _write_whole(out / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
+    write_text_atomically(out / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
     _write_predictions(result, out / "predictions.jsonl")
-    _write_whole(out / "report.md", render_markdown(result, plots))
+    write_text_atomically(out / "report.md", render_markdown(result, plots))
     return [out / name for name in ("metrics.json", "report.md", "predictions.jsonl", *plots)]
-
-
-def _write_whole(path: Path, text: str) -> None:
-    """Write ``path`` under a temporary name first: a reader never finds half of it."""
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)
-    except OSError:
-        partial.unlink(missing_ok=True)  # a full disk must not leave a hidden half-file behind
-        raise
 
 
 def _write_predictions(result: dict, path: Path) -> None:
