@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import pickle
 from pathlib import Path
 
@@ -133,6 +134,25 @@ def weights_error(path: str, exc: BaseException) -> BrokenModelError:
     if type(exc).__name__ == "SafetensorError" or "safetensors" in type(exc).__module__.lower():
         return BrokenModelError(f"cannot load {path}: its .safetensors weights are damaged ({first_line(exc)})")
     return BrokenModelError(f"cannot load {path}: {first_line(exc)}")
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+"""The errors of a write that found no room: the disk, or the account's quota, is full."""
+
+
+def error_line(exc: BaseException) -> str:
+    """An exception as one line: ``file: reason`` for a file the system refused, else its message with
+    line breaks joined (some libraries' messages span lines).
+
+    Example:
+        >>> error_line(PermissionError(13, "Permission denied", "out/report.md"))
+        'out/report.md: Permission denied'
+        >>> error_line(RuntimeError("cannot open:  model.bin")), error_line(KeyError())
+        ('cannot open: model.bin', 'KeyError')
+    """
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {' '.join(str(exc.strerror or exc).split())}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def first_line(exc: BaseException) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import logging
 import os
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from inference.install_check import install_clashes
+from inference.model_checks import DISK_FULL_ERRNOS, error_line
 from training import model_card, tiny
 from training.checkpoints import last_complete_checkpoint
 from training.config import ConfigError, ExperimentConfig, load_config
@@ -159,7 +159,7 @@ def disk_full(error: BaseException, folder: Path) -> bool:
         >>> disk_full(ValueError("bad value"), Path("."))
         False
     """
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
         return True
     if "No space left on device" in str(error) or "StorageFull" in str(error):
         return True
@@ -238,10 +238,10 @@ def os_error_line(error: OSError) -> str:
         >>> os_error_line(OSError(errno.ENOSPC, "No space left on device", "out/report.md"))
         'out/report.md: no space left on device; free some space and run again'
     """
-    where = f"{error.filename}: " if error.filename else ""
     if disk_full(error, Path(error.filename or ".").parent):
+        where = f"{error.filename}: " if error.filename else ""
         return f"{where}no space left on device; free some space and run again"
-    return where + " ".join(str(error.strerror or error).split())  # some libraries' messages span lines
+    return error_line(error)
 
 
 def main(argv: list[str] | None = None) -> int:

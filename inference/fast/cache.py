@@ -14,7 +14,6 @@ removed by the next conversion in that folder.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -29,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from inference.model_checks import DISK_FULL_ERRNOS, error_line
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -38,7 +39,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 CACHE_DIRNAME = ".khabar-cache"
 DONE_FILE = "khabar-conversion.json"
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # Conversions are written under this prefix and renamed to their final name only when complete.
 TMP_PREFIX = ".converting-"
 _OWNER_MARK = "@"  # a conversion folder ends with @host@pid@random: who writes it
@@ -150,17 +150,13 @@ def open_cached(
         return open_engine(folder)
     except Exception as exc:  # noqa: BLE001 - each engine has its own error types for unreadable files
         if fresh:
-            raise ValueError(f"cannot open the {kind} conversion in {folder}: {_one_line(exc)}") from None
-        problem = _one_line(exc)
+            raise ValueError(f"cannot open the {kind} conversion in {folder}: {error_line(exc)}") from None
+        problem = error_line(exc)
         log.warning("the cached %s conversion in %s cannot be opened (%s); converting again", kind, folder, problem)
         shutil.rmtree(folder, ignore_errors=True)
         if (folder / DONE_FILE).exists():  # could not be removed (read-only): converting again would loop
-            raise ValueError(f"cannot open the {kind} conversion in {folder}: {_one_line(exc)}; delete it") from None
+            raise ValueError(f"cannot open the {kind} conversion in {folder}: {error_line(exc)}; delete it") from None
     return open_cached(model_dir, kind, settings, build, open_engine)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _cached(model_dir: str | Path, kind: str, settings: dict, build: Callable[[Path], None]) -> tuple[Path, bool]:
@@ -176,7 +172,7 @@ def _cached(model_dir: str | Path, kind: str, settings: dict, build: Callable[[P
         try:
             return _convert_in(root, name, key, build, f"{model_dir} for the {kind} engine")
         except OSError as exc:
-            if exc.errno not in DISK_FULL:
+            if exc.errno not in DISK_FULL_ERRNOS:
                 raise
             # The model's disk may be full while the user cache's is not: the conversion can live there.
             log.warning("no room for the %s conversion in %s (%s)", kind, root, exc.strerror)

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from inference.batch.atomic import write_text_atomically
+from inference.model_checks import error_line
 
 OUTPUT_VOCAB_FILE = "output_vocabulary.json"
 PROG = "python -m inference.fast.vocab"
@@ -168,16 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         path = write_output_vocabulary(args.model_dir, jsonl_texts(args.data))
         count = len(read_output_vocabulary(args.model_dir) or ())
     except (OSError, ValueError) as exc:
-        print(f"{PROG}: error: {_file_error(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     print(f"{count:,} tokens written to {path}")
     return 0
-
-
-def _file_error(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.filename}: {exc.strerror or exc}"
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":
