@@ -115,25 +115,24 @@ def plan_load(
     local = is_local(source)
     # Read now, so a damaged generation_config.json stops the load on every backend.
     decoding = saved_generation_config(source, config) if kind == "summarizer" and local else None
+    # Saved settings a fast engine would ignore: auto then stays on torch, an explicit engine is refused.
+    unfollowed = unfollowed_settings(decoding.to_diff_dict()) if decoding else []
     chose_engine = backend == "auto"
     if chose_engine:
-        # A summarizer whose saved decoding an engine would ignore stays on torch (same answers).
-        unfollowed = unfollowed_settings(decoding.to_diff_dict()) if decoding else []
         backend = auto_engine(kind, resolve_device(device), local, dtype, config.model_type, unfollowed)
         quantize = quantize if backend == "torch" else "int8"
     if backend == "torch":
         target = resolve_device(device)
         chosen, auto = model_dtype(kind, dtype, target, config.model_type, quantize)
     else:
-        _check_engine_follows(decoding, backend, source)
+        _check_engine_follows(unfollowed, backend, source)
         target = engine_device(device, None if dtype == "auto" else dtype, backend, source)
         chosen, auto = None, chose_engine
     return LoadPlan(source, config, tokenizer, backend, target, chosen, quantize, auto, decoding)
 
 
-def _check_engine_follows(decoding, backend: str, source: str) -> None:
+def _check_engine_follows(unfollowed: list[str], backend: str, source: str) -> None:
     """Refuse a fast engine for a summarizer whose saved decoding it would ignore (the answers would differ)."""
-    unfollowed = unfollowed_settings(decoding.to_diff_dict()) if decoding else []
     if unfollowed:
         raise ValueError(
             f"{source}: its saved decoding (generation_config.json) sets {', '.join(unfollowed)}, which the "
