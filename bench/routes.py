@@ -6,7 +6,7 @@
 * ``default``: khabar with no flags: ``Classifier``/``Summarizer`` with ``backend="auto"`` (the
   fastest engine installed for this processor) and ``dtype="auto"``, length-sorted batches.
 * ``torch``: what the default is without the fast extra: the torch backend with ``dtype="auto"``
-  (bf16 on AMX, fp32 elsewhere).
+  (bf16 with AMX or AVX512-BF16, fp32 elsewhere).
 * ``fp32``: the torch backend in float32 whatever the processor (the default before ``dtype="auto"``).
 * ``fast``: khabar's fastest CPU path: the same classes on ONNX Runtime int8 (classifier) and
   CTranslate2 int8 (summarizer).
@@ -47,13 +47,15 @@ class Route:
         'default (auto, batch 16)'
         >>> Route("summarizer", "fast-vocab", "ctranslate2", "int8", 16, vocab=26535).label
         'fast-vocab (ctranslate2 int8, 26.5k output vocab, batch 16)'
+        >>> Route("summarizer", "default", "auto", None, None).label  # the class picks by beams
+        'default (auto, batch auto)'
     """
 
     task: str
     name: str
     backend: str
     quantize: str | None
-    batch_size: int
+    batch_size: int | None  # None: the class's own choice
     device: str = "cpu"
     dtype: str | None = None  # None: the class's own default (dtype="auto"); the naive route reads float32
     vocab: int | None = None  # size of the restricted output vocabulary, when there is one
@@ -64,7 +66,8 @@ class Route:
         dtype = self.dtype or ("auto" if self.backend == "torch" and self.name != "naive" else None)
         vocab = f"{self.vocab / 1000:.1f}k output vocab" if self.vocab else None
         details = " ".join(x for x in (engine, self.quantize, dtype) if x)
-        return f"{self.name} ({', '.join(x for x in (details, vocab, f'batch {self.batch_size}') if x)})"
+        batch = f"batch {self.batch_size or 'auto'}"
+        return f"{self.name} ({', '.join(x for x in (details, vocab, batch) if x)})"
 
 
 def generation(decoding: str) -> dict:

@@ -95,6 +95,26 @@ def test_predict_jsonl_writes_one_record_per_row(tmp_path, models, capsys) -> No
     assert "article/s" not in err  # no progress bar: stderr is not a terminal and --progress was not given
 
 
+@pytest.mark.parametrize(("flags", "per_call"), [([], 8), (["--batch-size", "4"], 4)])
+def test_predict_summarizes_in_the_batch_the_beams_run_fastest_within_batch_size(
+    tmp_path, tiny_summarizer_dir, monkeypatch, capsys, flags, per_call
+) -> None:
+    # 16 rows a batch (the default --batch-size), but 4 beams run fastest on 8 articles a call.
+    from inference.summarizer import Summarizer
+
+    sizes, summarize = [], Summarizer.summarize
+    monkeypatch.setattr(
+        Summarizer,
+        "summarize",
+        lambda self, texts, **kw: sizes.append(kw["batch_size"]) or summarize(self, texts, **kw),
+    )
+    source = write_jsonl(tmp_path / "in.jsonl", sample_rows(3))
+    model = ["--summarizer", tiny_summarizer_dir, "--device", "cpu", "--num-beams", "4", "--max-new-tokens", "2"]
+    code, _, err = khabar(capsys, "predict", source, "-o", tmp_path / "out.jsonl", "--tasks", "summary", *model, *flags)
+    assert code == 0, err
+    assert set(sizes) == {per_call}
+
+
 def test_predict_csv_to_csv_with_title_and_kept_columns(tmp_path, models, capsys) -> None:
     rows = [
         {k: row[k].replace("\n", " ") for k in ("id", "title", "article", "summary", "source")}

@@ -32,7 +32,7 @@ SHORT_SUMMARY = {"num_beams": 1, "max_new_tokens": 6}
 @pytest.fixture(scope="module")
 def models(fitted_classifier_dir, tiny_summarizer_dir) -> ServedModels:
     # float32: the served answers are compared with in-process ones batched differently, and in
-    # bf16 (the auto choice on AMX processors) a padded batch moves close scores enough to swap them.
+    # bf16 (the auto choice with AMX or AVX512-BF16) a padded batch moves close scores enough to swap them.
     return ServedModels(
         Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32"),
         Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu", dtype="float32"),

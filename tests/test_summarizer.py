@@ -45,6 +45,34 @@ def test_shuffled_input_gives_the_same_summaries_in_the_new_order(summarizer, sa
     assert batched == [alone[i] for i in order]
 
 
+@pytest.mark.parametrize(
+    ("settings", "calls"),
+    [
+        ({"num_beams": 1}, [16, 4]),  # greedy: 16 articles a call is the fastest measured
+        ({"num_beams": 4}, [8, 8, 4]),  # 4 beams: 8 articles (32 hypotheses)
+        ({"num_beams": 4, "batch_size": 5}, [5, 5, 5, 5]),  # a caller's size is kept
+    ],
+)
+def test_articles_per_generate_call_follow_the_beams_unless_the_caller_sets_them(
+    summarizer, monkeypatch, settings, calls
+):
+    seen = []
+
+    def generate(sources, generation):
+        seen.append(len(sources))
+        return [[5] for _ in sources]
+
+    monkeypatch.setattr(summarizer, "generate", generate)
+    assert len(summarizer(["خبر امروز"] * 20, max_new_tokens=2, **settings)) == 20
+    assert seen == calls
+
+
+def test_a_callers_cap_bounds_the_size_the_beams_pick(summarizer):
+    saved = summarizer.generation_config.num_beams or 1
+    assert summarizer.batch_size_for() == summarizer.batch_size_for(saved)  # None: the saved decoding's beams
+    assert (summarizer.batch_size_for(1, at_most=4), summarizer.batch_size_for(64, at_most=4)) == (4, 1)
+
+
 def test_decoding_defaults_come_from_the_saved_generation_config(tiny_summarizer_dir, tmp_path):
     short_dir = tmp_path / "short"
     shutil.copytree(tiny_summarizer_dir, short_dir)

@@ -142,8 +142,10 @@ def _load_models(args: argparse.Namespace) -> tuple[Callable | None, Callable | 
         classify = partial(model.predict, batch_size=args.batch_size)
     if "summary" in args.tasks:
         model = load_model("summarizer", args)
+        # --batch-size caps the articles a generate call takes; beam search is fastest in fewer.
+        size = model.batch_size_for(args.num_beams, at_most=args.batch_size)
         summarize = partial(
-            model.summarize, batch_size=args.batch_size, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens
+            model.summarize, batch_size=size, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens
         )
     return classify, summarize
 

@@ -71,6 +71,8 @@ class ServedModels:
 
         Example:
             >>> class Echo:
+            ...     def batch_size_for(self, num_beams, at_most):
+            ...         return at_most
             ...     def summarize(self, texts, **settings):
             ...         if "" in texts:
             ...             raise ValueError("text at index 0: empty")
@@ -84,7 +86,8 @@ class ServedModels:
         summarize = self.summarizer.summarize  # type: ignore[union-attr]
 
         def summaries(batch: list[str]) -> list[str]:
-            return summarize(batch, batch_size=self.max_batch, num_beams=num_beams, max_new_tokens=max_new_tokens)
+            size = self.summarizer.batch_size_for(num_beams, at_most=self.max_batch)  # type: ignore[union-attr]
+            return summarize(batch, batch_size=size, num_beams=num_beams, max_new_tokens=max_new_tokens)
 
         return _isolate("summary", summaries, texts)
 
