@@ -300,8 +300,9 @@ def auto_backend(
     Measured on a 2-core Xeon with AMX (bench/README.md, "Precision by processor"): topics, docs/s
     at 512 tokens / real lengths: torch bf16 10.6 / 11.3, ONNX Runtime int8 6.4 / 9.8, torch fp32
     ~2 / ~4.5; so with AMX torch (bf16) classifies, and without it ONNX Runtime int8 does (4x fp32
-    there). Summaries: CTranslate2 int8 2.45 docs/s against torch bf16 1.12 (beam 4, 512 tokens),
-    more without AMX, so CTranslate2 wherever it is installed. A fast engine needs the CPU, a local
+    there). On an AMD Zen 4 (AVX512-BF16, no AMX) ONNX Runtime int8 still wins: 4.64 / 7.01 against
+    torch bf16 2.90 / 4.10. Summaries: CTranslate2 int8 2.45 docs/s against torch bf16 1.12 (beam 4,
+    512 tokens; Zen 4: 2.40 against 0.94), so CTranslate2 wherever it is installed. A fast engine needs the CPU, a local
     directory, a model type its conversion is tested on, no explicit ``dtype`` (a dtype is
     torch's), and a saved decoding it can follow (``unfollowed``: the saved settings it cannot, e.g.
     ``repetition_penalty``); otherwise torch. ``isa`` stands for this processor's oneDNN level.
