@@ -44,6 +44,7 @@ CPU_TOKENS_PER_BATCH = 1024
 # bfloat16 on AMX tiles gains from bigger batches until they outgrow the caches. ParsBERT-base, 2 cores,
 # docs/s at 512 tokens and batch 1/2/4/8: 4.95/6.14/9.28/4.92; at 128-384 tokens a 2,048-token cap
 # beats 1,024 by 1.4-1.7x and matches 3,072-4,096 (float32 there: 1.80/1.90/1.85/1.54, no gain).
+# Without AMX (AMD Zen 4, AVX512-BF16) the cap hardly matters: 512 to 2,048 tokens within 4%.
 BF16_CPU_TOKENS_PER_BATCH = 2048
 # Padded tokens per forward pass on a GPU: 64 windows of 512 tokens, enough to fill an H100-class GPU
 # with ParsBERT-base in bf16 (a few GB of activations); smaller batches leave it waiting on the host.
