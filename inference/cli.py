@@ -215,7 +215,12 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--id-column", help="the id field (default: id, else the row's line number)")
     predict.add_argument("--keep-columns", type=_names, default=[], metavar="A,B", help="input fields to copy")
     _add_model_flags(predict, ("classifier", "summarizer"))
-    predict.add_argument("--batch-size", type=_positive, default=16, help="rows per batch and per write (16)")
+    predict.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=16,
+        help="rows per batch and per write (16); summaries run at most this many a call (8 with 4 beams)",
+    )
     predict.add_argument("--strict", action="store_true", help="stop at the first bad row (exit 3)")
     predict.add_argument("--resume", action="store_true", help="continue OUTPUT: skip ids already in it")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")

@@ -274,3 +274,21 @@ def test_a_report_file_that_fails_to_write_leaves_no_half_file(tmp_path, monkeyp
     with pytest.raises(OSError, match="No space left"):
         write_text_atomically(tmp_path / "metrics.json", '{"rows": 1}')
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("beams", "per_call"), [(1, 16), (4, 8)])
+def test_evaluation_summarizes_in_calls_the_size_the_beams_run_fastest(
+    tiny_summarizer_dir, monkeypatch, beams, per_call
+):
+    from inference.summarizer import Summarizer
+    from training.evaluation.predict import generate_summaries
+
+    calls, summarize = [], Summarizer.summarize
+    monkeypatch.setattr(
+        Summarizer, "summarize", lambda self, texts, **kw: calls.append(len(texts)) or summarize(self, texts, **kw)
+    )
+    summaries = generate_summaries(
+        tiny_summarizer_dir, ["خبر امروز"] * 20, device="cpu", num_beams=beams, max_new_tokens=2
+    )
+    assert len(summaries) == 20
+    assert calls == [per_call] * (20 // per_call) + ([20 % per_call] if 20 % per_call else [])

@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", help="split to read when --data is a hub id (default: test)")
     parser.add_argument("--limit", type=_positive, help="evaluate only the first N usable rows")
     parser.add_argument("--baseline-train", help="training file for the majority and TF-IDF baselines (classifiers)")
-    parser.add_argument("--batch-size", type=_positive, help="rows per model call (default: 16 classify, 8 summarize)")
+    batch_help = "rows per model call (16 topics; summaries: 16 greedy, 8 with 4 beams)"
+    parser.add_argument("--batch-size", type=_positive, help=batch_help)
     parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: the best available)")
     parser.add_argument("--num-beams", type=_positive, help="summarizers: beams (default: the model's saved setting)")
     parser.add_argument(
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> dict:
         if args.baseline_train:
             print("khabar-train evaluate: note: lead-k baselines need no --baseline-train; ignored", file=sys.stderr)
         decoding = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if v}
-        summaries = generate_summaries(args.model, inputs, args.batch_size or 8, args.device, **decoding)
+        summaries = generate_summaries(args.model, inputs, args.batch_size, args.device, **decoding)
         # Lead-k takes the article's own first sentences, never the headline.
         result = evaluate_summarization(rows["text"], rows["summary"], summaries, args.bootstrap, args.seed)
         result["decoding"] = decoding or "the model's saved settings"

@@ -27,12 +27,17 @@ def predict_topics(
 
 
 def generate_summaries(
-    model_dir: str | Path, texts: Sequence[str], batch_size: int = 8, device: str | None = None, **decoding: int
+    model_dir: str | Path,
+    texts: Sequence[str],
+    batch_size: int | None = None,
+    device: str | None = None,
+    **decoding: int,
 ) -> list[str]:
     """Summaries from a summarizer directory, in input order, with a progress bar.
 
     The model's saved decoding settings apply unless ``decoding`` overrides them
-    (``num_beams``, ``max_new_tokens``).
+    (``num_beams``, ``max_new_tokens``). ``batch_size`` (articles a call) defaults to the fastest
+    for the beams (:meth:`inference.Summarizer.batch_size_for`: 16 greedy, 8 with 4 beams).
 
     Example:
         >>> import tempfile
@@ -43,6 +48,7 @@ def generate_summaries(
     from inference import Summarizer
 
     summarizer = Summarizer.from_pretrained(model_dir, device=device or "auto")
+    batch_size = batch_size or summarizer.batch_size_for(decoding.get("num_beams"))
     summarize = lambda chunk: summarizer.summarize(chunk, batch_size=batch_size, **decoding)  # noqa: E731
     return _in_chunks(summarize, texts, batch_size, "summarizing")
 
