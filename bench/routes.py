@@ -6,7 +6,7 @@
 * ``default``: khabar with no flags: ``Classifier``/``Summarizer`` with ``backend="auto"`` (the
   fastest engine installed for this processor) and ``dtype="auto"``, length-sorted batches.
 * ``torch``: what the default is without the fast extra: the torch backend with ``dtype="auto"``
-  (bf16 with AMX or AVX512-BF16, fp32 elsewhere).
+  (bf16 with AMX or AMD's AVX512-BF16, fp32 elsewhere).
 * ``fp32``: the torch backend in float32 whatever the processor (the default before ``dtype="auto"``).
 * ``fast``: khabar's fastest CPU path: the same classes on ONNX Runtime int8 (classifier) and
   CTranslate2 int8 (summarizer).

@@ -61,7 +61,7 @@ def default_batch(task: str) -> int | None:
     return inspect.signature(method).parameters["batch_size"].default
 
 
-def routes(task: str, device: str, batch: dict[str, int], vocab: int | None = None) -> list[Route]:
+def routes(task: str, device: str, batch: dict[str, int | None], vocab: int | None = None) -> list[Route]:
     """The routes of ``task`` on ``device``: naive, default (no flags), torch, fp32, fast (and fast-vocab).
 
     On a GPU the fast route is the torch backend in bf16 with a large batch: the engines here are

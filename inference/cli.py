@@ -134,7 +134,7 @@ def add_device_flags(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         default="auto",
         choices=["auto", "float32", "bfloat16", "float16"],
-        help="torch precision: auto (default: bfloat16 on CPUs with AMX or AVX512-BF16 and on GPUs, else float32)",
+        help="torch precision: auto (default: bfloat16 with AMX, AMD's AVX512-BF16 or a GPU, else float32)",
     )
     parser.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
 

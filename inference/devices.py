@@ -1,8 +1,8 @@
 """Where a model runs and in what precision: the device and dtype policy of every backend.
 
-The CPU's automatic precision (bfloat16 with AMX or AVX512-BF16, float32 elsewhere) is measured and chosen in
-:mod:`inference.precision`; this module checks the device a user asks for and the dtype a GPU
-or an explicit setting gives.
+The CPU's automatic precision (bfloat16 with AMX or AMD's AVX512-BF16, float32 elsewhere) is
+measured and chosen in :mod:`inference.precision`; this module checks the device a user asks for
+and the dtype a GPU or an explicit setting gives.
 
 Example:
     >>> resolve_device("cpu")

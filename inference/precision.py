@@ -1,19 +1,20 @@
 """The precision and engine that run fastest on this CPU while keeping the answers.
 
 What is fast depends on the processor, not on the model: bfloat16 matrix multiplies are faster
-than fp32 where the processor has bf16 dot-product instructions (AVX512-BF16, or AMX tiles), and
-slower without them (oneDNN converts to fp32 or emulates). ParsBERT-base, 512 tokens, 2 threads,
+than fp32 with AMX tiles, and on AMD's AVX512-BF16, but not on every processor with bf16 dot
+products, and slower without them (oneDNN converts to fp32). ParsBERT-base, 512 tokens, 2 threads,
 docs/s fp32 -> bf16 at batch 4:
 
-    Xeon with AMX (native)              2.09 -> 9.26      bf16 4.4x
-    AMD EPYC Zen 4, AVX512_CORE_BF16    1.74 -> 3.11      bf16 1.8x (batch 1: 1.95x); mT5-small beam 4: 1.6x
-    Zen 4 capped at AVX512_CORE_VNNI    1.78 -> 0.81      bf16 0.45x
-    Zen 4 capped at AVX2                1.50 -> 0.41      bf16 0.27x
+    Intel Xeon with AMX (native)              2.09 -> 9.26      bf16 4.4x
+    Intel Xeon capped at AVX512_CORE_BF16     1.98 -> 1.55      bf16 0.78x
+    AMD EPYC Zen 4, AVX512_CORE_BF16 (native) 1.74 -> 3.11      bf16 1.8x (batch 1: 1.95x); mT5-small beam 4: 1.6x
+    Zen 4 capped at AVX512_CORE_VNNI          1.78 -> 0.81      bf16 0.45x
+    Zen 4 capped at AVX2                      1.50 -> 0.41      bf16 0.27x
 
-So ``dtype="auto"`` on the CPU is bfloat16 where oneDNN runs at AVX512_CORE_BF16 or above
-(AVX512-BF16 or AMX), float32 below. (The Xeon capped at AVX512_CORE_BF16 once gave 1.98 -> 1.55;
-a real processor of that level, the Zen 4 above, contradicts that emulation, and the rule
-follows the real one.) Torch's dynamic int8 (``quantize="int8"``) stays opt-in: on AMX bf16
+So ``dtype="auto"`` on the CPU is bfloat16 where oneDNN runs AMX, and on AMD processors with
+AVX512-BF16 (Zen 4 and later); float32 elsewhere, Intel's AVX512-BF16 without AMX included
+(the capped Xeon's kernels ran bf16 slower, and no such Intel processor was measured natively).
+Torch's dynamic int8 (``quantize="int8"``) stays opt-in: on AMX bf16
 is faster; on the Zen 4 it is faster still (4.15 docs/s at batch 1), but it runs through
 ``torch.ao.quantization``, which torch has deprecated, with one scale per weight matrix, and the
 ``fast`` extra's ONNX Runtime int8 (per-channel, 4.6 docs/s there) is what ``backend="auto"``
@@ -82,6 +83,12 @@ class CpuCapabilities:
     avx512_vnni: bool
     avx512: bool
     avx2: bool
+    vendor: str = ""  # /proc/cpuinfo's vendor_id, e.g. "AuthenticAMD"; "" when unknown
+
+    @property
+    def amd(self) -> bool:
+        """Whether the processor is AMD's (its AVX512-BF16 runs bf16 faster than fp32: measured)."""
+        return self.vendor == "AuthenticAMD"
 
     @property
     def isa(self) -> str:
@@ -136,17 +143,18 @@ def cpu_capabilities() -> CpuCapabilities:
     try:
         found = torch.cpu.get_capabilities()  # what torch's kernels dispatch on (torch >= 2.10)
     except (AttributeError, RuntimeError):
-        return capabilities_from_flags(_cpuinfo_flags())
+        return capabilities_from_flags(_cpuinfo_flags(), _cpuinfo_field("vendor_id"))
     return CpuCapabilities(
         amx=bool(found.get("amx_tile") and found.get("amx_bf16")),
         avx512_bf16=bool(found.get("avx512_bf16")),
         avx512_vnni=bool(found.get("avx512_vnni")),
         avx512=bool(found.get("avx512_f")),
         avx2=bool(found.get("avx2")),
+        vendor=_cpuinfo_field("vendor_id"),
     )
 
 
-def capabilities_from_flags(flags: set[str]) -> CpuCapabilities:
+def capabilities_from_flags(flags: set[str], vendor: str = "") -> CpuCapabilities:
     """Capabilities from the ``flags`` line of ``/proc/cpuinfo``.
 
     Example:
@@ -159,17 +167,25 @@ def capabilities_from_flags(flags: set[str]) -> CpuCapabilities:
         avx512_vnni="avx512_vnni" in flags,
         avx512="avx512f" in flags,
         avx2="avx2" in flags,
+        vendor=vendor,
     )
 
 
 def _cpuinfo_flags() -> set[str]:
+    return set(_cpuinfo_field("flags").split())
+
+
+@functools.cache
+def _cpuinfo_field(name: str) -> str:
+    """The first ``name`` line of ``/proc/cpuinfo`` (``""`` where there is none, e.g. not Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
     except OSError:
         pass
-    return set()
+    return ""
 
 
 def isa_limit() -> str | None:
@@ -205,14 +221,17 @@ def auto_cpu_choice(kind: str, caps: CpuCapabilities | None = None, isa_limit: s
     """The precision ``dtype="auto"`` gives a ``kind`` model on the CPU, with the reason.
 
     Both models (the encoder and mT5) spend their time in the same matrix multiplies, so one rule
-    serves both: bfloat16 where the processor has bf16 dot products, float32 elsewhere (see the
-    module's measurements).
+    serves both: bfloat16 with AMX or on AMD's AVX512-BF16, float32 elsewhere (see the module's
+    measurements).
 
     Example:
         >>> amx = CpuCapabilities(True, True, True, True, True)
         >>> auto_cpu_choice("summarizer", amx).reason
         'AMX (oneDNN AVX512_CORE_AMX) runs bfloat16 matrix multiplies 2-4x faster than float32'
-        >>> auto_cpu_choice("classifier", amx, isa_limit="AVX512_CORE_BF16").dtype
+        >>> auto_cpu_choice("classifier", amx, isa_limit="AVX512_CORE_BF16").dtype  # an Intel Xeon, capped
+        torch.float32
+        >>> zen4 = CpuCapabilities(False, True, True, True, True, vendor="AuthenticAMD")
+        >>> auto_cpu_choice("classifier", zen4).dtype
         torch.bfloat16
     """
     caps = caps or cpu_capabilities()
@@ -221,8 +240,13 @@ def auto_cpu_choice(kind: str, caps: CpuCapabilities | None = None, isa_limit: s
     if ISA_LEVELS.index(isa) >= ISA_LEVELS.index("AVX512_CORE_AMX"):
         return Choice(torch.bfloat16, f"AMX (oneDNN {isa}) runs bfloat16 matrix multiplies 2-4x faster than float32")
     if ISA_LEVELS.index(isa) >= ISA_LEVELS.index("AVX512_CORE_BF16"):
-        reason = f"AVX512-BF16 (oneDNN {isa}{capped}) runs bfloat16 matrix multiplies ~1.6-1.9x faster than float32"
-        return Choice(torch.bfloat16, reason)
+        if caps.amd:
+            reason = (
+                f"AMD AVX512-BF16 (oneDNN {isa}{capped}) runs bfloat16 matrix multiplies ~1.6-1.9x faster than float32"
+            )
+            return Choice(torch.bfloat16, reason)
+        reason = f"AVX512-BF16 without AMX (oneDNN {isa}{capped}) measured slower in bfloat16 on Intel"
+        return Choice(torch.float32, reason)
     return Choice(torch.float32, f"no bfloat16 dot products (oneDNN {isa}{capped}): bfloat16 would be slower here")
 
 

@@ -151,6 +151,8 @@ class Summarizer(TextModel):
 
         About ``HYPOTHESES_PER_CALL`` hypotheses a call, at most ``MAX_ARTICLES_PER_CALL``
         articles, and at most ``at_most`` (a caller's own cap, e.g. ``khabar predict --batch-size``).
+        On a GPU a caller's ``at_most`` is kept whole: there it is the floor of a token budget
+        (:func:`gpu_batching`), and larger batches are what a GPU wants.
 
         Example:
             >>> import tempfile
@@ -159,9 +161,14 @@ class Summarizer(TextModel):
             >>> summarizer.batch_size_for(1), summarizer.batch_size_for(4), summarizer.batch_size_for(4, at_most=2)
             (16, 8, 2)
         """
+        check_positive(
+            **{name: value for name, value in (("num_beams", num_beams), ("at_most", at_most)) if value is not None}
+        )
         beams = num_beams or self.generation_config.num_beams or 1
         fastest = max(1, min(MAX_ARTICLES_PER_CALL, HYPOTHESES_PER_CALL // beams))
-        return min(fastest, at_most) if at_most else fastest
+        if at_most is None:
+            return fastest
+        return at_most if self.device.type == "cuda" else min(fastest, at_most)
 
     def _generate_fitting(self, sources: list[list[int]], generation: GenerationConfig) -> list[list[int]]:
         """``generate``, split in halves while a GPU runs out of memory (long beams of long articles)."""

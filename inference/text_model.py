@@ -74,7 +74,7 @@ class TextModel:
         """Load a model from a ``save_pretrained`` directory or a hub id.
 
         ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-        ``dtype``: ``"auto"`` is bfloat16 on a CPU with AMX or AVX512-BF16, float32 on older CPUs (see
+        ``dtype``: ``"auto"`` is bfloat16 on a CPU with AMX or AMD's AVX512-BF16, float32 on others (see
         :mod:`inference.precision`), bfloat16 on a GPU that has it (a classifier takes float16
         where bf16 is missing; mT5 stays float32: float16 breaks it and is refused).
         ``quantize="int8"``: int8 linear layers, CPU only. ``backend``: ``"auto"`` (default) picks

@@ -21,7 +21,7 @@ from inference.loading import ModelNotFoundError
 
 @pytest.fixture(scope="module")
 def classifier(fitted_classifier_dir) -> Classifier:
-    # float32: these tests hold answers to 1e-4 across batchings; bf16 (the default with AMX or AVX512-BF16) moves
+    # float32: these tests hold answers to 1e-4 across batchings; bf16 (auto with AMX or AMD's AVX512-BF16) moves
     # padded batches by ~1e-3, and is held to its own limits in test_precision_auto.py.
     return Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32")
 
@@ -115,7 +115,7 @@ def test_probabilities_cover_every_label_and_sum_to_one(classifier):
 
 
 def test_a_long_article_is_read_as_overlapping_windows_whose_logits_are_averaged(fitted_classifier_dir):
-    # float32: bf16 (the auto choice with AMX or AVX512-BF16) moves a padded batch by ~4e-4.
+    # float32: bf16 (the auto choice with AMX or AMD's AVX512-BF16) moves a padded batch by ~4e-4.
     short = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32")
     short.max_length = 32
     article = " ".join(["تیم ملی فوتبال ایران در بازی دیشب برد."] * 6 + ["نرخ تورم و قیمت دلار بالا رفت."] * 6)

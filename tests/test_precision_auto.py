@@ -54,20 +54,29 @@ def _auto_is_bf16() -> bool:
     return auto_cpu_choice("classifier", cpu_capabilities(), isa_limit()).dtype == torch.bfloat16
 
 
+ZEN4 = CpuCapabilities(amx=False, avx512_bf16=True, avx512_vnni=True, avx512=True, avx2=True, vendor="AuthenticAMD")
+
+
 @pytest.mark.parametrize("isa", BENCH_ISAS)
-def test_bf16_only_where_the_processor_has_bf16_dot_products(isa):
-    # Measured, ParsBERT-base: bf16 is 4.4x fp32 with AMX and 1.8x on a Zen 4 (AVX512-BF16), but
-    # 0.45x and 0.27x of fp32 with that Zen 4 capped at AVX512_CORE_VNNI and AVX2.
-    choice = auto_cpu_choice("classifier", SAPPHIRE_RAPIDS, isa_limit=isa)
-    assert choice.dtype == (torch.float32 if isa in ("AVX2", "AVX512_CORE_VNNI") else torch.bfloat16)
-    assert isa in choice.reason
+def test_bf16_only_where_it_was_measured_faster(isa):
+    # ParsBERT-base, bf16 / fp32: Xeon with AMX 4.4x, the same Xeon capped at AVX512_CORE_BF16
+    # 0.78x; AMD Zen 4 (AVX512-BF16, no AMX) 1.8x, capped at AVX512_CORE_VNNI 0.45x, at AVX2 0.27x.
+    xeon = auto_cpu_choice("classifier", SAPPHIRE_RAPIDS, isa_limit=isa)
+    assert xeon.dtype == (torch.bfloat16 if isa == "AVX512_CORE_AMX" else torch.float32)
+    assert isa in xeon.reason
+    zen4 = auto_cpu_choice("classifier", ZEN4, isa_limit=isa)
+    assert zen4.dtype == (torch.bfloat16 if isa in ("AVX512_CORE_BF16", "AVX512_CORE_AMX") else torch.float32)
 
 
 def test_capabilities_read_from_cpu_flags():
-    zen4 = capabilities_from_flags({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})
-    assert (zen4.amx, zen4.isa) == (False, "AVX512_CORE_BF16")
+    flags = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}
+    zen4 = capabilities_from_flags(flags, vendor="AuthenticAMD")
+    assert (zen4.amx, zen4.isa, zen4.amd) == (False, "AVX512_CORE_BF16", True)
     assert auto_cpu_choice("summarizer", zen4).dtype == torch.bfloat16
-    ice_lake = capabilities_from_flags({"avx2", "avx512f", "avx512_vnni"})
+    cooper_lake = capabilities_from_flags(flags, vendor="GenuineIntel")  # never measured natively: float32
+    assert auto_cpu_choice("summarizer", cooper_lake).dtype == torch.float32
+    assert "measured slower in bfloat16 on Intel" in auto_cpu_choice("summarizer", cooper_lake).reason
+    ice_lake = capabilities_from_flags({"avx2", "avx512f", "avx512_vnni"}, vendor="GenuineIntel")
     assert auto_cpu_choice("summarizer", ice_lake).dtype == torch.float32
 
 
@@ -100,7 +109,7 @@ DECIDED_MARGIN = 0.01  # probability between float32's first and second topic
 
 @pytest.mark.parametrize("dtype", ["auto", "bfloat16"])
 def test_topics_agree_with_float32(fitted_classifier_dir, all_articles, dtype):
-    # bfloat16 is what "auto" picks with AMX or AVX512-BF16; checked on every machine, so an older
+    # bfloat16 is what "auto" picks with AMX or AMD's AVX512-BF16; checked on every machine, so an older
     # CPU (where auto is float32 and agrees trivially) still guards the bf16 numerics.
     texts = all_articles
     reference = Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32")

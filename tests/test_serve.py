@@ -32,7 +32,7 @@ SHORT_SUMMARY = {"num_beams": 1, "max_new_tokens": 6}
 @pytest.fixture(scope="module")
 def models(fitted_classifier_dir, tiny_summarizer_dir) -> ServedModels:
     # float32: the served answers are compared with in-process ones batched differently, and in
-    # bf16 (the auto choice with AMX or AVX512-BF16) a padded batch moves close scores enough to swap them.
+    # bf16 (auto with AMX or AMD's AVX512-BF16) a padded batch moves close scores enough to swap them.
     return ServedModels(
         Classifier.from_pretrained(fitted_classifier_dir, device="cpu", dtype="float32"),
         Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu", dtype="float32"),
@@ -514,3 +514,15 @@ def test_khabar_serve_loads_its_models_through_the_predict_loader(fitted_classif
     model = load_model("classifier", args)
 
     assert isinstance(model, Classifier) and model.precision == "torch float32"
+
+
+@pytest.mark.parametrize(("beams", "calls"), [(1, [16, 4]), (4, [8, 8, 4])])
+def test_served_summaries_run_in_calls_the_beams_run_fastest_within_max_batch(tiny_summarizer_dir, beams, calls):
+    from inference.serve.models import summary_key
+
+    summarizer = Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu", backend="torch")
+    seen, generate = [], summarizer.generate
+    summarizer.generate = lambda sources, generation: seen.append(len(sources)) or generate(sources, generation)
+    served = ServedModels(summarizer=summarizer, max_batch=64)  # a deep queue joined into one call
+    assert len(served.run_batch(summary_key(beams, 2), [ARTICLE] * 20)) == 20
+    assert seen == calls

@@ -50,6 +50,7 @@ def test_shuffled_input_gives_the_same_summaries_in_the_new_order(summarizer, sa
     [
         ({"num_beams": 1}, [16, 4]),  # greedy: 16 articles a call is the fastest measured
         ({"num_beams": 4}, [8, 8, 4]),  # 4 beams: 8 articles (32 hypotheses)
+        ({}, [8, 8, 4]),  # the saved decoding's beams (4) decide
         ({"num_beams": 4, "batch_size": 5}, [5, 5, 5, 5]),  # a caller's size is kept
     ],
 )
@@ -71,6 +72,16 @@ def test_a_callers_cap_bounds_the_size_the_beams_pick(summarizer):
     saved = summarizer.generation_config.num_beams or 1
     assert summarizer.batch_size_for() == summarizer.batch_size_for(saved)  # None: the saved decoding's beams
     assert (summarizer.batch_size_for(1, at_most=4), summarizer.batch_size_for(64, at_most=4)) == (4, 1)
+    for bad in ({"at_most": 0}, {"at_most": -3}, {"num_beams": 0}):
+        with pytest.raises(ValueError, match="must be a positive integer"):
+            summarizer.batch_size_for(**bad)
+
+
+def test_on_a_gpu_a_callers_batch_size_is_kept_whole(summarizer, monkeypatch):
+    # On a GPU it is the floor of the token budget: --batch-size 128 must not shrink to the CPU's 8.
+    monkeypatch.setattr(summarizer, "device", torch.device("cuda"))
+    assert summarizer.batch_size_for(4, at_most=128) == 128
+    assert summarizer.batch_size_for(4) == 8
 
 
 def test_decoding_defaults_come_from_the_saved_generation_config(tiny_summarizer_dir, tmp_path):

@@ -48,7 +48,8 @@ def generate_summaries(
     from inference import Summarizer
 
     summarizer = Summarizer.from_pretrained(model_dir, device=device or "auto")
-    batch_size = batch_size or summarizer.batch_size_for(decoding.get("num_beams"))
+    if batch_size is None:
+        batch_size = summarizer.batch_size_for(decoding.get("num_beams"))
     summarize = lambda chunk: summarizer.summarize(chunk, batch_size=batch_size, **decoding)  # noqa: E731
     return _in_chunks(summarize, texts, batch_size, "summarizing")
 
