@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import models, report
 from bench.measure import Worker, sgemm_gflops, spread
-from bench.routes import DECODINGS, Route, load
+from bench.routes import DECODINGS, Route, generation, load
 from bench.workloads import fit, fixed_length, read_articles, real_mix, spread_subset, token_lengths
 from inference.fast.cache import user_cache_dir
 from inference.precision import BENCH_ISAS, ISA_ENV, cpu_capabilities, effective_isa, isa_limit
@@ -143,6 +143,22 @@ def measure(task: str, model_dirs: dict[str, Path], args: argparse.Namespace) ->
     return _records(task, task_routes, workers, peaks, counts, timings, route_lengths, decodings, args)
 
 
+def _batch_size(route: Route, decoding: str | None) -> int | None:
+    """The articles per model call a route ran: its own size, or the one the summarizer picks by beams.
+
+    ``None`` on a GPU, where a token budget decides (see ``inference.summarizer.gpu_batching``).
+
+    Example:
+        >>> _batch_size(Route("summarizer", "default", "auto", None, None), "beam4")
+        8
+    """
+    if route.batch_size is not None or route.device != "cpu":
+        return route.batch_size
+    from inference.summarizer import cpu_batch_size
+
+    return cpu_batch_size(generation(decoding or "greedy").get("num_beams") or 1)
+
+
 def _records(task, task_routes, workers, peaks, counts, timings, lengths, decodings, args) -> list[dict]:
     seconds, cpu = timings["seconds"], timings["cpu"]
     records = []
@@ -160,6 +176,7 @@ def _records(task, task_routes, workers, peaks, counts, timings, lengths, decodi
                     "decoding": decoding,
                     "route": route.name,
                     "label": route.label,
+                    "batch_size": _batch_size(route, decoding),
                     "via": worker.via,
                     "docs": n,
                     "repetitions": args.reps,

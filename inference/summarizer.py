@@ -164,8 +164,7 @@ class Summarizer(TextModel):
         check_positive(
             **{name: value for name, value in (("num_beams", num_beams), ("at_most", at_most)) if value is not None}
         )
-        beams = num_beams or self.generation_config.num_beams or 1
-        fastest = max(1, min(MAX_ARTICLES_PER_CALL, HYPOTHESES_PER_CALL // beams))
+        fastest = cpu_batch_size(num_beams or self.generation_config.num_beams or 1)
         if at_most is None:
             return fastest
         return at_most if self.device.type == "cuda" else min(fastest, at_most)
@@ -263,6 +262,16 @@ def loses_half_spaces(tokenizer) -> bool:
 
 
 _HALF_SPACE_PROBE = f"رسانه{ZWNJ}ها"
+
+
+def cpu_batch_size(num_beams: int) -> int:
+    """Articles per ``generate`` call that run fastest on a CPU: about ``HYPOTHESES_PER_CALL`` hypotheses.
+
+    Example:
+        >>> cpu_batch_size(1), cpu_batch_size(4), cpu_batch_size(64)
+        (16, 8, 1)
+    """
+    return max(1, min(MAX_ARTICLES_PER_CALL, HYPOTHESES_PER_CALL // num_beams))
 
 
 def gpu_batching(batch_size: int, max_length: int) -> tuple[int, int]:
