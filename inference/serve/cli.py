@@ -76,7 +76,7 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
         "--max-batch",
         type=_positive,
         default=16,
-        help="texts per model batch; a call waits --max-wait-ms for this many (16)",
+        help="texts per model batch; a call waits --max-wait-ms for this many (16; beam search runs fewer a call)",
     )
     serve.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill, ms (10)")
     serve.add_argument("--max-texts", type=_positive, default=64, help="articles per request (64)")
