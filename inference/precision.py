@@ -14,8 +14,8 @@ docs/s fp32 -> bf16 at batch 4:
 So ``dtype="auto"`` on the CPU is bfloat16 where oneDNN runs AMX, and on AMD processors with
 AVX512-BF16 (Zen 4 and later); float32 elsewhere, Intel's AVX512-BF16 without AMX included
 (the capped Xeon's kernels ran bf16 slower, and no such Intel processor was measured natively).
-Torch's dynamic int8 (``quantize="int8"``) stays opt-in: on AMX bf16
-is faster; on the Zen 4 it is faster still (4.15 docs/s at batch 1), but it runs through
+Torch's dynamic int8 (``quantize="int8"``) stays opt-in: on AMX bf16 is faster; on the Zen 4
+it is faster still (4.15 docs/s at batch 1), but it runs through
 ``torch.ao.quantization``, which torch has deprecated, with one scale per weight matrix, and the
 ``fast`` extra's ONNX Runtime int8 (per-channel, 4.6 docs/s there) is what ``backend="auto"``
 takes on such a processor anyway. Capabilities come from ``torch.cpu.get_capabilities()``, with
@@ -239,12 +239,11 @@ def auto_cpu_choice(kind: str, caps: CpuCapabilities | None = None, isa_limit: s
     capped = f", capped by ONEDNN_MAX_CPU_ISA={isa_limit}" if isa != caps.isa else ""
     if ISA_LEVELS.index(isa) >= ISA_LEVELS.index("AVX512_CORE_AMX"):
         return Choice(torch.bfloat16, f"AMX (oneDNN {isa}) runs bfloat16 matrix multiplies 2-4x faster than float32")
-    if ISA_LEVELS.index(isa) >= ISA_LEVELS.index("AVX512_CORE_BF16"):
-        if caps.amd:
-            reason = (
-                f"AMD AVX512-BF16 (oneDNN {isa}{capped}) runs bfloat16 matrix multiplies ~1.6-1.9x faster than float32"
-            )
-            return Choice(torch.bfloat16, reason)
+    has_bf16 = ISA_LEVELS.index(isa) >= ISA_LEVELS.index("AVX512_CORE_BF16")
+    if has_bf16 and caps.amd:
+        reason = f"AMD AVX512-BF16 (oneDNN {isa}{capped}) runs bfloat16 matrix multiplies ~1.6-1.9x faster than float32"
+        return Choice(torch.bfloat16, reason)
+    if has_bf16:
         reason = f"AVX512-BF16 without AMX (oneDNN {isa}{capped}) measured slower in bfloat16 on Intel"
         return Choice(torch.float32, reason)
     return Choice(torch.float32, f"no bfloat16 dot products (oneDNN {isa}{capped}): bfloat16 would be slower here")

@@ -84,9 +84,9 @@ class ServedModels:
             return _isolate("topic", self._topics, texts)
         _, num_beams, max_new_tokens = key
         summarize = self.summarizer.summarize  # type: ignore[union-attr]
+        size = self.summarizer.batch_size_for(num_beams, at_most=self.max_batch)  # type: ignore[union-attr]
 
         def summaries(batch: list[str]) -> list[str]:
-            size = self.summarizer.batch_size_for(num_beams, at_most=self.max_batch)  # type: ignore[union-attr]
             return summarize(batch, batch_size=size, num_beams=num_beams, max_new_tokens=max_new_tokens)
 
         return _isolate("summary", summaries, texts)
