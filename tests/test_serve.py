@@ -343,6 +343,51 @@ def test_texts_already_queued_join_a_call_beyond_max_batch_up_to_max_gather():
     assert calls == [[0], [1, 2, 3, 4], [5, 6]]  # a deep queue is sorted across two model batches
 
 
+def _answer_then_come_back(batcher: MicroBatcher, idle_s: float, gap_s: float) -> None:
+    """A call of 4 texts, then (after ``idle_s``) its 4 clients send again: one at once, three ``gap_s`` later."""
+    assert [f.result(timeout=10) for f in [batcher.submit("k", i) for i in range(4)]] == list(range(4))
+    time.sleep(idle_s)
+    first = batcher.submit("k", 4)
+    time.sleep(gap_s)
+    rest = [batcher.submit("k", i) for i in range(5, 8)]
+    assert [f.result(timeout=10) for f in [first, *rest]] == list(range(4, 8))
+    batcher.close()
+
+
+@pytest.fixture
+def slow_calls(monkeypatch):
+    """Calls of 0.1 s (after the first) that each give their clients a 1 s window to come back in."""
+    monkeypatch.setattr("inference.serve.batcher.RETURN_WINDOW_SHARE", 10.0)
+    calls = []
+
+    def run_batch(key, items):
+        calls.append(list(items))
+        time.sleep(0.1)
+        return items
+
+    return calls, run_batch
+
+
+def test_texts_a_call_answered_coming_back_slower_than_max_wait_share_one_call(slow_calls):
+    calls, run_batch = slow_calls
+    batcher = MicroBatcher(run_batch, max_batch=4, max_wait_ms=5)
+    batcher.submit("k", -1).result(timeout=10)  # an idle start: a call of one text
+    _answer_then_come_back(batcher, idle_s=0, gap_s=0.2)  # 40x max_wait, within the 1 s window
+    assert [len(call) for call in calls][-1] == 4
+
+
+@pytest.mark.parametrize(
+    "max_wait_ms, idle_s",
+    [(5, 1.3), (0, 0)],
+    ids=["an idle server does not wait for them", "max-wait 0 never waits"],
+)
+def test_the_window_for_returning_texts_ends_and_can_be_turned_off(slow_calls, max_wait_ms, idle_s):
+    calls, run_batch = slow_calls
+    batcher = MicroBatcher(run_batch, max_batch=4, max_wait_ms=max_wait_ms)
+    _answer_then_come_back(batcher, idle_s=idle_s, gap_s=0.2)
+    assert calls[-2:] == [[4], [5, 6, 7]]
+
+
 def test_health_is_answered_while_the_model_is_busy(models):
     busy = ServedModels(classifier=models.classifier)
     started, release = threading.Event(), threading.Event()

@@ -78,7 +78,13 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
         default=16,
         help="texts per model batch; a call waits --max-wait-ms for this many (16; beam search runs fewer a call)",
     )
-    serve.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill, ms (10)")
+    serve.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=10.0,
+        help="how long a batch waits to fill, ms (10); right after a call, up to a tenth of its time for the "
+        "texts it answered; 0: never wait",
+    )
     serve.add_argument("--max-texts", type=_positive, default=64, help="articles per request (64)")
     serve.add_argument("--max-body-bytes", type=_positive, default=4 * 1024 * 1024, help="request body size (4 MiB)")
     beams, tokens = _decoding("num_beams"), _decoding("max_new_tokens")
