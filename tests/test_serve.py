@@ -376,6 +376,18 @@ def test_texts_a_call_answered_coming_back_slower_than_max_wait_share_one_call(s
     assert [len(call) for call in calls][-1] == 4
 
 
+def test_after_one_request_of_many_texts_the_next_request_does_not_wait_for_more(slow_calls):
+    calls, run_batch = slow_calls
+    batcher = MicroBatcher(run_batch, max_batch=8, max_wait_ms=5)
+    assert asyncio.run(batcher.run("k", [0, 1, 2, 3])) == [0, 1, 2, 3]  # one request: one client
+    first = batcher.submit("k", 4)
+    time.sleep(0.3)  # within the 1 s window, which waits for requests, not texts
+    second = batcher.submit("k", 5)
+    assert [first.result(timeout=10), second.result(timeout=10)] == [4, 5]
+    batcher.close()
+    assert calls == [[0, 1, 2, 3], [4], [5]]
+
+
 @pytest.mark.parametrize(
     "max_wait_ms, idle_s",
     [(5, 1.3), (0, 0)],

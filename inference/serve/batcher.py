@@ -10,8 +10,8 @@ throughput when a call held one batch).
 
 Right after a call, the clients it answered tend to send their next texts together, but not within
 ``max_wait_ms``: the event loop is still writing the other answers. So for a tenth of that call's
-time (at most a second) the batcher waits until as many texts as the call held (at most
-``max_batch``) are back, instead of starting a call with the first one or two. An idle server's
+time (at most a second) the batcher waits until as many requests as the call answered are back (or
+``max_batch`` texts), instead of starting a call with the first one or two. An idle server's
 first text still waits ``max_wait_ms`` only, and ``max_wait_ms=0`` turns waiting off altogether.
 
 The event loop only queues and awaits, so health checks are answered while a batch runs; a request
@@ -54,6 +54,7 @@ _STOP = object()
 class _Pending:
     key: Hashable
     item: Any
+    request: object  # shared by the texts of one request
     future: Future = field(default_factory=Future)
 
 
@@ -91,7 +92,7 @@ class MicroBatcher:
         self.max_gather = max_gather
         self.max_wait = max_wait_ms / 1000
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        # (texts the last call answered, until when they are waited for) - see the module docstring.
+        # (requests the last call answered, until when they are waited for) - see the module docstring.
         self._returning: tuple[int, float] = (0, 0.0)
         self._worker = threading.Thread(target=self._work, name="khabar-batcher", daemon=True)
         self._worker.start()
@@ -105,9 +106,7 @@ class MicroBatcher:
             42
             >>> batcher.close()
         """
-        pending = _Pending(key, item)
-        self._queue.put(pending)
-        return pending.future
+        return self._put(key, [item])[0]
 
     async def run(self, key: Hashable, items: list[Any], return_exceptions: bool = False) -> list[Any]:
         """Queue ``items`` and wait for their results, in order; cancelling this cancels the queued ones.
@@ -121,13 +120,21 @@ class MicroBatcher:
             [1, ValueError(-1)]
             >>> batcher.close()
         """
-        futures = [asyncio.wrap_future(self.submit(key, item)) for item in items]
+        futures = [asyncio.wrap_future(future) for future in self._put(key, items)]
         try:
             return await asyncio.gather(*futures, return_exceptions=return_exceptions)
         except BaseException:
             for future in futures:
                 future.cancel()  # items not started yet leave the queue unrun
             raise
+
+    def _put(self, key: Hashable, items: list[Any]) -> list[Future]:
+        """Queue the texts of one request."""
+        request = object()
+        pendings = [_Pending(key, item, request) for item in items]
+        for pending in pendings:
+            self._queue.put(pending)
+        return [pending.future for pending in pendings]
 
     def close(self, timeout: float | None = None) -> None:
         """Finish what is queued, then stop the worker thread.
@@ -154,9 +161,9 @@ class MicroBatcher:
         first = self._queue.get()
         if first is _STOP:
             return [], True
-        batch, deadline = [first], time.monotonic() + self.max_wait
+        batch, deadline, requests = [first], time.monotonic() + self.max_wait, {first.request}
         while len(batch) < self.max_gather:
-            remaining = self._wait_until(len(batch), deadline) - time.monotonic()
+            remaining = self._wait_until(len(batch), len(requests), deadline) - time.monotonic()
             try:
                 # Past the wait (or with a batch in hand), items already queued still join: they
                 # cost the call little and are sorted by length with the rest.
@@ -166,14 +173,16 @@ class MicroBatcher:
             if pending is _STOP:
                 return batch, True
             batch.append(pending)
+            requests.add(pending.request)
         return batch, False
 
-    def _wait_until(self, gathered: int, deadline: float) -> float:
-        """When to stop waiting for another text, with ``gathered`` in hand; a past time takes only what is queued."""
-        if gathered >= self.max_batch or not self.max_wait:
+    def _wait_until(self, texts: int, requests: int, deadline: float) -> float:
+        """When to stop waiting for another text, with ``texts`` from ``requests`` in hand; a past time
+        takes only what is queued."""
+        if texts >= self.max_batch or not self.max_wait:
             return 0.0
         expected, window_end = self._returning
-        return max(deadline, window_end) if gathered < expected else deadline
+        return max(deadline, window_end) if requests < expected else deadline
 
     def _run(self, batch: list[_Pending]) -> None:
         started = time.monotonic()
@@ -181,7 +190,7 @@ class MicroBatcher:
         self._run_live(live)
         finished = time.monotonic()
         window = min(RETURN_WINDOW_SHARE * (finished - started), RETURN_WINDOW_MAX_S)
-        self._returning = (min(len(live), self.max_batch), finished + window)
+        self._returning = (len({pending.request for pending in live}), finished + window)
 
     def _run_live(self, live: list[_Pending]) -> None:
         by_key: dict[Hashable, list[_Pending]] = {}

@@ -83,7 +83,7 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
         type=float,
         default=10.0,
         help="how long a batch waits to fill, ms (10); right after a call, up to a tenth of its time for the "
-        "texts it answered; 0: never wait",
+        "requests it answered; 0: never wait",
     )
     serve.add_argument("--max-texts", type=_positive, default=64, help="articles per request (64)")
     serve.add_argument("--max-body-bytes", type=_positive, default=4 * 1024 * 1024, help="request body size (4 MiB)")
