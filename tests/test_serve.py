@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import threading
 import time
 
@@ -386,6 +388,18 @@ def test_after_one_request_of_many_texts_the_next_request_does_not_wait_for_more
     assert [first.result(timeout=10), second.result(timeout=10)] == [4, 5]
     batcher.close()
     assert calls == [[0, 1, 2, 3], [4], [5]]
+
+
+def test_each_model_call_is_logged_with_its_size_and_time(caplog):
+    caplog.set_level(logging.DEBUG, logger="inference.serve.batcher")
+    batcher = MicroBatcher(lambda key, items: items, max_batch=4, max_wait_ms=200)
+
+    async def two_requests():
+        return await asyncio.gather(batcher.run("k", [1, 2]), batcher.run("k", [3]))
+
+    assert asyncio.run(two_requests()) == [[1, 2], [3]]
+    batcher.close()
+    assert re.search(r"model call: 3 text\(s\) from 2 request\(s\) in \d+\.\d\d s", caplog.text)
 
 
 @pytest.mark.parametrize(

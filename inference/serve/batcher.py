@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
@@ -36,6 +37,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+log = logging.getLogger(__name__)
 # (key, texts) -> one result or exception per text, in order.
 RunBatch = Callable[[Hashable, list[Any]], list[Any]]
 # Model batches one call may hold when the queue is deep. More sorts better but makes the first
@@ -190,7 +192,10 @@ class MicroBatcher:
         self._run_live(live)
         finished = time.monotonic()
         window = min(RETURN_WINDOW_SHARE * (finished - started), RETURN_WINDOW_MAX_S)
-        self._returning = (len({pending.request for pending in live}), finished + window)
+        requests = len({pending.request for pending in live})
+        self._returning = (requests, finished + window)
+        if live:  # what --max-batch / --max-wait-ms are tuned by: the size of each call and its time
+            log.debug("model call: %d text(s) from %d request(s) in %.2f s", len(live), requests, finished - started)
 
     def _run_live(self, live: list[_Pending]) -> None:
         by_key: dict[Hashable, list[_Pending]] = {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import ipaddress
+import logging
 import os
 import signal
 import sys
@@ -127,6 +128,8 @@ def serve_command(args: argparse.Namespace) -> int:
     from inference.serve.app import create_app
     from inference.serve.models import ServedModels
 
+    if args.log_level == "debug":
+        _log_model_calls()
     loaded = {kind: load_model(kind, args) for kind in kinds}
     app = create_app(ServedModels(**loaded, backend=args.backend), settings)
     # uvicorn stops gracefully on SIGTERM / SIGINT, then raises the signal again under the handler
@@ -141,6 +144,15 @@ def serve_command(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.timeout_s) + 5,  # in-flight requests end by then anyway
     )
     return 0
+
+
+def _log_model_calls() -> None:
+    """Print each model call's size and time (``--log-level debug``), to tune ``--max-batch`` and ``--max-wait-ms``."""
+    calls = logging.getLogger("inference.serve.batcher")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("khabar serve: %(message)s"))
+    calls.addHandler(handler)
+    calls.setLevel(logging.DEBUG)
 
 
 MAX_WAIT_MS = 10_000
