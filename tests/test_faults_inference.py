@@ -466,6 +466,77 @@ def test_resume_refuses_another_id_column(tmp_path, topic, capsys) -> None:
     assert digest(output) == before  # every row was already done
 
 
+def _half_done(tmp_path: Path, topic: list[str], capsys) -> tuple[Path, Path, list[str]]:
+    """An input of 6 rows and an output holding the first 3 of them, as a run stopped half-way leaves it."""
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(6))
+    output = tmp_path / "out.jsonl"
+    assert khabar(capsys, "predict", source, "-o", output, *topic)[0] == 0
+    output.write_text("".join(output.read_text(encoding="utf-8").splitlines(keepends=True)[:3]), encoding="utf-8")
+    return source, output, topic
+
+
+def _with_classifier(topic: list[str], model: Path) -> list[str]:
+    flags = list(topic)
+    flags[flags.index("--classifier") + 1] = str(model)
+    return flags
+
+
+def test_resume_with_another_classifier_is_refused_before_mixing_two_models(
+    tmp_path, topic, capsys, tiny_classifier_dir
+) -> None:
+    source, output, _ = _half_done(tmp_path, topic, capsys)
+    before = digest(output)
+    code, _, err = khabar(
+        capsys, "predict", source, "-o", output, "--resume", *_with_classifier(topic, tiny_classifier_dir)
+    )
+    assert code == 2 and digest(output) == before
+    one_line_error(err, "out.jsonl", "written with the classifier", str(tiny_classifier_dir), "--overwrite")
+
+
+def test_resume_refuses_a_classifier_retrained_in_place_but_not_one_moved(
+    tmp_path, topic, capsys, fitted_classifier_dir
+) -> None:
+    moved = model_copy(fitted_classifier_dir, tmp_path)  # same files, another folder
+    (moved / "metrics.json").write_text("{}")  # training's reports are not the model
+    source, output, _ = _half_done(tmp_path, topic, capsys)
+    assert khabar(capsys, "predict", source, "-o", output, "--resume", *_with_classifier(topic, moved))[0] == 0
+    assert len(strict_records(output)) == 6
+
+    retrained = _with_classifier(topic, moved)
+    output.write_text("".join(output.read_text(encoding="utf-8").splitlines(keepends=True)[:3]), encoding="utf-8")
+    edit_weights(moved, lambda tensors: tensors.update({k: v + 0.01 for k, v in tensors.items()}))
+    code, _, err = khabar(capsys, "predict", source, "-o", output, "--resume", *retrained)
+    assert code == 2 and len(strict_records(output)) == 3
+    one_line_error(err, "out.jsonl", f"the classifier {moved} changed since", "--overwrite")
+
+
+@pytest.mark.parametrize(
+    "first, then, named",
+    [
+        (["--num-beams", "2", "--max-new-tokens", "4"], ["--num-beams", "1", "--max-new-tokens", "4"], "2, not 1"),
+        ([], ["--max-new-tokens", "4"], "--max-new-tokens (the model's default), not 4"),
+    ],
+)
+def test_resume_with_other_decoding_settings_is_refused(tmp_path, capsys, tiny_summarizer_dir, first, then, named):
+    summary = ["--tasks", "summary", "--summarizer", str(tiny_summarizer_dir), "--device", "cpu", "--quiet"]
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
+    output = tmp_path / "out.jsonl"
+    assert khabar(capsys, "predict", source, "-o", output, *summary, *first)[0] == 0
+    output.write_text(output.read_text(encoding="utf-8").splitlines(keepends=True)[0], encoding="utf-8")
+    code, _, err = khabar(capsys, "predict", source, "-o", output, "--resume", *summary, *then)
+    assert code == 2 and len(strict_records(output)) == 1
+    one_line_error(err, "out.jsonl", named, "--overwrite")
+    assert khabar(capsys, "predict", source, "-o", output, "--resume", *summary, *first)[0] == 0
+    assert len(strict_records(output)) == 2
+
+
+def test_a_run_refused_before_writing_leaves_no_run_file(tmp_path, topic, capsys) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
+    code, _, err = khabar(capsys, "predict", source, "-o", tmp_path / "out.jsonl", *_with_classifier(topic, tmp_path))
+    assert code == 2 and "config.json" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
 # --- 12. khabar merge -------------------------------------------------------------------------------------
 
 

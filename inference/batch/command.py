@@ -27,6 +27,7 @@ from inference.batch.input_checks import check_encoding_and_shape, check_not_sam
 from inference.batch.loop import Job, RunStats, run, stop_after_batch
 from inference.batch.memory import keep_large_buffers_separate
 from inference.batch.output_guard import OutputGuard, guarded_output
+from inference.batch.provenance import model_record
 from inference.batch.reading import count_rows, csv_columns, open_input
 from inference.batch.reading import read_rows as read_input
 from inference.batch.resume import DoneRecords, load_done
@@ -44,7 +45,7 @@ def predict_command(args: argparse.Namespace) -> int:
     _check_columns(args.input, columns, explicit_id=args.id_column is not None, fmt=args.input_format)
     _check_backend(args.backend, args.tasks)
     # Held until the run ends: a second run on this output fails at once instead of interleaving.
-    with guarded_output(output, args.input, args.resume, columns.id) as guard:
+    with guarded_output(output, args.input, args.resume, columns.id, _model_records(args)) as guard:
         return _predict_locked(args, columns, shard, output, guard)
 
 
@@ -63,6 +64,25 @@ def _predict_locked(
     if progress is not None:
         progress.close()
     return _report(stats, args, output, leftover=sum(done.ids.values()))
+
+
+def _model_records(args: argparse.Namespace) -> dict[str, dict]:
+    """What each task's model and settings are, for the output's run file (a model not found is reported later)."""
+    from inference.loading import resolve_model
+
+    columns = {"text_column": args.text_column}
+    settings = {
+        "classifier": {**columns, "title_column": args.title_column},
+        "summarizer": {**columns, "num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens},
+    }
+    records = {}
+    for task, kind in (("topic", "classifier"), ("summary", "summarizer")):
+        if task in args.tasks:
+            try:
+                records[kind] = model_record(resolve_model(kind, getattr(args, kind)), **settings[kind])
+            except (OSError, ValueError):
+                continue  # loading it reports the problem, with the same one-line error as without --resume
+    return records
 
 
 def _check_columns(path: str, columns: InputColumns, explicit_id: bool, fmt: str | None = None) -> None:

@@ -64,14 +64,20 @@ class OutputLock:
 
     ``previous`` is what the run file held before this run (the last run's input fingerprint),
     ``save()`` replaces it. A second lock on the same output fails at once with
-    :class:`OutputLocked`.
+    :class:`OutputLocked`. A run file this lock created is removed again if the output was never
+    written, so a run refused before writing leaves nothing behind.
 
     Example:
         >>> import tempfile, pathlib
-        >>> output = str(pathlib.Path(tempfile.mkdtemp()) / "out.jsonl")
-        >>> with OutputLock(output) as run:
+        >>> output = pathlib.Path(tempfile.mkdtemp()) / "out.jsonl"
+        >>> with OutputLock(str(output)) as run:
         ...     run.save({"input": {"size": 3}})
-        >>> with OutputLock(output) as run:
+        >>> run_file(str(output)).exists()  # refused before writing: nothing left
+        False
+        >>> with OutputLock(str(output)) as run:
+        ...     run.save({"input": {"size": 3}})
+        ...     _ = output.write_text("")
+        >>> with OutputLock(str(output)) as run:
         ...     run.previous["input"]
         {'size': 3}
     """
@@ -81,8 +87,10 @@ class OutputLock:
         self.path = run_file(output)
         self.previous: dict[str, Any] | None = None
         self._fd: int | None = None
+        self._created = False
 
     def __enter__(self) -> OutputLock:
+        self._created = not self.path.exists()
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
@@ -111,6 +119,10 @@ class OutputLock:
 
     def __exit__(self, *exc_info: object) -> None:
         if self._fd is not None:
+            if self._created and not os.path.lexists(self.output):
+                # A run refused before writing (a bad model, an unknown format) leaves nothing behind;
+                # removed while still locked, so no other run is holding it.
+                self.path.unlink(missing_ok=True)
             os.close(self._fd)  # closing releases the lock
             self._fd = None
 

@@ -2,8 +2,9 @@
 
 :func:`guarded_output` locks the output (see :mod:`inference.batch.locking`) for the whole run and,
 on ``--resume``, refuses an input that changed since the output was started (see
-:mod:`inference.batch.fingerprint`) or an id column other than the one it was started with (the
-rows done would not be recognized and would run again). stdout and devices such as
+:mod:`inference.batch.fingerprint`), an id column other than the one it was started with (the
+rows done would not be recognized and would run again), or another model or decoding setting
+(see :mod:`inference.batch.provenance`). stdout and devices such as
 ``/dev/null`` need neither.
 
 Example:
@@ -12,8 +13,9 @@ Example:
     >>> _ = (folder / "in.jsonl").write_text('{"id": "a"}\\n')
     >>> with guarded_output(str(folder / "out.jsonl"), str(folder / "in.jsonl"), resume=False, id_column="id") as guard:
     ...     guard.record_input()
+    ...     _ = (folder / "out.jsonl").write_text('{"id": "a", "line": 1}\\n')
     >>> sorted(p.name for p in folder.iterdir())
-    ['in.jsonl', 'out.jsonl.khabar-run']
+    ['in.jsonl', 'out.jsonl', 'out.jsonl.khabar-run']
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from inference.batch.fingerprint import difference, fingerprint
 from inference.batch.formats import STDIO, UsageError
 from inference.batch.locking import OutputLock, OutputLocked
+from inference.batch.provenance import model_difference
 
 
 class OutputGuard:
@@ -37,22 +40,30 @@ class OutputGuard:
     """
 
     def __init__(
-        self, lock: OutputLock | None, input_fingerprint: dict[str, Any] | None, id_column: str = "id"
+        self,
+        lock: OutputLock | None,
+        input_fingerprint: dict[str, Any] | None,
+        id_column: str = "id",
+        models: dict[str, dict] | None = None,
     ) -> None:
         self._lock = lock
         self._input = input_fingerprint
         self._id_column = id_column
+        self._models = models or {}
 
     def record_input(self) -> None:
-        """Note, beside the output, which input and id column it is written from (call once the output is opened)."""
+        """Note, beside the output, which input, id column and models it is written from (once the output is open)."""
         if self._lock is not None:
-            self._lock.save({"input": self._input, "id_column": self._id_column})
+            self._lock.save({"input": self._input, "id_column": self._id_column, "models": self._models})
 
 
 @contextmanager
-def guarded_output(output: str, input_path: str, resume: bool, id_column: str = "id") -> Iterator[OutputGuard]:
-    """Hold ``output``'s lock for the ``with`` block; with ``resume``, first check that the input and
-    the id column are the ones the output was started with.
+def guarded_output(
+    output: str, input_path: str, resume: bool, id_column: str = "id", models: dict[str, dict] | None = None
+) -> Iterator[OutputGuard]:
+    """Hold ``output``'s lock for the ``with`` block; with ``resume``, first check that the input, the
+    id column and the ``models`` (kind -> :func:`~inference.batch.provenance.model_record`) are the ones
+    the output was started with.
 
     Example:
         >>> with guarded_output("-", "in.jsonl", resume=False) as guard:
@@ -71,7 +82,8 @@ def guarded_output(output: str, input_path: str, resume: bool, id_column: str = 
             previous = lock.previous or {}
             _check_same_input(output, input_path, previous.get("input"), now)
             _check_same_id_column(output, previous.get("id_column"), id_column)
-        yield OutputGuard(lock, now, id_column)
+            _check_same_models(output, previous.get("models"), models or {})
+        yield OutputGuard(lock, now, id_column, models)
     finally:
         lock.__exit__(None, None, None)
 
@@ -110,3 +122,14 @@ def _check_same_id_column(output: str, before: str | None, now: str) -> None:
             f"--resume: {output} was started with --id-column {before}, not {now}; resume with "
             f"--id-column {before} (other ids would run every row again) or rerun with --overwrite"
         )
+
+
+def _check_same_models(output: str, before: Any, now: dict[str, dict]) -> None:
+    before = before if isinstance(before, dict) else {}
+    for kind, record in now.items():
+        change = model_difference(kind, before.get(kind), record)
+        if change:
+            raise UsageError(
+                f"--resume: {output}: {change}; resuming would mix two models' results in one file, so resume "
+                "with the same model and settings or rerun with --overwrite"
+            )
