@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("parts", nargs="+", metavar="PART", help="shard outputs (.jsonl, .csv or .tsv)")
     merge.add_argument("-o", "--output", required=True, help="the merged file (.jsonl, .csv, .tsv or -)")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    merge.add_argument(
+        "--allow-missing", action="store_true", help="merge even when some PART.shard-I-of-N files are not given"
+    )
     merge.set_defaults(handler=merge_command)
     from inference.serve.cli import add_serve_command  # flags only: FastAPI is imported when serving
 

@@ -5,7 +5,7 @@ Each command turns its parsed flags into calls; a failure is a :class:`UsageErro
 
 Example:
     >>> import argparse
-    >>> merge_command(argparse.Namespace(parts=["missing.jsonl"], output="-", overwrite=False))
+    >>> merge_command(argparse.Namespace(parts=["missing.jsonl"], output="-", overwrite=False, allow_missing=False))
     Traceback (most recent call last):
     ...
     inference.batch.formats.UsageError: PART missing.jsonl: No such file or directory
@@ -202,6 +202,6 @@ def _answer(model, method: str, texts: list[str], names: list[str], **settings) 
 
 def merge_command(args: argparse.Namespace) -> int:
     """``khabar merge``: join shard outputs into input order (see the module example for a bad part)."""
-    count = merge_parts(args.parts, args.output, overwrite=args.overwrite)
+    count = merge_parts(args.parts, args.output, overwrite=args.overwrite, allow_missing=args.allow_missing)
     print(f"khabar merge: {count} records from {len(args.parts)} parts -> {args.output}", file=sys.stderr)
     return EXIT_OK

@@ -570,6 +570,32 @@ def test_merge_failing_part_way_leaves_the_old_output_whole(tmp_path, capsys) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "all.jsonl", "b.jsonl"]
 
 
+def test_merge_refuses_a_missing_shard_unless_allowed(tmp_path, capsys) -> None:
+    first = _part(tmp_path / "preds.shard-0-of-3.jsonl", [1, 4])
+    third = _part(tmp_path / "preds.shard-2-of-3.jsonl", [3, 6])
+    output = tmp_path / "all.jsonl"
+    code, _, err = khabar(capsys, "merge", first, third, "-o", output)
+    assert code == 2 and not output.exists()
+    one_line_error(err, "preds.shard-1-of-3.jsonl", "left out", "--allow-missing")
+    assert khabar(capsys, "merge", first, third, "-o", output, "--allow-missing")[0] == 0
+    assert [record["line"] for record in strict_records(output)] == [1, 3, 4, 6]
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [("no/such/dir/all.jsonl", "no such directory"), ("folder", "is a directory")],
+)
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_merge_into_a_path_it_cannot_write_is_one_line(tmp_path, capsys, name, problem, overwrite) -> None:
+    (tmp_path / "folder").mkdir()
+    parts = [_part(tmp_path / "a.jsonl", [1]), _part(tmp_path / "b.jsonl", [2])]
+    code, _, err = khabar(capsys, "merge", *parts, "-o", tmp_path / name, *overwrite)
+    assert code == 2
+    one_line_error(err, name, problem)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "b.jsonl", "folder"]
+    assert not any((tmp_path / "folder").iterdir())
+
+
 # --- also: full disk, bad encodings, formats, ids, retries, threads, messages ---------------------------
 
 

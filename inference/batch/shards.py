@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,12 +105,13 @@ def device_for_rank(device: str) -> str:
     return f"cuda:{local_rank}" if torch.cuda.is_available() else device
 
 
-def merge_parts(parts: list[str], output: str, overwrite: bool = False) -> int:
+def merge_parts(parts: list[str], output: str, overwrite: bool = False, allow_missing: bool = False) -> int:
     """Join shard outputs (JSONL, CSV or TSV) into ``output`` in input order; return the record count.
 
     Each part is already in input order, so this is a streaming k-way merge on ``line``.
     ``output`` appears whole or not at all (a temporary file renamed into place), and an
-    existing one is replaced only with ``overwrite``.
+    existing one is replaced only with ``overwrite``. Parts named ``*.shard-I-of-N.*`` must all be
+    there (their rows would be missing without a word) unless ``allow_missing``.
 
     Example:
         >>> import tempfile, pathlib
@@ -124,8 +126,14 @@ def merge_parts(parts: list[str], output: str, overwrite: bool = False) -> int:
     for part in parts:
         if Path(part).resolve() == Path(output).resolve() or same_file(part, output):
             raise UsageError(f"-o {output}: is also one of the parts to merge ({part}); write to a new file")
-    if output != "-" and Path(output).exists() and not overwrite:
-        raise UsageError(f"-o {output}: already exists; add --overwrite to replace it")
+    if not allow_missing and (missing := missing_shards(parts)):
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise UsageError(
+            f"PART {missing[0]}{more}: not given, so its rows would be left out; add the missing shards, "
+            "or --allow-missing to merge only the parts given"
+        )
+    if output != "-":
+        _check_output_path(output, overwrite)
     fields = _merged_fields(parts) if output.lower().endswith((".csv", ".tsv")) else list(OUTPUT_FIELDS)
     if output == "-":
         return _write_merged(parts, output, fields)
@@ -135,6 +143,43 @@ def merge_parts(parts: list[str], output: str, overwrite: bool = False) -> int:
             return _write_merged(parts, temp, fields)
         except UsageError as exc:  # name the file the user asked for, not the temporary one
             raise UsageError(str(exc).replace(temp, output)) from None
+
+
+_SHARD_NAME = re.compile(r"^(?P<stem>.*)\.shard-(?P<index>\d+)-of-(?P<count>\d+)(?P<suffix>\.[^.]*)?$")
+
+
+def missing_shards(parts: list[str]) -> list[str]:
+    """The names of the ``*.shard-I-of-N.*`` parts that ``parts`` lack, for each sharded output they come from.
+
+    Example:
+        >>> missing_shards(["out/p.shard-0-of-3.jsonl", "p.shard-2-of-3.jsonl", "other.jsonl"])
+        ['p.shard-1-of-3.jsonl']
+    """
+    present: dict[tuple[str, int, str], set[int]] = {}
+    for part in parts:
+        if found := _SHARD_NAME.match(Path(part).name):
+            key = (found["stem"], int(found["count"]), found["suffix"] or "")
+            present.setdefault(key, set()).add(int(found["index"]))
+    return [
+        f"{stem}.shard-{index}-of-{count}{suffix}"
+        for (stem, count, suffix), indices in present.items()
+        for index in range(count)
+        if index not in indices
+    ]
+
+
+def _check_output_path(output: str, overwrite: bool) -> None:
+    """Refuse, before any part is read, an output that exists (without ``overwrite``) or cannot be created."""
+    path = Path(output)
+    if path.is_dir():
+        raise UsageError(f"-o {output}: is a directory; name a file in it")
+    if path.exists() and not overwrite:
+        raise UsageError(f"-o {output}: already exists; add --overwrite to replace it")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"-o {output}: no such directory {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"-o {output}: cannot write in {parent} (permission denied)")
 
 
 def _write_merged(parts: list[str], output: str, fields: list[str]) -> int:
