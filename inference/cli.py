@@ -42,8 +42,9 @@ formats:
   starts in INPUT), and topic + topic_score and/or summary; or error, with the reason.
 
 bad rows:
-  A malformed JSON line, a missing, empty or non-string text, or a text over
-  {MAX_TEXT_CHARS:,} characters gets an error record and the run goes on (--strict: it stops).
+  A malformed JSON line (a key twice, or over 32 MiB: skipped unread), a missing, empty or
+  non-string text, or a text over {MAX_TEXT_CHARS:,} characters gets an error record and the
+  run goes on (--strict: it stops).
   Shorter long articles are handled as the inference API does (windows / truncation).
 
 resume and shards:

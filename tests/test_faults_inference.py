@@ -649,6 +649,7 @@ def test_full_stdout_says_to_run_again_not_to_resume(tmp_path, topic, capsys, mo
         ("UTF-16", '{"id": "a", "article": "news"}\n'.encode("utf-16-le")),
         ("JSON array", json.dumps([{"id": "a", "article": "خبر"}]).encode()),
         ("gzip-compressed; decompress it first (e.g. zcat", gzip.compress(b'{"id": "a", "article": "x"}\n', mtime=0)),
+        ("mostly NUL bytes, so it is not UTF-8 text", bytes(5000)),  # what `head -c 5000 /dev/zero` gives
     ],
 )
 def test_utf16_compressed_input_or_json_array_is_one_clear_error(tmp_path, topic, capsys, encoding, content) -> None:
@@ -658,6 +659,26 @@ def test_utf16_compressed_input_or_json_array_is_one_clear_error(tmp_path, topic
     assert code == 2
     one_line_error(err, "in.jsonl", encoding)
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_an_overlong_line_and_a_key_given_twice_are_error_records_not_a_crash(
+    tmp_path, topic, capsys, monkeypatch
+) -> None:
+    monkeypatch.setattr("inference.batch.reading.MAX_LINE_BYTES", 4096)  # 32 MiB in use; the same code path
+    text = articles(1)[0]
+    lines = [
+        json.dumps({"id": "a", "article": text}, ensure_ascii=False),
+        json.dumps({"id": "huge", "article": "خ" * 5000}, ensure_ascii=False),  # 10 kB: over the cap
+        '{"id": "twice", "article": ' + json.dumps(text, ensure_ascii=False) + ', "article": "other"}',
+        json.dumps({"id": "b", "article": text}, ensure_ascii=False),
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, _, _ = khabar(capsys, "predict", source, "-o", tmp_path / "out.jsonl", *topic)
+    records = strict_records(tmp_path / "out.jsonl")
+    assert code == 3 and [record.get("topic") is not None for record in records] == [True, False, False, True]
+    assert "over 4,096 bytes" in records[1]["error"] and records[1]["line"] == 2
+    assert "'article' appears twice" in records[2]["error"]
 
 
 def test_suffixless_inputs_take_an_explicit_input_format(tmp_path, topic, capsys) -> None:

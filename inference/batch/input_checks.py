@@ -27,6 +27,7 @@ _BOMS = (
     (b"\xfe\xff", "UTF-16"),
 )
 _SNIFF_BYTES = 4096
+_BINARY = "binary"
 # An array of objects (or an empty one), on one line or pretty-printed. A first line such as
 # `["a"]` or `[[[` is one bad row of a JSON Lines file, not an array file.
 _JSON_ARRAY = re.compile(rb"\s*\[\s*[{\]]")
@@ -123,6 +124,11 @@ def check_encoding_and_shape(path: str, fmt: str) -> None:
             f"(e.g. {_DECOMPRESS[compressed]} {path} | khabar predict - --input-format {fmt} ...)"
         )
     encoding = _wide_encoding(head)
+    if encoding == _BINARY:
+        raise UsageError(
+            f"INPUT {path}: is mostly NUL bytes, so it is not UTF-8 text "
+            "(binary data, or UTF-16/UTF-32 without a byte-order mark)"
+        )
     if encoding:
         raise UsageError(
             f"INPUT {path}: is {encoding} text; khabar reads UTF-8, so convert it first "
@@ -136,12 +142,15 @@ def check_encoding_and_shape(path: str, fmt: str) -> None:
 
 
 def _wide_encoding(head: bytes) -> str | None:
-    """UTF-16 or UTF-32 from a byte-order mark, or from NUL bytes, which UTF-8 text never holds."""
+    """UTF-16 or UTF-32 from a byte-order mark, or from NUL bytes, which UTF-8 text never holds;
+    :data:`_BINARY` for NUL bytes in no such pattern."""
     for bom, name in _BOMS:
         if head.startswith(bom):
             return name
-    if b"\x00" in head:
-        pairs = head[: len(head) // 2 * 2]
-        # ASCII in UTF-16 has a NUL in every other byte; a single stray NUL is a bad row, not an encoding.
-        return "UTF-16" if pairs.count(b"\x00") >= len(pairs) // 4 else None
-    return None
+    pairs = head[: len(head) // 2 * 2]
+    # A single stray NUL is a bad row, not an encoding.
+    if not pairs or pairs.count(b"\x00") < len(pairs) // 4:
+        return None
+    # ASCII in UTF-16 has its NUL in every other byte, all on one side; /dev/zero has them on both.
+    even, odd = pairs[0::2].count(0), pairs[1::2].count(0)
+    return "UTF-16" if min(even, odd) * 8 < max(even, odd) else _BINARY

@@ -32,6 +32,9 @@ from inference.batch.formats import DELIMITERS, STDIO, UsageError, file_format
 # Python's csv module refuses fields over 128 KiB by default, below our own text limit; raise it so
 # a long article reaches the length check and gets a clear error record instead.
 _CSV_FIELD_LIMIT = 2**31 - 1
+# The longest JSONL line read into memory. A row's text may hold 200,000 characters (1.2 MB as
+# JSON escapes); a longer line is no article, and reading a 1.5 GB line whole ran out of memory.
+MAX_LINE_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -145,17 +148,43 @@ def count_rows(path: str, fmt: str | None = None) -> int | None:
 
 def _jsonl_rows(stream: BinaryIO) -> Iterator[Row]:
     index = 0
-    for line_no, raw in enumerate(stream, start=1):
-        if not raw.strip():
+    for line_no, raw in enumerate(_bounded_lines(stream, MAX_LINE_BYTES), start=1):
+        if raw is None:
+            yield Row(index, line_no, None, f"the line is over {_size(MAX_LINE_BYTES)}, no article; skipped unread")
+        elif not raw.strip():
             continue  # blank lines (often a trailing one) are not records
-        yield Row(index, line_no, *_parse_json_line(raw))
+        else:
+            yield Row(index, line_no, *_parse_json_line(raw))
         index += 1
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n:,} bytes"
+
+
+def _bounded_lines(stream: BinaryIO, limit: int) -> Iterator[bytes | None]:
+    """The stream's lines, each None instead when it is longer than ``limit`` bytes (it is skipped, not kept).
+
+    Example:
+        >>> import io
+        >>> list(_bounded_lines(io.BytesIO(b"ab\\n" + b"x" * 9 + b"\\ncd"), limit=4))
+        [b'ab\\n', None, b'cd']
+    """
+    while raw := stream.readline(limit + 1):
+        if raw.endswith(b"\n") or len(raw) <= limit:  # whole: ended within the limit, or the file did
+            yield raw
+            continue
+        while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+            pass  # the rest of the long line, in bounded pieces
+        yield None
 
 
 def _parse_json_line(raw: bytes) -> tuple[dict | None, str | None]:
     try:
         # utf-8-sig on every line: files joined with `cat` carry each one's byte-order mark mid-file.
-        value = json.loads(raw.decode("utf-8-sig"))
+        value = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_unique_keys)
+    except DuplicateKey as exc:
+        return None, f"the key {exc.key!r} appears twice in one object; which one is meant is unclear"
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 text (byte {exc.start + 1} of the line)"
     except json.JSONDecodeError as exc:
@@ -166,6 +195,27 @@ def _parse_json_line(raw: bytes) -> tuple[dict | None, str | None]:
     if not isinstance(value, dict):
         return None, f"expected a JSON object, got {type_name(value)}"
     return value, None
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names a key twice (``json`` would keep the last silently; the server refuses it too).
+
+    Example:
+        >>> DuplicateKey("article").key
+        'article'
+    """
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        seen: set[str] = set()
+        raise DuplicateKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return record
 
 
 class LineReader:
