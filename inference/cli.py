@@ -51,8 +51,9 @@ resume and shards:
   Ctrl-C (or SIGTERM) stops cleanly: a batch in the models is finished and written first
   (press Ctrl-C twice to drop it). Rerun the same command with --resume to finish: ids already
   in OUTPUT are skipped, rows that failed are retried (--no-retry-errors keeps them) and a
-  half-written last record is repaired; an INPUT that changed since is refused. One run at a
-  time writes OUTPUT: its lock and INPUT's fingerprint are in OUTPUT.khabar-run.
+  half-written last record is repaired; an INPUT that changed since, another model or other
+  decoding settings are refused. One run at a time writes OUTPUT: its lock, INPUT's
+  fingerprint and the models' are in OUTPUT.khabar-run.
   With --num-shards N each process writes OUTPUT.shard-I-of-N.EXT; under
   `accelerate launch -m inference.cli predict ...` N and I come from WORLD_SIZE and RANK.
   Join the parts with: khabar merge OUTPUT.shard-*-of-N.EXT -o OUTPUT
