@@ -209,6 +209,18 @@ def test_malformed_json_and_oversized_bodies_are_refused(client):
     assert client.get("/healthz").status_code == 200  # nothing stuck
 
 
+def test_a_compressed_body_is_refused_naming_its_encoding(client):
+    import gzip
+
+    body = gzip.compress(json.dumps({"text": ARTICLE}).encode())
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    response = client.post("/v1/classify", content=body, headers=headers)
+    assert response.status_code == 415
+    assert response.json()["detail"] == "body: Content-Encoding gzip is not accepted; send the JSON uncompressed"
+    headers["content-encoding"] = "identity"
+    assert client.post("/v1/classify", json={"text": ARTICLE}, headers=headers).status_code == 200
+
+
 def test_an_item_the_model_rejects_fails_alone():
     class Picky:
         labels = ["a", "b"]
@@ -513,7 +525,9 @@ def test_khabar_serve_without_a_model_is_a_usage_error(capsys, monkeypatch):
     assert capsys.readouterr().err.strip() == (
         "khabar serve: error: no model to serve: give --classifier DIR and/or --summarizer DIR"
     )
-    assert main(["serve", "--classifier", "no/such/dir"]) == 2
+    from serve_process import free_port
+
+    assert main(["serve", "--classifier", "no/such/dir", "--port", str(free_port())]) == 2
     assert "no such model directory" in capsys.readouterr().err
 
 
@@ -533,6 +547,26 @@ def test_serve_settings_a_server_could_not_honour_are_refused_at_start(capsys, t
     assert main(["serve", "--classifier", str(tiny_classifier_dir), *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_port_in_use_is_refused_before_the_models_load(capsys, tiny_classifier_dir, monkeypatch):
+    import socket
+
+    from inference.cli import main
+
+    monkeypatch.setattr("inference.commands.load_model", lambda *args: pytest.fail("loaded a model first"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--classifier", str(tiny_classifier_dir), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in err and len(err.splitlines()) == 1
+    assert main(["serve", "--classifier", str(tiny_classifier_dir), "--host", "no-such-host.invalid"]) == 2
+    assert "--host no-such-host.invalid: cannot be resolved" in capsys.readouterr().err
+    # Where the models would load: settings a server could not honour are reported first.
+    assert main(["serve", "--classifier", str(tiny_classifier_dir), "--port", str(port), "--timeout", "0"]) == 2
+    assert "--timeout 0" in capsys.readouterr().err
 
 
 def test_the_api_key_flag_is_stripped_like_the_environment_variable(monkeypatch):

@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 
 from inference.batch.formats import UsageError
@@ -122,6 +123,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"needs {' and '.join(missing)}: pip install 'khabar[serve]'")
     settings = _settings(args)
+    _check_can_listen(settings.host, settings.port)
     import uvicorn
 
     from inference.commands import load_model  # the same loading, and the same one-line errors, as predict
@@ -192,6 +194,26 @@ def _settings(args: argparse.Namespace):
         api_key=api_key,
         cors_origins=tuple(args.cors_origin),
     )
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Refuse a host that does not resolve or a port already taken before the models load (a minute, for nothing).
+
+    SO_REUSEADDR as uvicorn sets it: a port left in TIME_WAIT by a server just stopped is free.
+    """
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"--host {host}: cannot be resolved ({getattr(exc, 'strerror', None) or exc})") from None
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UsageError(
+                f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); another server may hold it: "
+                "stop it or pick another --port"
+            ) from None
 
 
 def _api_key(flag: str | None) -> str | None:

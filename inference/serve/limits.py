@@ -77,7 +77,10 @@ class BodyLimit:
             more = message.get("more_body", False)
         body, sent = b"".join(chunks), False
         if scope.get("method") == "POST" and route_path(scope).startswith(API_PREFIX):
-            refusal = json_body_problem(dict(scope.get("headers") or ()).get(b"content-type", b""), body)
+            headers = dict(scope.get("headers") or ())
+            refusal = _encoded(headers.get(b"content-encoding", b"identity")) or json_body_problem(
+                headers.get(b"content-type", b""), body
+            )
             if refusal is not None:
                 await send_error(send, *refusal)
                 return
@@ -93,6 +96,14 @@ class BodyLimit:
 
     async def _refuse(self, send, size: str) -> None:
         await send_error(send, 413, f"body: {size}, over the server limit of {self.max_bytes}")
+
+
+def _encoded(content_encoding: bytes) -> tuple[int, str] | None:
+    """Refuse a compressed body (415): it would otherwise be read as text and called "not UTF-8"."""
+    coding = content_encoding.strip().lower()
+    if coding in (b"", b"identity"):
+        return None
+    return 415, f"body: Content-Encoding {coding.decode('latin-1')} is not accepted; send the JSON uncompressed"
 
 
 def json_body_problem(content_type: bytes, body: bytes) -> tuple[int, str] | None:
