@@ -30,7 +30,12 @@ def prepare_texts(
     """
     if isinstance(texts, str):
         items, single = [texts], True
-    elif texts is None or isinstance(texts, (bytes, Mapping, set, frozenset)) or not isinstance(texts, Iterable):
+    elif isinstance(texts, (bytes, bytearray, memoryview)):  # iterating them gives ints: say what was meant
+        raise TypeError(
+            f"text at index 0: expected a string or a list of strings, got {type(texts).__name__}; "
+            "decode it first (data.decode('utf-8'))"
+        )
+    elif texts is None or isinstance(texts, (Mapping, set, frozenset)) or not isinstance(texts, Iterable):
         raise TypeError(f"text at index 0: expected a string or a list of strings, got {type(texts).__name__}")
     else:
         items, single = list(texts), False

@@ -181,6 +181,8 @@ def test_the_digit_policy_recorded_in_the_model_directory_is_applied(fitted_clas
     [
         (None, TypeError, "text at index 0: expected a string or a list"),
         (["خبر", 42], TypeError, "text at index 1: expected a string, got int"),
+        (bytearray("خبر".encode()), TypeError, r"got bytearray; decode it first"),  # not a list of ints
+        (memoryview(b"news"), TypeError, "got memoryview; decode it first"),
         (["خبر", "خبر", None], TypeError, "text at index 2: expected a string, got NoneType"),
         (["خبر", " \n\t "], ValueError, "text at index 1: empty or whitespace only"),
         ("", ValueError, "text at index 0: empty"),
