@@ -537,6 +537,22 @@ def test_a_run_refused_before_writing_leaves_no_run_file(tmp_path, topic, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
 
 
+def test_sigterm_while_a_model_loads_stops_as_ctrl_c_does(tmp_path, topic, capsys, monkeypatch) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+
+    def loading(kind, args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the signal lands here, as it would inside from_pretrained
+        pytest.fail("SIGTERM did not stop the load")
+
+    monkeypatch.setattr("inference.batch.command.load_model", loading)
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
+    code, _, err = khabar(capsys, "predict", source, "-o", tmp_path / "out.jsonl", *topic)
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no output, no run file
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 # --- 12. khabar merge -------------------------------------------------------------------------------------
 
 
