@@ -33,6 +33,7 @@ from inference.loading import (
     text_digits,
     text_normalization_version,
 )
+from inference.normalize import load_normalization
 from inference.precision import auto_engine, model_dtype, precision_label
 
 
@@ -113,6 +114,8 @@ def plan_load(
         raise ModelNotFoundError(f"{source} is a file; give the {kind}'s directory")
     config, tokenizer = load_config_and_tokenizer(source, kind)
     local = is_local(source)
+    # Read now, so a damaged normalization.json stops the load before weights are read or converted.
+    load_normalization(source if local else None)
     # Read now, so a damaged generation_config.json stops the load on every backend.
     decoding = saved_generation_config(source, config) if kind == "summarizer" and local else None
     # Saved settings a fast engine would ignore: auto then stays on torch, an explicit engine is refused.

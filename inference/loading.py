@@ -11,19 +11,33 @@ Example:
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import pickle
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 
 # Re-exported for training/, which imports these from here.
 from inference.devices import T5_FAMILY, DeviceError  # noqa: F401
-from inference.model_checks import check_loaded, check_model_files, first_line, weights_error
+from inference.model_checks import (
+    BrokenModelError,
+    check_decoding,
+    check_loaded,
+    check_model_files,
+    check_topic_labels,
+    config_error,
+    first_line,
+    weights_error,
+)
 from inference.normalize import DigitPolicy, load_normalization
 
 ModelKind = Literal["classifier", "summarizer"]
@@ -125,8 +139,12 @@ def load_config_and_tokenizer(path_or_id: str, kind: ModelKind):
     where = "" if is_local(path_or_id) else " (not a local directory; is the hub id right and reachable?)"
     try:
         config = AutoConfig.from_pretrained(path_or_id, trust_remote_code=False)
+    except StrictDataclassError as exc:  # a value of the wrong type: transformers' config classes are typed
+        raise config_error(path_or_id, exc) from None
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"cannot load {path_or_id}{where}: {first_line(exc)}") from None
+    except (TypeError, AttributeError, KeyError) as exc:  # a malformed value, e.g. id2label given as a list
+        raise config_error(path_or_id, exc) from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=False)
     except (OSError, ValueError, TypeError) as exc:  # a damaged tokenizer.json fails in several ways
@@ -138,6 +156,8 @@ def load_config_and_tokenizer(path_or_id: str, kind: ModelKind):
         raise ModelNotFoundError(f"{path_or_id} is a {config.model_type} summarizer, not a topic classifier")
     if kind == "summarizer" and not seq2seq:
         raise ModelNotFoundError(f"{path_or_id} is a {config.model_type} model, not a sequence-to-sequence summarizer")
+    if kind == "classifier" and is_local(path_or_id):
+        check_topic_labels(path_or_id)  # else transformers invents LABEL_0 and LABEL_1 and the head cannot fit
     return config, tokenizer
 
 
@@ -154,7 +174,8 @@ def is_seq2seq(config) -> bool:
 
 def saved_generation_config(source: str, config):
     """The directory's ``generation_config.json``, else (none saved) the defaults its model config
-    implies; a saved one that cannot be read is a ``ValueError`` naming it.
+    implies; a saved one that cannot be read, or whose decoding settings are of a wrong type or out
+    of range (:func:`~inference.model_checks.check_decoding`), is a ``BrokenModelError`` naming it.
 
     Example:
         >>> import tempfile
@@ -167,14 +188,29 @@ def saved_generation_config(source: str, config):
     from transformers import GenerationConfig
 
     saved = Path(source) / "generation_config.json"
+    if is_local(source) and saved.is_file():
+        # Checked before transformers reads it: its own checks miss most types and ranges (a string
+        # max_new_tokens fails with a TypeError; zero beams or a negative n-gram size fail every text).
+        check_decoding(_read_decoding(saved), saved)
     try:
         return GenerationConfig.from_pretrained(source)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError) as exc:
         if is_local(source) and saved.exists():
             # Read past, it would decode greedily with transformers' 20-token default, silently.
             reason = " ".join(str(exc).split())
-            raise ValueError(f"{saved}: cannot be read as decoding settings ({reason})") from None
+            raise BrokenModelError(f"{saved}: cannot be read as decoding settings ({reason})") from None
         return GenerationConfig.from_model_config(config)
+
+
+def _read_decoding(saved: Path) -> dict:
+    """The settings in ``generation_config.json``; a file that is not a JSON object is a ``BrokenModelError``."""
+    try:
+        settings = json.loads(saved.read_text(encoding="utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise BrokenModelError(f"{saved}: cannot be read as decoding settings (not valid JSON: {exc})") from None
+    if not isinstance(settings, dict):
+        raise BrokenModelError(f"{saved}: cannot be read as decoding settings (not a JSON object)")
+    return settings
 
 
 def load_weights(
@@ -195,22 +231,63 @@ def load_weights(
         False
     """
     safetensors = True if is_local(path_or_id) and any(Path(path_or_id).glob("*.safetensors")) else None
-    try:
-        model, info = auto_class.from_pretrained(
-            path_or_id,
-            dtype=dtype,
-            trust_remote_code=False,
-            use_safetensors=safetensors,
-            output_loading_info=True,
-            **options,
-        )
-    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError, SafetensorError) as exc:
-        raise weights_error(path_or_id, exc) from None
-    check_loaded(model, info, path_or_id)  # a random head or NaN weights: refused before any output
+    with _load_report_held() as report:
+        try:
+            model, info = auto_class.from_pretrained(
+                path_or_id,
+                dtype=dtype,
+                trust_remote_code=False,
+                use_safetensors=safetensors,
+                output_loading_info=True,
+                # Weights that do not fit config.json come back in `info`, for check_loaded's one line,
+                # rather than as an error advising a flag the user never set.
+                ignore_mismatched_sizes=True,
+                **options,
+            )
+        except (OSError, ValueError, RuntimeError, pickle.UnpicklingError, SafetensorError) as exc:
+            raise weights_error(path_or_id, exc) from None
+    check_loaded(model, info, path_or_id)  # a random head, misfit shapes or NaN: refused, in one line, before output
+    _show(report)  # nothing refused: transformers' notes (weights the model does not use, say) are shown as usual
     model.eval()
     if quantize == "int8":
         return quantize_int8(model)
     return model.to(device)
+
+
+# What transformers logs its weight-loading report (missing, mismatched, unused weights) to.
+_LOAD_REPORT_LOGGER = "transformers.modeling_utils"
+
+
+@contextmanager
+def _load_report_held() -> Iterator[list[logging.LogRecord]]:
+    """Hold back what transformers logs while loading weights, for the caller to :func:`_show` or drop.
+
+    Its load report is a table of every missing or misfit weight; khabar refuses those in one line
+    (:func:`check_loaded`), so the table is shown only when no such line follows. A load that fails
+    shows it at once: transformers' own errors then point at "the above report".
+    """
+    logger = logging.getLogger(_LOAD_REPORT_LOGGER)
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    logger.addFilter(hold)
+    try:
+        yield held
+    except BaseException:
+        logger.removeFilter(hold)
+        _show(held)
+        raise
+    finally:
+        logger.removeFilter(hold)
+
+
+def _show(records: list[logging.LogRecord]) -> None:
+    """Log ``records`` held back by :func:`_load_report_held`, as they would have been."""
+    for record in records:
+        logging.getLogger(record.name).handle(record)
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:

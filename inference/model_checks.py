@@ -4,8 +4,11 @@
 tokenizer), fills weights missing from the checkpoint (a classification head the config
 promises) with random values, and happily loads NaN weights: each gives a run that succeeds
 with meaningless output. Its own errors for a corrupted ``.safetensors`` file or a pickle
-that is not plain weights are long and, for the pickle, advise loading it unsafely. The
-checks here turn each into a :class:`BrokenModelError` naming the directory and the fix.
+that is not plain weights are long and, for the pickle, advise loading it unsafely. A wrongly typed
+``config.json`` value fails deep in ``huggingface_hub``'s typed dataclasses, weights that do not fit
+the config end in advice about a flag nobody set, and a ``generation_config.json`` with a string
+for a number or zero beams loads and then fails every text. The checks here turn each into a
+:class:`BrokenModelError` naming the directory, the file or key, and the fix.
 
 Example:
     >>> import tempfile
@@ -17,11 +20,19 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import json
+import math
 import pickle
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassFieldValidationError
+
+from inference.inputs import DECODING_LIMITS
 
 # What save_pretrained writes for the tokenizers khabar's models use (fast or slow, BERT or mT5).
 # What save_pretrained writes for a tokenizer (vocab.json: byte-level BPE ones such as RoBERTa's).
@@ -90,6 +101,7 @@ def check_loaded(model: torch.nn.Module, loading_info: dict, path: str) -> None:
         ...
         inference.model_checks.BrokenModelError: cannot load m: weight 'weight' holds NaN or infinite values; ...
     """
+    _check_shapes(loading_info.get("mismatched_keys") or [], path)
     missing = sorted(loading_info.get("missing_keys") or [])
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
@@ -102,6 +114,22 @@ def check_loaded(model: torch.nn.Module, loading_info: dict, path: str) -> None:
             raise BrokenModelError(
                 f"cannot load {path}: weight {name!r} holds NaN or infinite values; the checkpoint is damaged"
             )
+
+
+def _check_shapes(mismatched: list, path: str) -> None:
+    """Refuse checkpoint tensors whose shapes differ from what config.json builds (transformers re-drew them).
+
+    ``mismatched`` holds ``(name, checkpoint shape, model shape)``, as ``from_pretrained`` reports them
+    when loaded with ``ignore_mismatched_sizes=True``.
+    """
+    if not mismatched:
+        return
+    name, saved, built = sorted(mismatched, key=lambda entry: entry[0])[0]
+    more = f" (and {len(mismatched) - 1} more)" if len(mismatched) > 1 else ""
+    raise BrokenModelError(
+        f"cannot load {path}: its weights do not fit its config.json: {name!r} is {list(saved)} in the weights "
+        f"but config.json makes it {list(built)}{more}; is config.json from this checkpoint?"
+    )
 
 
 def _finite(tensor: torch.Tensor) -> bool:
@@ -134,6 +162,152 @@ def weights_error(path: str, exc: BaseException) -> BrokenModelError:
     if type(exc).__name__ == "SafetensorError" or "safetensors" in type(exc).__module__.lower():
         return BrokenModelError(f"cannot load {path}: its .safetensors weights are damaged ({first_line(exc)})")
     return BrokenModelError(f"cannot load {path}: {first_line(exc)}")
+
+
+# huggingface_hub names the field only in its message ("Validation error for field 'x':"), not as an attribute.
+_FIELD_RE = re.compile(r"field '([^']+)'")
+
+
+def config_error(path: str, exc: Exception) -> BrokenModelError:
+    """A one-line error for a ``config.json`` that transformers' typed config class refuses, naming the field.
+
+    ``exc`` is what ``AutoConfig.from_pretrained`` raised: ``huggingface_hub``'s
+    ``StrictDataclassError`` for a wrongly typed value, or a plain error for a malformed one.
+
+    Example:
+        >>> from huggingface_hub.errors import StrictDataclassFieldValidationError as Invalid
+        >>> str(config_error("m", Invalid("hidden_size", TypeError("expected int, got str"))))  # doctest: +ELLIPSIS
+        "cannot load m: its config.json has a wrong value for 'hidden_size' (...expected int, got str)"
+    """
+    raw = read_config(path)
+    kind = raw.get("model_type") or "model"
+    field = _FIELD_RE.search(first_line(exc)) if isinstance(exc, StrictDataclassFieldValidationError) else None
+    if field is None:
+        return BrokenModelError(f"cannot load {path}: its config.json does not fit a {kind} config ({error_line(exc)})")
+    name = field.group(1)
+    if name not in raw:
+        return BrokenModelError(
+            f"cannot load {path}: its config.json has a wrong value for {name!r} ({error_line(exc.__cause__ or exc)})"
+        )
+    wanted = _field_type(kind, name)
+    return BrokenModelError(
+        f"cannot load {path}: its config.json sets {name!r} to {json.dumps(raw[name], ensure_ascii=False)}, "
+        f"which a {kind} config does not take{f' (it takes {wanted})' if wanted else ''}"
+    )
+
+
+def read_config(path: str | Path) -> dict:
+    """A local model's ``config.json`` as a dict; empty for a hub id or a file that is not a JSON object.
+
+    Example:
+        >>> read_config("org/hub-model")
+        {}
+    """
+    try:
+        config = json.loads((Path(path).expanduser() / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _field_type(model_type: str, name: str) -> str | None:
+    """The type transformers' config class for ``model_type`` declares for ``name`` (``"float | int"``), if known."""
+    from transformers import CONFIG_MAPPING
+
+    try:
+        fields = {field.name: field.type for field in dataclasses.fields(CONFIG_MAPPING[model_type])}
+    except (KeyError, TypeError):  # an unknown model type, or a config class that is not a dataclass
+        return None
+    declared = fields.get(name)
+    if isinstance(declared, type):  # a plain class prints as "<class 'int'>"
+        return declared.__name__
+    return None if declared is None else str(declared).replace("typing.", "")
+
+
+def check_topic_labels(path: str) -> None:
+    """Refuse a local classifier whose ``config.json`` has no ``id2label``: transformers would invent two labels,
+    ``LABEL_0`` and ``LABEL_1``, and then fail on a head trained for the real topics.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "config.json").write_text('{"model_type": "bert"}')
+        >>> check_topic_labels(str(folder))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        inference.model_checks.BrokenModelError: cannot load ...: its config.json has no id2label (the topic names); ...
+    """
+    if (Path(path).expanduser() / "config.json").is_file() and not read_config(path).get("id2label"):
+        raise BrokenModelError(
+            f"cannot load {path}: its config.json has no id2label (the topic names); restore it from the "
+            "trained model's config.json"
+        )
+
+
+def _whole(low: int, high: int | None = None) -> Callable[[object], bool]:
+    """A test that a JSON value is a whole number from ``low`` to ``high`` (``true`` is not a number here)."""
+    return lambda value: (
+        isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    )
+
+
+def _number(above: float | None = None, at_most: float | None = None) -> Callable[[object], bool]:
+    """A test that a JSON value is a finite number, over ``above`` and up to ``at_most`` when given."""
+    return lambda value: (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (above is None or value > above)
+        and (at_most is None or value <= at_most)
+    )
+
+
+def _between(low: int, high: int | None = None) -> str:
+    return f"a whole number from {low} to {high}" if high is not None else f"a whole number of at least {low}"
+
+
+# The saved decoding settings the summarizer reads (the fast engines take ENGINE_SETTINGS; torch's generate
+# all of them): name -> (test, what it must be). A wrong type or range would load and then fail every text.
+_DECODING_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "num_beams": (_whole(1, DECODING_LIMITS["num_beams"]), _between(1, DECODING_LIMITS["num_beams"])),
+    "num_return_sequences": (_whole(1, 1), "1 (one summary per text)"),
+    "max_new_tokens": (_whole(1, DECODING_LIMITS["max_new_tokens"]), _between(1, DECODING_LIMITS["max_new_tokens"])),
+    "min_new_tokens": (_whole(0, DECODING_LIMITS["min_new_tokens"]), _between(0, DECODING_LIMITS["min_new_tokens"])),
+    "max_length": (_whole(1), _between(1)),
+    "min_length": (_whole(0), _between(0)),
+    "no_repeat_ngram_size": (_whole(0), _between(0)),
+    "length_penalty": (_number(), "a number"),
+    "repetition_penalty": (_number(above=0), "a number above 0"),
+    "early_stopping": (lambda value: isinstance(value, bool) or value == "never", 'true, false or "never"'),
+    "do_sample": (lambda value: isinstance(value, bool), "true or false"),
+}
+# Read only when sampling (do_sample: true), as generate does: a greedy model may keep any leftovers.
+_SAMPLING_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "temperature": (_number(above=0), "a number above 0 when do_sample is true"),
+    "top_k": (_whole(0), _between(0)),
+    "top_p": (_number(above=0, at_most=1), "a number above 0 and at most 1"),
+}
+
+
+def check_decoding(settings: Mapping, where: str | Path) -> None:
+    """Refuse saved decoding ``settings`` (``generation_config.json``'s) of a wrong type or out of range.
+
+    ``None`` (JSON ``null``) leaves a setting to its default. ``where`` names the file in the message.
+
+    Example:
+        >>> check_decoding({"num_beams": 4, "max_new_tokens": "64"}, "m/generation_config.json")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        inference.model_checks.BrokenModelError: ... (max_new_tokens must be a whole number from 1 to 2048, got "64")
+    """
+    rules = {**_DECODING_RULES, **(_SAMPLING_RULES if settings.get("do_sample") is True else {})}
+    for name, (valid, wanted) in rules.items():
+        value = settings.get(name)
+        if value is not None and not valid(value):
+            raise BrokenModelError(
+                f"{where}: cannot be read as decoding settings "
+                f"({name} must be {wanted}, got {json.dumps(value, ensure_ascii=False)})"
+            )
 
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)

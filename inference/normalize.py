@@ -301,7 +301,7 @@ def load_normalization(model_dir: str | Path | None) -> dict:
 
     A hub checkpoint or a directory trained elsewhere has no record and gets the default. A
     record without ``version`` predates versioning and is version 1, so old models keep their
-    normalization.
+    normalization. A record that cannot be read is a ``ValueError`` naming the file.
 
     Example:
         >>> load_normalization(None) == normalization_record()
@@ -310,7 +310,11 @@ def load_normalization(model_dir: str | Path | None) -> dict:
     path = Path(model_dir) / NORMALIZATION_FILE if model_dir else None
     if path is None or not path.is_file():
         return normalization_record()
-    record = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # json's own message names neither the file nor that it is JSON
+        kind = "UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "valid JSON"
+        raise ValueError(f"{path}: not {kind} ({exc})") from None
     if (
         not isinstance(record, dict)
         or record.get("normalizer") != NORMALIZER_NAME
