@@ -160,7 +160,15 @@ def normalize(text: str, digits: DigitPolicy = "persian", version: int = NORMALI
         True
         >>> normalize("رسانه\\u200eها می گویند", version=1)
         'رسانهها می گویند'
+        >>> normalize(None)
+        Traceback (most recent call last):
+        ...
+        TypeError: normalize() takes a string, got NoneType
     """
+    if not isinstance(text, str):  # else unicodedata's message names neither normalize nor the argument
+        raise TypeError(f"normalize() takes a string, got {type(text).__name__}")
+    if digits not in _TABLES:
+        raise ValueError(f"digits must be one of {sorted(_TABLES)}, got {digits!r}")
     if version == 1:
         return _normalize_v1(text, digits)
     if version == 2:

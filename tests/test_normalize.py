@@ -98,3 +98,21 @@ def test_normalization_record_round_trip(tmp_path) -> None:
     (tmp_path / "normalization.json").write_text('{"normalizer": "other"}')
     with pytest.raises(ValueError, match="normalization.json"):
         load_normalization(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: normalize(None), TypeError, "normalize() takes a string, got NoneType"),
+        (lambda: normalize(b"news"), TypeError, "normalize() takes a string, got bytes"),
+        (
+            lambda: normalize("خبر", digits="arabic"),
+            ValueError,
+            "digits must be one of ['keep', 'latin', 'persian'], got 'arabic'",
+        ),
+    ],
+)
+def test_normalize_refuses_what_is_not_a_string_or_policy_naming_it(call, error, message):
+    with pytest.raises(error) as raised:
+        call()
+    assert str(raised.value) == message
