@@ -98,11 +98,11 @@ def _overrides(task: str, model_dir: Path, args: argparse.Namespace) -> list[str
         f"model.name_or_path={model_dir}",
         "data.max_eval_samples=8",
         f"train.max_steps={args.steps + args.warmup}",
-        "train.generation_eval_samples=2",
-        "generation.max_new_tokens=8",
         "train.logging_steps=1000",
         f"train.bf16={str(args.device != 'cpu').lower()}",
     ]
+    if task == "summarizer":  # a classifier config refuses the summarizer's keys
+        overrides += ["train.generation_eval_samples=2", "generation.max_new_tokens=8"]
     if args.batch_size:
         overrides += [f"train.batch_size={args.batch_size}", "train.gradient_accumulation_steps=1"]
     if args.max_length:

@@ -2,8 +2,10 @@
 
 A config file has the sections of :class:`ExperimentConfig`. Every value passes through the
 typed schema, so ``2e-5`` becomes a float even though plain YAML reads it as a string, and an
-unknown key, a wrong type or an impossible combination is a one-line :class:`ConfigError`
-naming the key and the file.
+unknown key (or one the task does not read, :data:`ONE_TASK_KEYS`), a wrong type (a quoted
+``"20"`` is text, not a number), an empty name or an impossible combination is a one-line
+:class:`ConfigError` naming the key and the file. The YAML itself is read by
+:mod:`training.config_yaml`, which refuses alias bombs and echoes no value at length.
 
 Example config (``configs/classifier/tiny.yaml``)::
 
@@ -30,6 +32,7 @@ from typing import Any, Literal
 import yaml
 
 from inference.normalize import NORMALIZER_VERSION, NORMALIZER_VERSIONS
+from training.config_yaml import PlainNumber, read_yaml, reads_as_number, shorten, shown
 
 Task = Literal["classification", "summarization"]
 
@@ -77,7 +80,9 @@ class DataConfig:
     text_column: str = key("article", "Column holding the article body.")
     label_column: str = key("category", "Column holding the topic (classification).")
     summary_column: str = key("summary", "Column holding the reference summary (summarization).")
-    title_column: str | None = key(None, "Optional column holding the headline; prepended to the article when set.")
+    title_column: str | None = key(
+        None, "Optional column holding the headline; prepended to the article when set (``null``: no headline)."
+    )
     validation_fraction: float = key(
         0.1, "Share of the training data held out for validation when no ``validation_file`` is given."
     )
@@ -95,7 +100,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.normalization_version not in NORMALIZER_VERSIONS or isinstance(self.normalization_version, bool):
             known = ", ".join(map(str, NORMALIZER_VERSIONS))
-            raise ConfigError(f"data.normalization_version must be one of {known}, got {self.normalization_version}")
+            got = shown(self.normalization_version)
+            raise ConfigError(f"data.normalization_version must be one of {known}, got {got}")
 
 
 @dataclass
@@ -211,55 +217,100 @@ class ExperimentConfig:
         check_ranges(self)
 
 
+# Keys only one task reads, with that task: given to the other task they would be ignored without a word
+# (``generation.num_beams`` does nothing to a classifier), so a config of that task refuses them.
+ONE_TASK_KEYS: dict[str, Task] = {
+    "data.label_column": "classification",
+    "train.class_weights": "classification",
+    "data.summary_column": "summarization",
+    "train.max_target_length": "summarization",
+    "train.generation_eval_samples": "summarization",
+    "generation": "summarization",
+}
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Convert a YAML value to the field's type, or raise naming the key."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+        return _coerce_union(value, typing.get_args(hint), key)
     if origin is Literal:
         if value not in typing.get_args(hint):
             choices = ", ".join(map(repr, typing.get_args(hint)))
-            raise ConfigError(f"{key}: {value!r} is not one of {choices}")
+            raise ConfigError(f"{key}: {shown(value)} is not one of {choices}")
         return value
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a section (mapping), got {value!r}")
+            raise ConfigError(f"{key}: expected a section (mapping), got {shown(value)}")
         return _build(hint, value, key + ".")
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 2e-5 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if hint in _SCALARS:
+        return _SCALARS[hint](value, key)
     raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def _coerce_union(value: Any, options: tuple, key: str) -> Any:
+    """The first option of ``X | None`` that takes ``value``; else the first option's error."""
+    if value is None and type(None) in options:
+        return None
+    if str in options and type(None) in options and _blank(value):
+        raise ConfigError(f"{key}: expected a non-empty string or null, got {shown(value)}")
+    errors = []
+    for option in options:
+        if option is type(None):
+            continue
+        try:
+            return _coerce(value, option, key)
+        except ConfigError as error:
+            errors.append(str(error))
+    raise ConfigError(errors[0] if errors else f"{key}: bad value {shown(value)}")
+
+
+def _to_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{key}: expected true or false, got {shown(value)}")
+
+
+def _to_int(value: Any, key: str) -> int:
+    number = _number(value)
+    if isinstance(number, int) and not isinstance(number, bool):
+        return number
+    if isinstance(number, float) and number.is_integer():
+        return int(number)
+    raise ConfigError(f"{key}: expected an integer, got {shown(value)}{_quoted_hint(value)}")
+
+
+def _to_float(value: Any, key: str) -> float:
+    number = _number(value)
+    if isinstance(number, (int, float)) and not isinstance(number, bool):
+        return float(number)
+    raise ConfigError(f"{key}: expected a number, got {shown(value)}{_quoted_hint(value)}")
+
+
+def _to_str(value: Any, key: str) -> str:
+    if _blank(value):  # an empty column or path names nothing; it would be read as "not set" without a word
+        raise ConfigError(f"{key}: expected a non-empty string, got {shown(value)}")
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"{key}: expected a string, got {shown(value)}")
+
+
+_SCALARS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
+
+
+def _number(value: Any) -> Any:
+    """An unquoted number YAML 1.1 left as text (``2e-5`` has no dot) as the float it is; anything else as is."""
+    return float(value) if isinstance(value, PlainNumber) else value
+
+
+def _blank(value: Any) -> bool:
+    return isinstance(value, str) and not value.strip()
+
+
+def _quoted_hint(value: Any) -> str:
+    """Why ``"20"`` is refused: quotes make it text, and a number key never guesses a number out of text."""
+    quoted = isinstance(value, str) and not isinstance(value, PlainNumber) and reads_as_number(value)
+    return " (quotes make it text: drop them)" if quoted else ""
 
 
 def _build(cls: type, values: dict, prefix: str = "") -> Any:
@@ -268,9 +319,32 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
     kwargs = {}
     for name, value in values.items():
         if name not in hints:
-            raise ConfigError(f"unknown key {prefix + name!r}; known keys: {', '.join(prefix + n for n in names)}")
+            known = ", ".join(prefix + n for n in names)
+            raise ConfigError(f"unknown key {shown(f'{prefix}{name}')}; known keys: {known}")
         kwargs[name] = _coerce(value, hints[name], prefix + name)
     return cls(**kwargs)
+
+
+def _refuse_other_task_keys(values: dict, cfg: ExperimentConfig) -> None:
+    """Raise naming a key of ``values`` (the merged file and overrides) that ``cfg.task`` does not read.
+
+    Only keys given with a value other than their default count: a config saved by an earlier
+    version lists every key of both tasks with its default, and must still load.
+    """
+    for dotted, owner in ONE_TASK_KEYS.items():
+        section, _, name = dotted.rpartition(".")
+        given = values.get(section) if section else values
+        if owner == cfg.task or not isinstance(given, dict) or name not in given:
+            continue
+        holder = getattr(cfg, section) if section else cfg
+        if getattr(holder, name) != _default(type(holder), name):
+            raise ConfigError(f"unknown key {dotted!r} for task {cfg.task!r}: it applies to {owner} only")
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of dataclass ``cls``'s field ``name``."""
+    found = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return found.default_factory() if found.default is dataclasses.MISSING else found.default
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -284,8 +358,20 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     from training.overrides import merge, parse_overrides  # here: overrides imports ConfigError from this module
 
     path = Path(path)
+    values = _read_config_file(path)
     try:
-        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+        values = merge(values, parse_overrides(overrides or []))
+        cfg = _build(ExperimentConfig, values)
+        _refuse_other_task_keys(values, cfg)  # after the values' own checks, which the message would hide
+        return cfg
+    except ConfigError as error:
+        raise ConfigError(f"{_blamed(path, overrides or [], str(error))}: {error}") from None
+
+
+def _read_config_file(path: Path) -> dict:
+    """The config file's mapping of sections, or a one-line :class:`ConfigError` naming the file (and line)."""
+    try:
+        values = read_yaml(path.read_text(encoding="utf-8")) or {}
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
     except UnicodeDecodeError:
@@ -295,14 +381,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(error, 'problem', error)})") from None
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}{where}: invalid YAML ({shorten(problem, 200)})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    try:
-        values = merge(values, parse_overrides(overrides or []))
-        return _build(ExperimentConfig, values)
-    except ConfigError as error:
-        raise ConfigError(f"{_blamed(path, overrides or [], str(error))}: {error}") from None
+    return values
 
 
 def _blamed(path: Path, overrides: list[str], message: str) -> str:
@@ -311,33 +394,26 @@ def _blamed(path: Path, overrides: list[str], message: str) -> str:
         parts = item.partition("=")[0].strip().split(".")
         prefixes = [".".join(parts[: i + 1]) for i in range(len(parts))]
         if any(message.startswith(f"{p}:") or f"{p!r}" in message for p in prefixes):
-            return f"override {item!r}"
+            return f"override {shown(item)}"
     return str(path)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.safe_load``, except that a key given twice in one mapping is an error, not the last one winning."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} appears twice in one section", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
 def config_to_dict(cfg: ExperimentConfig) -> dict:
-    """The resolved config as plain data, in the same shape as the YAML files.
+    """The resolved config as plain data, in the same shape as the YAML files, without the other task's keys.
+
+    Those keys (:data:`ONE_TASK_KEYS`) would make the saved config one that :func:`load_config` refuses.
 
     Example:
-        >>> config_to_dict(ExperimentConfig(model=ModelConfig("m"), data=DataConfig("t.jsonl")))["task"]
-        'classification'
+        >>> values = config_to_dict(ExperimentConfig(model=ModelConfig("m"), data=DataConfig("t.jsonl")))
+        >>> values["task"], "generation" in values, "label_column" in values["data"]
+        ('classification', False, True)
     """
-    return dataclasses.asdict(cfg)
+    values = dataclasses.asdict(cfg)
+    for dotted, owner in ONE_TASK_KEYS.items():
+        section, _, name = dotted.rpartition(".")
+        if owner != cfg.task:
+            (values[section] if section else values).pop(name)
+    return values
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> Path:

@@ -1,6 +1,7 @@
 """``key=value`` command-line overrides: parsed as plain YAML values and laid over a config file.
 
-A YAML tag (``!!python/...``) in an override is refused, never constructed.
+Values are read by the config file's YAML reader (:mod:`training.config_yaml`), so the same rules hold:
+a YAML tag (``!!python/...``) is refused, never constructed, and an alias bomb is refused before it expands.
 
 Example:
     >>> merge({"output_dir": "a"}, parse_overrides(["output_dir=b"]))
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 
 from training.config import ConfigError
+from training.config_yaml import read_yaml, shorten, shown
 
 
 def parse_overrides(overrides: list[str]) -> dict:
@@ -31,13 +33,13 @@ def parse_overrides(overrides: list[str]) -> dict:
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r} is not key=value")
+            raise ConfigError(f"override {shown(item)} is not key=value")
         node = nested
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with another override")
+                raise ConfigError(f"override {shown(item)} conflicts with another override")
         value = _override_value(item, raw)
         # A section given whole (train={epochs: 1}) merges with keys set before it (train.max_length=64),
         # as it merges with the file's section; it does not drop them.
@@ -51,10 +53,10 @@ def _override_value(item: str, raw: str) -> Any:
     if not raw.strip():
         return None
     try:
-        return yaml.safe_load(raw)
+        return read_yaml(raw)
     except yaml.YAMLError as error:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"override {item!r}: not a plain value ({problem})") from None
+        raise ConfigError(f"override {shown(item)}: not a plain value ({shorten(problem, 200)})") from None
 
 
 def merge(base: dict, extra: dict) -> dict:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from inference.normalize import NORMALIZER_VERSIONS
 from training.config import ConfigError
+from training.config_yaml import shown
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def check_value(key: str, value: float | None) -> None:
     """
     allowed = RANGES.get(key)  # a key missing here fails the schema test, not every user's run
     if allowed is not None and value is not None and not allowed.contains(value):
-        raise ConfigError(f"{key}: must be {allowed.describe()}, got {value!r}")
+        raise ConfigError(f"{key}: must be {allowed.describe()}, got {shown(value)}")
 
 
 def numeric_keys(cls: type, prefix: str = "") -> list[str]:
