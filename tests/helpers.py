@@ -1,4 +1,5 @@
-"""Helpers shared by the test modules: the repository root, a JSONL reader, a step recorder, tiny-run overrides."""
+"""Helpers shared by the test modules: the repository root, a JSONL reader, a step recorder, tiny-run overrides,
+the one-line error check."""
 
 from __future__ import annotations
 
@@ -35,3 +36,13 @@ def tiny_summarizer_run(model_dir: Path, out: Path, *extra: str, splits=("train"
     files = [f"data.{split}_file={sample / f'{split}.jsonl'}" for split in splits]
     toy = ["train.max_length=64", "train.logging_steps=1"]
     return [f"model.name_or_path={model_dir}", *files, f"output_dir={out}", *toy, *extra]
+
+
+def one_line_error(err: str, *names: str) -> str:
+    """The single error line of ``err``, after checking it names each of ``names`` and is no traceback."""
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]

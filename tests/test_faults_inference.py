@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import one_line_error
 
 from inference.batch.writing import RecordWriter
 from inference.cli import main
@@ -68,16 +69,6 @@ def khabar(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]
     code = main([str(arg) for arg in args])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def one_line_error(err: str, *names: str) -> str:
-    """The single error line of ``err``, after checking it names each of ``names`` and is no traceback."""
-    lines = [line for line in err.splitlines() if "error" in line]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for name in names:
-        assert name in lines[0], (name, lines[0])
-    return lines[0]
 
 
 def env() -> dict[str, str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import one_line_error
 
 from inference.cli import main
 from inference.model_checks import BrokenModelError
@@ -36,16 +37,6 @@ def edit_json(path: Path, change) -> None:
     data = json.loads(path.read_text(encoding="utf-8"))
     change(data)
     path.write_text(json.dumps(data), encoding="utf-8")
-
-
-def one_line_error(err: str, *names: str) -> str:
-    """The single error line of ``err``, after checking it names each of ``names`` and is no traceback."""
-    lines = [line for line in err.splitlines() if "error" in line]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for name in names:
-        assert name in lines[0], (name, lines[0])
-    return lines[0]
 
 
 def khabar(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
