@@ -162,6 +162,44 @@ def test_not_a_model_directory_is_a_one_line_error(tmp_path, eval_file, capsys) 
     assert err.count("\n") == 0 and "not a model directory (no config.json)" in err
 
 
+@pytest.mark.parametrize("data_inside", [True, False], ids=["--data itself", "another tool's file"])
+def test_a_report_never_replaces_a_file_that_is_not_an_earlier_report(
+    tiny_classifier_dir, eval_file, tmp_path, capsys, data_inside
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    kept = out / "predictions.jsonl"
+    kept.write_bytes(eval_file.read_bytes())
+    data = kept if data_inside else eval_file
+    assert run_evaluate("--model", tiny_classifier_dir, "--data", data, "-o", out) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "predictions.jsonl" in err
+    assert ("would replace --data" in err) == data_inside
+    assert kept.read_bytes() == eval_file.read_bytes() and sorted(p.name for p in out.iterdir()) == [kept.name]
+
+
+def test_a_report_folder_is_replaced_by_a_rerun(classifier_report, tiny_classifier_dir, eval_file) -> None:
+    assert run_evaluate("--model", tiny_classifier_dir, "--data", eval_file, "-o", classifier_report) == 0
+    (classifier_report / "report.md").unlink()  # as an interrupted rewrite leaves it: the report's metrics.json
+    assert run_evaluate("--model", tiny_classifier_dir, "--data", eval_file, "-o", classifier_report) == 0
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--max-new-tokens", "100000", "--max-new-tokens: expected at most 2048, got '100000'"),
+        ("--num-beams", "1000", "--num-beams: expected at most 64, got '1000'"),
+        ("--num-beams", "0", "--num-beams: expected a positive whole number, got '0'"),
+    ],
+)
+def test_decoding_flags_past_the_summarizer_limits_are_one_line(
+    tiny_summarizer_dir, eval_file, tmp_path, capsys, flag, value, message
+) -> None:
+    assert run_evaluate("--model", tiny_summarizer_dir, "--data", eval_file, "-o", tmp_path / "o", flag, value) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err and not (tmp_path / "o").exists()
+
+
 def test_kind_is_read_from_the_model_config(tiny_classifier_dir, tiny_summarizer_dir, tmp_path) -> None:
     assert detect_kind(tiny_classifier_dir) == "classification"
     assert detect_kind(tiny_summarizer_dir) == "summarization"

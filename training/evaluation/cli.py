@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from inference.inputs import DECODING_LIMITS
 from inference.model_checks import BrokenModelError, check_model_files
 from inference.normalize import join_title, load_normalization
 from training.config import ConfigError
@@ -72,9 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     batch_help = "rows per model call (16 topics; summaries: 16 greedy, 8 with 4 beams)"
     parser.add_argument("--batch-size", type=_positive, help=batch_help)
     parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: the best available)")
-    parser.add_argument("--num-beams", type=_positive, help="summarizers: beams (default: the model's saved setting)")
     parser.add_argument(
-        "--max-new-tokens", type=_positive, help="summarizers: longest summary in tokens (default: the model's setting)"
+        "--num-beams", type=_decoding("num_beams"), help="summarizers: beams (default: the model's saved setting)"
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=_decoding("max_new_tokens"),
+        help="summarizers: longest summary in tokens (default: the model's setting)",
     )
     parser.add_argument("--bootstrap", type=_positive, default=1000, help="bootstrap resamples (default: 1000)")
     parser.add_argument(
@@ -87,6 +93,18 @@ def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
     return int(value)
+
+
+def _decoding(name: str):
+    """A positive whole number within the summarizer's limit for ``name``, refused before the data is read."""
+
+    def parse(value: str) -> int:
+        number = _positive(value)
+        if number > DECODING_LIMITS[name]:
+            raise argparse.ArgumentTypeError(f"expected at most {DECODING_LIMITS[name]}, got {value!r}")
+        return number
+
+    return parse
 
 
 def _seed(value: str) -> int:
@@ -116,6 +134,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.output.exists() and not args.output.is_dir():
         raise DataError(f"{args.output}: exists and is not a folder (-o needs a folder for the report)")
     _check_not_a_model_folder(args.output)
+    _check_only_a_report_is_replaced(args.output, args.data)
     # The report is written after the slow model pass: a folder it cannot write must fail first.
     check_writable_folder(args.output, "-o")
     columns = _columns(args, kind)
@@ -168,6 +187,45 @@ def _check_not_a_model_folder(output: Path) -> None:
             f"-o {output}: is a model directory (it has config.json); the report's metrics.json would replace "
             "the model's own, so pick another folder, e.g. reports/NAME"
         )
+
+
+# What write_report writes; a file of one of these names in -o is replaced.
+REPORT_FILES = (
+    "metrics.json",
+    "report.md",
+    "predictions.jsonl",
+    "confusion_matrix.png",
+    "per_class_f1.png",
+    "lengths.png",
+)
+
+
+def _check_only_a_report_is_replaced(output: Path, data: str) -> None:
+    """Refuse an -o folder whose files of the report's names are not an earlier report (or are --data itself).
+
+    An earlier report (``report.md``, or the report's ``metrics.json`` left by an interrupted rewrite)
+    is replaced, as a rerun should; anything else of those names, such as a ``khabar predict`` output
+    called ``predictions.jsonl``, would be lost.
+    """
+    present = [name for name in REPORT_FILES if (output / name).is_file()]
+    for name in present:
+        if Path(data).is_file() and os.path.samefile(output / name, data):
+            raise DataError(f"-o {output}: writing {name} would replace --data {data}; pick another folder")
+    if present and not _is_report(output):
+        raise DataError(
+            f"-o {output}: holds {present[0]}, which is not from an earlier report and would be replaced; "
+            "pick a new or empty folder, e.g. reports/NAME"
+        )
+
+
+def _is_report(folder: Path) -> bool:
+    if (folder / "report.md").is_file():
+        return True
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and "systems" in metrics
 
 
 def _columns(args: argparse.Namespace, kind: str) -> Columns:
