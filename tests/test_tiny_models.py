@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from training.tiny import main as tiny_models_main
 
 
 def test_tiny_classifier_loads_with_auto_classes(tiny_classifier_dir) -> None:
@@ -71,3 +74,22 @@ def test_the_tiny_wordpiece_vocabulary_holds_only_bert_specials() -> None:
 
     vocab = train_wordpiece_tokenizer(sample_texts()[:200], vocab_size=1500).get_vocab()
     assert not [token for token in vocab if "<" in token and ">" in token]  # no sentencepiece control pieces
+
+
+@pytest.mark.parametrize(
+    ("files", "problem"),
+    [
+        (("config.json", "model.safetensors", "config.yaml", "training_log.jsonl"), "holds a trained model"),
+        (("notes.txt",), "holds files that are not a model"),
+    ],
+)
+def test_tiny_models_never_replace_a_trained_model_or_other_files(tmp_path, capsys, files, problem) -> None:
+    folder = tmp_path / "summarizer"
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_text("kept")
+    assert tiny_models_main(["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{folder} {problem}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summarizer"]  # the classifier was not built either
+    assert all((folder / name).read_text() == "kept" for name in files)

@@ -22,6 +22,7 @@ import argparse
 import io
 import json
 import logging
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from transformers import (
 from inference.normalize import normalize, save_normalization
 from training.config import ExperimentConfig, GenerationSettings, load_config
 from training.distributed import world_size
+from training.output_dir import is_previous_run
 
 SAMPLE_TRAIN = Path(__file__).resolve().parent.parent / "data" / "sample" / "train.jsonl"
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -316,12 +318,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build both tiny models from the bundled sample into ``args.out``; returns the exit code."""
+    """Build both tiny models from the bundled sample into ``args.out``; returns the exit code.
+
+    A folder that holds anything but an earlier tiny model (a trained model, say) is refused, before either is built.
+    """
+    for kind in TINY_BUILDERS:
+        problem = _not_replaceable(args.out / kind)
+        if problem:
+            print(f"khabar-train tiny-models: error: --out {args.out}: {problem}; pick another --out", file=sys.stderr)
+            return 2
     texts = sample_texts()
     classifier = build_tiny_classifier(args.out / "classifier", texts=texts)
     summarizer = build_tiny_summarizer(args.out / "summarizer", texts=texts)
     print(f"tiny models written to {classifier} and {summarizer}")
     return 0
+
+
+def _not_replaceable(folder: Path) -> str | None:
+    """Why building a tiny model into ``folder`` would destroy something; None for a new, empty or tiny one."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file"
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return None
+    if is_previous_run(folder):
+        return f"{folder} holds a trained model, whose weights would be replaced by random ones"
+    if not (folder / "config.json").is_file():
+        return f"{folder} holds files that are not a model"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
