@@ -266,6 +266,13 @@ def test_earlier_runs_may_be_trained_over(trained_classifier_dir, tmp_path):
     check_output_dir(load_config(TINY_CLASSIFIER_CONFIG, [f"output_dir={interrupted}"]))
 
 
+def test_a_run_of_the_other_task_is_not_trained_over_without_overwrite(trained_classifier_dir, tmp_path):
+    summarizer_into_classifier = [f"output_dir={trained_classifier_dir}"]
+    with pytest.raises(ConfigError, match="holds a classification run, which this summarization run would replace"):
+        check_output_dir(load_config(TINY_SUMMARIZER_CONFIG, summarizer_into_classifier))
+    check_output_dir(load_config(TINY_SUMMARIZER_CONFIG, [*summarizer_into_classifier, "overwrite=true"]))
+
+
 # --- 10, 11: resuming from a damaged checkpoint, or one trained on other labels ------------------------------
 
 

@@ -108,6 +108,24 @@ def check_output_dir(cfg: ExperimentConfig) -> None:
             f"output_dir: {out} holds files that are not from a khabar training run ({shown}), which training "
             "would overwrite; use an empty or new folder, or set overwrite=true"
         )
+    earlier = _earlier_task(out)
+    if earlier and earlier != cfg.task:
+        raise ConfigError(
+            f"output_dir: {out} holds a {earlier} run, which this {cfg.task} run would replace; "
+            "use another folder, or set overwrite=true"
+        )
+
+
+def _earlier_task(folder: Path) -> str | None:
+    """The task of the finished run whose ``config.yaml`` is in ``folder``; None when there is none or unreadable."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    task = saved.get("task") if isinstance(saved, dict) else None
+    return task if isinstance(task, str) else None
 
 
 @contextlib.contextmanager
