@@ -112,3 +112,17 @@ def test_validation_split_is_deterministic(sample_dir) -> None:
     b_train, b_val = split_off_validation(ds, 0.1, seed=1)
     assert a_val["text"] == b_val["text"] and len(a_train) + len(a_val) == len(ds)
     assert split_off_validation(ds, 0.1, seed=2)[1]["text"] != a_val["text"]
+
+
+def test_one_training_row_cannot_hold_out_a_validation_split(tmp_path, capsys) -> None:
+    from training.cli import main
+
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps({"article": "خبر ورزشی امروز", "category": "ورزش"}, ensure_ascii=False) + "\n")
+    code = main(["configs/classifier/tiny.yaml", f"data.train_file={one}", "data.validation_file=null",
+                 "data.test_file=null", "data.title_column=null", f"output_dir={tmp_path / 'out'}"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err
+    expected = "1 training row(s) are too few to hold out data.validation_fraction=0.1 and keep rows to train on"
+    assert expected in err.splitlines()[-1]
+    assert not (tmp_path / "out").exists()

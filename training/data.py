@@ -290,6 +290,12 @@ def split_off_validation(
     """
     if not 0 < fraction < 1:
         raise DataError(f"validation fraction must be between 0 and 1, got {fraction}")
+    held_out = math.ceil(len(train) * fraction)  # as datasets rounds it
+    if len(train) - held_out < 1:
+        raise DataError(
+            f"{len(train)} training row(s) are too few to hold out data.validation_fraction={fraction} and keep "
+            "rows to train on; give data.validation_file or more rows"
+        )
     parts = train.train_test_split(test_size=fraction, seed=seed, shuffle=True)
     return parts["train"], parts["test"]
 
