@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from inference.batch.checks import MAX_TEXT_CHARS
@@ -33,6 +31,7 @@ from inference.commands import (
 )
 from inference.inputs import DECODING_LIMITS
 from inference.install_check import install_clashes
+from inference.interrupts import sigterm_as_interrupt
 
 TASKS = ("topic", "summary")
 
@@ -258,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     for clash in install_clashes():
         print(f"khabar: warning: {clash}", file=sys.stderr)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             return args.handler(args)
     except UsageError as exc:
         print(f"khabar {args.command}: error: {exc}", file=sys.stderr)
@@ -270,27 +269,6 @@ def main(argv: list[str] | None = None) -> int:
         # The reader of stdout went away (e.g. `| head`): stop quietly, as Unix tools do.
         sys.stdout = open(Path("/dev/null"), "w")  # noqa: SIM115 - absorbs the interpreter's final flush
         return 1
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a command as Ctrl-C does (exit 130, files closed and locks released), not by dying.
-
-    The batch loop and the server put their own handlers over this one while they run.
-    """
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: signals stay as they are
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _show_notices(shown: bool) -> None:

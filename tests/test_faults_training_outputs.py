@@ -170,8 +170,9 @@ def test_owner_slash_name_goes_to_the_hub(monkeypatch, tmp_path):
 # --- 7, 8: an interrupted run, and two runs into one folder ------------------------------------------------
 
 
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
 def test_ctrl_c_is_one_line_with_the_step_and_how_to_resume(
-    tiny_classifier_dir, sample_dir, tmp_path, monkeypatch, capsys
+    tiny_classifier_dir, sample_dir, tmp_path, monkeypatch, capsys, stop
 ):
     from transformers import Trainer
 
@@ -179,14 +180,22 @@ def test_ctrl_c_is_one_line_with_the_step_and_how_to_resume(
 
     def ctrl_c_during_step_four(self, *args, **kwargs):
         if self.state.global_step == 3:
-            raise KeyboardInterrupt
+            if stop == "ctrl-c":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler or `kill` stops a job
+            signal.sigtimedwait([], 0)  # the handler runs here
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "training_step", ctrl_c_during_step_four)
     out = tmp_path / "out"
     steps = ["train.max_steps=6", "train.eval_strategy=steps", "train.eval_steps=2", "train.max_length=32"]
     argv = classifier_overrides(tiny_classifier_dir, sample_dir, out, *steps, "data.max_eval_samples=8")
-    code, line = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), *argv)
+    # Were SIGTERM left to this handler (not khabar-train's), the test fails here instead of killing pytest.
+    before = signal.signal(signal.SIGTERM, lambda *_: pytest.fail("SIGTERM was not handled as Ctrl-C"))
+    try:
+        code, line = run_train(capsys, str(TINY_CLASSIFIER_CONFIG), *argv)
+    finally:
+        signal.signal(signal.SIGTERM, before)
     assert code == 130
     assert line == "khabar-train: interrupted at step 3; continue with train.resume=true (from checkpoint-2)"
     assert (out / "checkpoint-2").is_dir() and not (out / LOCK_NAME).exists()

@@ -23,6 +23,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from inference.install_check import install_clashes
+from inference.interrupts import sigterm_as_interrupt
 from inference.model_checks import DISK_FULL_ERRNOS, error_line
 from training import model_card, tiny
 from training.checkpoints import last_complete_checkpoint
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 def train_from_args(args: argparse.Namespace) -> int:
     """Load the config, pick the trainer for its task, and train, holding ``output_dir`` for the run.
 
-    Ctrl-C ends the run with one line saying where it stopped and how to continue (exit code 130);
+    Ctrl-C or SIGTERM ends the run with one line saying where it stopped and how to continue (exit code 130);
     so does a disk that fills up while a checkpoint or the model is written (exit code 1).
     """
     cfg = load_config(args.config, args.overrides)
@@ -120,7 +121,7 @@ def train_from_args(args: argparse.Namespace) -> int:
     trainer = import_module(TRAINERS[cfg.task])
     progress = StepReached()
     try:
-        with claim_output_dir(cfg):
+        with sigterm_as_interrupt(), claim_output_dir(cfg):  # SIGTERM (a scheduler's stop) as Ctrl-C
             trainer.train(cfg, callbacks=[progress])
     except KeyboardInterrupt:
         close_progress_bars()  # else a bar closed later redraws itself below the message
