@@ -631,3 +631,32 @@ def test_served_summaries_run_in_calls_the_beams_run_fastest_within_max_batch(ti
     served = ServedModels(summarizer=summarizer, max_batch=64)  # a deep queue joined into one call
     assert len(served.run_batch(summary_key(beams, 2), [ARTICLE] * 20)) == 20
     assert seen == calls
+
+
+def test_a_topic_request_does_not_wait_behind_a_long_summary_call(models):
+    release, started = threading.Event(), threading.Event()
+    release.set()  # the warm-up goes through
+    summarize = models.summarizer.summarize
+
+    def slow_summaries(*args, **kwargs):
+        if not release.is_set():
+            started.set()
+            release.wait(20)  # a call of 64 summaries with 8 beams, say
+        return summarize(*args, **kwargs)
+
+    models.summarizer.summarize = slow_summaries
+    try:
+        with TestClient(create_app(models, ServeSettings())) as client:
+            while client.get("/readyz").status_code != 200:
+                time.sleep(0.05)
+            release.clear()
+            summary = threading.Thread(target=client.post, args=("/v1/summarize",), kwargs={"json": {"text": ARTICLE}})
+            summary.start()
+            assert started.wait(10)
+            answered = client.post("/v1/classify", json={"text": ARTICLE})
+            busy = summary.is_alive()
+            release.set()
+            summary.join(10)
+    finally:
+        models.summarizer.summarize = summarize
+    assert answered.status_code == 200 and busy  # answered while the summary call was still running

@@ -1,8 +1,8 @@
 """The FastAPI application: the JSON API under ``/v1``, health checks, and the page at ``/``.
 
 Models are loaded by the caller (``khabar serve`` loads them once at start-up); ``create_app``
-only wires them to routes. On start-up a worker thread starts (see :mod:`inference.serve.batcher`)
-and warms the models up; ``/readyz`` answers 200 once that is done. ``/healthz`` and ``/`` stay
+only wires them to routes. On start-up a worker thread starts per model (see
+:mod:`inference.serve.batcher`), so topics never wait behind summaries, and warms the models up; ``/readyz`` answers 200 once that is done. ``/healthz`` and ``/`` stay
 open when an API key is set: they reveal nothing about the models or the texts.
 
 Example:
@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from inference.serve.auth import ApiKey
 from inference.serve.batcher import MicroBatcher
 from inference.serve.limits import BodyLimit
-from inference.serve.models import TOPIC, WARMUP_TEXT, ServedModels, summary_key
+from inference.serve.models import TOPIC, WARMUP_TEXT, ServedModels, summary_key, task_of
 from inference.serve.schemas import (
     AnalyzeRequest,
     Article,
@@ -57,13 +57,17 @@ def create_app(models: ServedModels, settings: ServeSettings | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        batcher = state["batcher"] = MicroBatcher(models.run_batch, settings.max_batch, settings.max_wait_ms)
+        # One batcher (one worker thread) per task: a one-article topic request does not wait behind a
+        # call of 64 summaries with 8 beams, and each model is still run by one thread only.
+        batchers = state["batchers"] = {
+            task: MicroBatcher(models.run_batch, settings.max_batch, settings.max_wait_ms) for task in models.tasks()
+        }
 
         async def warm_up() -> None:
-            # Through the batcher, so only its worker thread ever runs the models.
+            # Through the batchers, so only their worker threads ever run the models.
             try:
                 for key in models.warm_up_keys():
-                    await batcher.run(key, [WARMUP_TEXT])
+                    await batchers[task_of(key)].run(key, [WARMUP_TEXT])
             except Exception as exc:  # noqa: BLE001 - /readyz says so; the process stays up for /healthz
                 state["failure"] = f"warm-up failed: {type(exc).__name__}: {exc}"
                 logging.getLogger("uvicorn.error").error("khabar serve: %s", state["failure"])
@@ -76,7 +80,8 @@ def create_app(models: ServedModels, settings: ServeSettings | None = None) -> F
         finally:
             await warming
             # uvicorn calls this after in-flight requests finished: the queue is empty by now.
-            await asyncio.get_running_loop().run_in_executor(None, state["batcher"].close)
+            for batcher in batchers.values():
+                await asyncio.get_running_loop().run_in_executor(None, batcher.close)
 
     app = FastAPI(
         title="khabar",
@@ -132,9 +137,9 @@ def _api(models: ServedModels, settings: ServeSettings, state: dict) -> APIRoute
                 raise RequestError(404, f"no {kind} is loaded: start khabar serve with --{kind} DIR")
         check_limits(request, settings.max_num_beams, settings.max_new_tokens)
         items = articles(request, settings.max_texts, settings.max_text_chars)
-        if "batcher" not in state:  # mounted in another app whose lifespan does not start this one's
+        if "batchers" not in state:  # mounted in another app whose lifespan does not start this one's
             raise RequestError(503, "not started: the app's lifespan has not run (a parent app must run it)")
-        runs = [_run(state["batcher"], task, items, request) for task in tasks]
+        runs = [_run(state["batchers"][task], task, items, request) for task in tasks]
         state["in_flight"] += 1
         try:
             outcomes = await asyncio.wait_for(asyncio.gather(*runs), settings.timeout_s)

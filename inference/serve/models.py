@@ -29,6 +29,16 @@ WARMUP_TEXT = "تیم ملی فوتبال ایران دیشب برد."
 _INDEX_PREFIX = re.compile(r"^text at index \d+: ")
 
 
+def task_of(key: tuple) -> str:
+    """The task a batch key belongs to: ``topic`` or ``summary``.
+
+    Example:
+        >>> task_of(TOPIC), task_of(summary_key(4, None))
+        ('topic', 'summary')
+    """
+    return key[0]
+
+
 def summary_key(num_beams: int | None, max_new_tokens: int | None) -> tuple:
     """The batch key of summaries decoded with these settings (``None``: the model's default).
 
