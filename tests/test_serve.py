@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import re
+import signal
 import threading
 import time
 
@@ -604,6 +605,25 @@ def test_sigterm_while_busy_finishes_in_flight_requests_and_exits_0(tiny_classif
     assert code == 0, server.log()
     assert [status for status, _ in answers] == [200, 200, 200]
     assert max(at for _, at in answers) > stopped_at  # at least one was still in flight at SIGTERM
+
+
+def test_ctrl_c_twice_stops_at_once_and_says_so_with_exit_130(tiny_classifier_dir, tiny_summarizer_dir):
+    import httpx
+    from serve_process import ServerProcess
+
+    heavy = {"texts": [ARTICLE * 8] * 64, "num_beams": 8, "max_new_tokens": 256}  # seconds of work, at the limits
+    with ServerProcess(classifier=tiny_classifier_dir, summarizer=tiny_summarizer_dir) as server:
+        client = threading.Thread(target=lambda: httpx.post(f"{server.url}/v1/summarize", json=heavy, timeout=120))
+        client.start()
+        server.wait_for_requests(1)
+        server.process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        server.process.send_signal(signal.SIGINT)
+        code = server.wait(60)
+        client.join(120)
+        log = server.log()
+    assert code == 130, log
+    assert "stopped at once (Ctrl-C twice)" in log
 
 
 def test_khabar_serve_loads_its_models_through_the_predict_loader(fitted_classifier_dir):

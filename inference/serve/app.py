@@ -2,8 +2,9 @@
 
 Models are loaded by the caller (``khabar serve`` loads them once at start-up); ``create_app``
 only wires them to routes. On start-up a worker thread starts per model (see
-:mod:`inference.serve.batcher`), so topics never wait behind summaries, and warms the models up; ``/readyz`` answers 200 once that is done. ``/healthz`` and ``/`` stay
-open when an API key is set: they reveal nothing about the models or the texts.
+:mod:`inference.serve.batcher`), so topics never wait behind summaries, and warms the models
+up; ``/readyz`` answers 200 once that is done. ``/healthz`` and ``/`` stay open when an API key
+is set: they reveal nothing about the models or the texts.
 
 Example:
     >>> from fastapi.testclient import TestClient

@@ -126,7 +126,8 @@ def serve_command(args: argparse.Namespace) -> int:
     _check_can_listen(settings.host, settings.port)
     import uvicorn
 
-    from inference.commands import load_model  # the same loading, and the same one-line errors, as predict
+    # The same loading, and the same one-line errors, as predict.
+    from inference.commands import EXIT_INTERRUPTED, load_model
     from inference.serve.app import create_app
     from inference.serve.models import ServedModels
 
@@ -138,13 +139,19 @@ def serve_command(args: argparse.Namespace) -> int:
     # it found: with these, that second delivery is a no-op and the command exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: None)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=int(settings.timeout_s) + 5,  # in-flight requests end by then anyway
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=int(settings.timeout_s) + 5,  # in-flight requests end by then anyway
+        )
     )
+    server.run()
+    if server.force_exit:  # a second Ctrl-C: uvicorn dropped the requests in flight
+        print("khabar serve: stopped at once (Ctrl-C twice): requests in flight got no answer", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 
