@@ -201,6 +201,29 @@ def test_ctrl_c_is_one_line_with_the_step_and_how_to_resume(
     assert (out / "checkpoint-2").is_dir() and not (out / LOCK_NAME).exists()
 
 
+def test_resume_on_other_training_data_is_refused(tiny_classifier_dir, sample_dir, tmp_path, monkeypatch, capsys):
+    from transformers import Trainer
+
+    step = Trainer.training_step
+
+    def ctrl_c_during_step_four(self, *args, **kwargs):
+        if self.state.global_step == 3:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", ctrl_c_during_step_four)
+    out = tmp_path / "out"
+    steps = ["train.max_steps=6", "train.eval_strategy=steps", "train.eval_steps=2", "data.max_eval_samples=8"]
+    argv = [str(TINY_CLASSIFIER_CONFIG), *classifier_overrides(tiny_classifier_dir, sample_dir, out, *steps)]
+    assert run_train(capsys, *argv)[0] == 130
+    monkeypatch.undo()
+    fewer = tmp_path / "train.jsonl"
+    fewer.write_text("".join((sample_dir / "train.jsonl").read_text(encoding="utf-8").splitlines(True)[:40]))
+    code, line = run_train(capsys, *argv, f"data.train_file={fewer}", "train.resume=true")
+    assert code == 2 and "train.resume: data.train_file is not the data checkpoint-2 was trained on" in line
+    assert main([*argv, "train.resume=true"]) == 0  # the same data resumes
+
+
 def test_second_run_into_a_busy_output_dir_is_refused(tiny_classifier_dir, sample_dir, tmp_path, capsys):
     out = tmp_path / "out"
     argv = quick(tiny_classifier_dir, sample_dir, out)

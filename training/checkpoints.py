@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
+from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from inference.model_checks import first_line
@@ -17,6 +18,8 @@ from training.config import ConfigError, ExperimentConfig
 
 log = logging.getLogger(__name__)
 CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
+# Written into each checkpoint: the size and SHA-256 of the files the run learns from.
+DATA_NOTE = "khabar-data.json"
 
 
 def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
@@ -38,6 +41,7 @@ def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
             log.warning("train.resume: no complete checkpoint in %s yet; starting from the beginning", out)
         else:
             check_checkpoint(Path(complete))
+            _check_same_data(Path(complete), cfg)
             log.info("resuming from %s", complete)
         return complete
     if last is not None:
@@ -165,3 +169,59 @@ def remove_checkpoints(out: Path) -> None:
     for checkpoint in out.iterdir():
         if checkpoint.is_dir() and CHECKPOINT_RE.match(checkpoint.name):
             shutil.rmtree(checkpoint)
+
+
+def training_data(cfg: ExperimentConfig) -> dict[str, dict | None]:
+    """The size and SHA-256 of the files a run learns from, by config key; None for a hub id or no file.
+
+    Example:
+        >>> from training.config import load_config
+        >>> sorted(training_data(load_config("configs/classifier/tiny.yaml"))["data.train_file"])
+        ['sha256', 'size']
+    """
+    from inference.batch.fingerprint import fingerprint
+
+    files = {"data.train_file": cfg.data.train_file, "data.validation_file": cfg.data.validation_file}
+    noted = {}
+    for key, path in files.items():
+        found = fingerprint(path) if path else None
+        noted[key] = {"size": found["size"], "sha256": found["sha256"]} if found else None
+    return noted
+
+
+class DataNote(TrainerCallback):
+    """Notes :func:`training_data` in each checkpoint, so ``train.resume`` can tell it is given the same data.
+
+    Resumed with other data, a run would finish on rows it never started with (or, with fewer rows,
+    train not at all, its step budget already spent) and save a model whose config names data it
+    never saw.
+
+    Example:
+        >>> from training.config import load_config
+        >>> DataNote(load_config("configs/classifier/tiny.yaml")).data["data.validation_file"] is not None
+        True
+    """
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        self.data = training_data(cfg)  # hashed once, at the start
+
+    def on_save(self, args, state, control, **kwargs) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            (folder / DATA_NOTE).write_text(json.dumps(self.data, indent=1), encoding="utf-8")
+
+
+def _check_same_data(checkpoint: Path, cfg: ExperimentConfig) -> None:
+    """Refuse to resume ``checkpoint`` on data other than it noted (a checkpoint without a note is not checked)."""
+    try:
+        noted = json.loads((checkpoint / DATA_NOTE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    now = training_data(cfg)
+    for key, before in (noted if isinstance(noted, dict) else {}).items():
+        if before and now.get(key) and before != now[key]:
+            raise ConfigError(
+                f"train.resume: {key} is not the data {checkpoint.name} was trained on (its content differs); "
+                "resuming would finish training on other rows: give the same file, or delete the checkpoint-* "
+                "folders to start over"
+            )

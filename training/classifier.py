@@ -44,7 +44,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICA
 from inference.normalize import normalize
 from training import recipe_parts as parts
 from training.batch_probe import fit_batch_to_device
-from training.checkpoints import checkpoint_to_resume
+from training.checkpoints import DataNote, checkpoint_to_resume
 from training.class_weights import class_weights, weighted_loss
 from training.classifier_scores import BEST_METRIC, HEADLINE, epoch_metrics, evaluate_split
 from training.config import ConfigError, ExperimentConfig, TrainConfig
@@ -104,7 +104,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
         processing_class=tokenizer,
         compute_metrics=partial(epoch_metrics, labels=labels),
         compute_loss_func=loss,  # None: the model's own unweighted cross-entropy
-        callbacks=parts.trainer_callbacks(cfg.train, LogAtEvaluation()) + list(callbacks or []),
+        callbacks=parts.trainer_callbacks(cfg.train, LogAtEvaluation()) + [DataNote(cfg), *(callbacks or [])],
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(TopicProgress())

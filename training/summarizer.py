@@ -43,7 +43,7 @@ from transformers.trainer_utils import EvalPrediction
 from inference.summarizer import loses_half_spaces, tidy_summary
 from training import recipe_parts as parts
 from training.batch_probe import fit_batch_to_device
-from training.checkpoints import checkpoint_to_resume
+from training.checkpoints import DataNote, checkpoint_to_resume
 from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig
 from training.data import Columns, load_splits
 from training.distributed import loss_is_batch_mean, main_process_writes
@@ -100,7 +100,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
         eval_dataset=eval_sample,
         processing_class=tokenizer,
         compute_metrics=partial(summary_metrics, tokenizer=tokenizer, rows=len(eval_sample)),
-        callbacks=parts.trainer_callbacks(cfg.train) + list(callbacks or []),
+        callbacks=parts.trainer_callbacks(cfg.train) + [DataNote(cfg), *(callbacks or [])],
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(parts.LabelledProgress("generating summaries"))
