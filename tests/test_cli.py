@@ -374,3 +374,9 @@ def test_shards_default_to_the_launcher_rank(tmp_path, models, capsys, monkeypat
     source = write_jsonl(tmp_path / "in.jsonl", sample_rows(5))
     assert khabar(capsys, "predict", source, "-o", tmp_path / "p.jsonl", "--tasks", "topic", *models)[0] == 0
     assert [r["line"] for r in read_jsonl(tmp_path / "p.shard-1-of-2.jsonl")] == [2, 4]
+
+
+def test_a_flag_the_command_lacks_is_named_with_the_command(capsys) -> None:
+    code, _, err = khabar(capsys, "summarize", "--title", "عنوان", "متن خبر")
+    assert code == 2
+    assert err.strip() == "khabar summarize: error: unrecognized arguments: --title (see khabar summarize --help)"
