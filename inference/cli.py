@@ -98,8 +98,15 @@ def _positive(text: str) -> int:
     return value
 
 
-def _decoding(name: str) -> Callable[[str], int]:
-    """A positive whole number within the summarizer's limit for ``name`` (checked before any model loads)."""
+def decoding_flag(name: str) -> Callable[[str], int]:
+    """An argparse type: a positive whole number within the summarizer's limit for ``name`` (before any model loads).
+
+    Shared by ``khabar`` and ``khabar-train evaluate``.
+
+    Example:
+        >>> decoding_flag("num_beams")("4")
+        4
+    """
 
     def parse(text: str) -> int:
         value = _positive(text)
@@ -167,9 +174,9 @@ def _add_model_flags(parser: argparse.ArgumentParser, kinds: tuple[str, ...]) ->
         "ctranslate2 for summaries; pip install khabar[fast]), fastest with --quantize int8",
     )
     if "summarizer" in kinds:
-        parser.add_argument("--num-beams", type=_decoding("num_beams"), help="beam width (default: the model's)")
+        parser.add_argument("--num-beams", type=decoding_flag("num_beams"), help="beam width (default: the model's)")
         parser.add_argument(
-            "--max-new-tokens", type=_decoding("max_new_tokens"), help="summary length cap (default: the model's)"
+            "--max-new-tokens", type=decoding_flag("max_new_tokens"), help="summary length cap (default: the model's)"
         )
 
 

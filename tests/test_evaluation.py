@@ -187,9 +187,9 @@ def test_a_report_folder_is_replaced_by_a_rerun(classifier_report, tiny_classifi
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
-        ("--max-new-tokens", "100000", "--max-new-tokens: expected at most 2048, got '100000'"),
-        ("--num-beams", "1000", "--num-beams: expected at most 64, got '1000'"),
-        ("--num-beams", "0", "--num-beams: expected a positive whole number, got '0'"),
+        ("--max-new-tokens", "100000", "--max-new-tokens: '100000' is over the limit of 2048"),
+        ("--num-beams", "1000", "--num-beams: '1000' is over the limit of 64"),
+        ("--num-beams", "0", "--num-beams: '0' must be at least 1"),
     ],
 )
 def test_decoding_flags_past_the_summarizer_limits_are_one_line(

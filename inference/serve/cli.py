@@ -51,7 +51,7 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
         >>> parser.parse_args(["--summarizer", "m", "--max-batch", "8"]).max_batch
         8
     """
-    from inference.cli import _decoding, _positive, add_device_flags
+    from inference.cli import _positive, add_device_flags, decoding_flag
     from inference.commands import BACKENDS
 
     serve = commands.add_parser(
@@ -89,7 +89,7 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
     )
     serve.add_argument("--max-texts", type=_positive, default=64, help="articles per request (64)")
     serve.add_argument("--max-body-bytes", type=_positive, default=4 * 1024 * 1024, help="request body size (4 MiB)")
-    beams, tokens = _decoding("num_beams"), _decoding("max_new_tokens")
+    beams, tokens = decoding_flag("num_beams"), decoding_flag("max_new_tokens")
     serve.add_argument("--max-num-beams", type=beams, default=8, help="largest num_beams a request may ask (8)")
     serve.add_argument("--max-new-tokens", type=tokens, default=256, help="largest max_new_tokens (256)")
     serve.add_argument("--timeout", type=float, default=60.0, help="seconds before a request answers 504 (60)")

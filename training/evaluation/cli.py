@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from inference.inputs import DECODING_LIMITS
+from inference.cli import decoding_flag
 from inference.model_checks import BrokenModelError, check_model_files
 from inference.normalize import join_title, load_normalization
 from training.config import ConfigError
@@ -75,11 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=_positive, help=batch_help)
     parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: the best available)")
     parser.add_argument(
-        "--num-beams", type=_decoding("num_beams"), help="summarizers: beams (default: the model's saved setting)"
+        "--num-beams", type=decoding_flag("num_beams"), help="summarizers: beams (default: the model's saved setting)"
     )
     parser.add_argument(
         "--max-new-tokens",
-        type=_decoding("max_new_tokens"),
+        type=decoding_flag("max_new_tokens"),
         help="summarizers: longest summary in tokens (default: the model's setting)",
     )
     parser.add_argument("--bootstrap", type=_positive, default=1000, help="bootstrap resamples (default: 1000)")
@@ -93,18 +93,6 @@ def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
     return int(value)
-
-
-def _decoding(name: str):
-    """A positive whole number within the summarizer's limit for ``name``, refused before the data is read."""
-
-    def parse(value: str) -> int:
-        number = _positive(value)
-        if number > DECODING_LIMITS[name]:
-            raise argparse.ArgumentTypeError(f"expected at most {DECODING_LIMITS[name]}, got {value!r}")
-        return number
-
-    return parse
 
 
 def _seed(value: str) -> int:
