@@ -33,7 +33,6 @@ from inference.model_checks import (
     check_decoding,
     check_loaded,
     check_model_files,
-    check_topic_labels,
     config_error,
     first_line,
     weights_error,
@@ -156,8 +155,6 @@ def load_config_and_tokenizer(path_or_id: str, kind: ModelKind):
         raise ModelNotFoundError(f"{path_or_id} is a {config.model_type} summarizer, not a topic classifier")
     if kind == "summarizer" and not seq2seq:
         raise ModelNotFoundError(f"{path_or_id} is a {config.model_type} model, not a sequence-to-sequence summarizer")
-    if kind == "classifier" and is_local(path_or_id):
-        check_topic_labels(path_or_id)  # else transformers invents LABEL_0 and LABEL_1 and the head cannot fit
     return config, tokenizer
 
 

@@ -126,9 +126,18 @@ def _check_shapes(mismatched: list, path: str) -> None:
         return
     name, saved, built = sorted(mismatched, key=lambda entry: entry[0])[0]
     more = f" (and {len(mismatched) - 1} more)" if len(mismatched) > 1 else ""
+    # Without id2label transformers assumes two labels: right for a binary model saved with the
+    # default names (save_pretrained then leaves it out), the likely cause for any other head.
+    config = read_config(path)
+    cause = (
+        "its config.json has no id2label (the topic names), so it describes 2 labels: restore id2label "
+        "from the trained model's config.json"
+        if not config.get("id2label") and "classifier" in name
+        else "is config.json from this checkpoint?"
+    )
     raise BrokenModelError(
         f"cannot load {path}: its weights do not fit its config.json: {name!r} is {list(saved)} in the weights "
-        f"but config.json makes it {list(built)}{more}; is config.json from this checkpoint?"
+        f"but config.json makes it {list(built)}{more}; {cause}"
     )
 
 
@@ -222,26 +231,6 @@ def _field_type(model_type: str, name: str) -> str | None:
     if isinstance(declared, type):  # a plain class prints as "<class 'int'>"
         return declared.__name__
     return None if declared is None else str(declared).replace("typing.", "")
-
-
-def check_topic_labels(path: str) -> None:
-    """Refuse a local classifier whose ``config.json`` has no ``id2label``: transformers would invent two labels,
-    ``LABEL_0`` and ``LABEL_1``, and then fail on a head trained for the real topics.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> folder = pathlib.Path(tempfile.mkdtemp())
-        >>> _ = (folder / "config.json").write_text('{"model_type": "bert"}')
-        >>> check_topic_labels(str(folder))  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        inference.model_checks.BrokenModelError: cannot load ...: its config.json has no id2label (the topic names); ...
-    """
-    if (Path(path).expanduser() / "config.json").is_file() and not read_config(path).get("id2label"):
-        raise BrokenModelError(
-            f"cannot load {path}: its config.json has no id2label (the topic names); restore it from the "
-            "trained model's config.json"
-        )
 
 
 def _whole(low: int, high: int | None = None) -> Callable[[object], bool]:

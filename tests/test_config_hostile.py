@@ -128,9 +128,10 @@ def test_yaml_that_used_to_raise_a_traceback_is_a_config_error(tmp_path, body: s
     assert refused(path).startswith(f"{path}{problem}")
 
 
-def test_a_merge_key_is_refused_by_name(tmp_path) -> None:
-    path = config(tmp_path, "base: &b {epochs: 1}\ntrain:\n  <<: *b\n")
-    assert refused(path).startswith(f"{path}:8: invalid YAML (merge keys (<<) are not supported")
+def test_merge_keys_work_as_in_yaml_and_a_key_may_override_a_merged_one(tmp_path) -> None:
+    path = config(tmp_path, "train:\n  <<: {epochs: 2, learning_rate: 1e-4}\n  epochs: 3\n")
+    cfg = load_config(path)
+    assert (cfg.train.epochs, cfg.train.learning_rate) == (3, 1e-4)  # the key given beside the merge wins
 
 
 # --- numbers -----------------------------------------------------------------------------------------

@@ -178,6 +178,14 @@ def test_a_report_never_replaces_a_file_that_is_not_an_earlier_report(
     assert kept.read_bytes() == eval_file.read_bytes() and sorted(p.name for p in out.iterdir()) == [kept.name]
 
 
+def test_a_first_report_interrupted_after_its_plots_can_be_rerun(tiny_classifier_dir, eval_file, tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "confusion_matrix.png").write_bytes(PNG_MAGIC)  # written first; then the run stopped
+    assert run_evaluate("--model", tiny_classifier_dir, "--data", eval_file, "-o", out) == 0
+    assert (out / "report.md").is_file()
+
+
 def test_a_report_folder_is_replaced_by_a_rerun(classifier_report, tiny_classifier_dir, eval_file) -> None:
     assert run_evaluate("--model", tiny_classifier_dir, "--data", eval_file, "-o", classifier_report) == 0
     (classifier_report / "report.md").unlink()  # as an interrupted rewrite leaves it: the report's metrics.json

@@ -220,7 +220,7 @@ def test_resume_on_other_training_data_is_refused(tiny_classifier_dir, sample_di
     fewer = tmp_path / "train.jsonl"
     fewer.write_text("".join((sample_dir / "train.jsonl").read_text(encoding="utf-8").splitlines(True)[:40]))
     code, line = run_train(capsys, *argv, f"data.train_file={fewer}", "train.resume=true")
-    assert code == 2 and "train.resume: data.train_file is not the data checkpoint-2 was trained on" in line
+    assert code == 2 and "train.resume: data.train_file is not the file checkpoint-2 was trained with" in line
     assert main([*argv, "train.resume=true"]) == 0  # the same data resumes
 
 

@@ -164,6 +164,15 @@ def test_a_damaged_normalization_record_stops_the_cli_before_any_conversion(tmp_
 # --- 4. weights that do not fit config.json -----------------------------------------------------------
 
 
+def test_a_binary_classifier_saved_with_the_default_label_names_loads(tmp_path) -> None:
+    from inference import Classifier
+    from training.tiny import build_tiny_classifier
+
+    model = build_tiny_classifier(tmp_path / "binary", labels=["LABEL_0", "LABEL_1"])
+    assert "id2label" not in json.loads((model / "config.json").read_text())  # save_pretrained leaves it out
+    assert Classifier.from_pretrained(model, device="cpu").labels == ["LABEL_0", "LABEL_1"]
+
+
 def test_a_classifier_config_without_labels_says_so(tmp_path, tiny_classifier_dir, capsys) -> None:
     model = model_copy(tiny_classifier_dir, tmp_path)
     edit_json(model / "config.json", lambda config: config.pop("id2label"))

@@ -570,6 +570,15 @@ def test_a_port_in_use_is_refused_before_the_models_load(capsys, tiny_classifier
     assert "--timeout 0" in capsys.readouterr().err
 
 
+def test_every_interface_as_uvicorn_takes_it_passes_the_port_check():
+    from serve_process import free_port
+
+    from inference.serve.cli import _check_can_listen
+
+    _check_can_listen("", free_port())  # --host "": all interfaces, not "cannot be resolved"
+    _check_can_listen("localhost", free_port())
+
+
 def test_the_api_key_flag_is_stripped_like_the_environment_variable(monkeypatch):
     from inference.serve.cli import _api_key
 

@@ -81,6 +81,7 @@ def test_the_tiny_wordpiece_vocabulary_holds_only_bert_specials() -> None:
     [
         (("config.json", "model.safetensors", "config.yaml", "training_log.jsonl"), "holds a trained model"),
         (("notes.txt",), "holds files that are not a model"),
+        (("config.json", "big.safetensors"), "holds a trained model"),  # a hub download: no run files
     ],
 )
 def test_tiny_models_never_replace_a_trained_model_or_other_files(tmp_path, capsys, files, problem) -> None:
@@ -88,8 +89,13 @@ def test_tiny_models_never_replace_a_trained_model_or_other_files(tmp_path, caps
     folder.mkdir()
     for name in files:
         (folder / name).write_text("kept")
+    if "big.safetensors" in files:
+        with open(folder / "big.safetensors", "r+b") as weights:
+            weights.truncate(30 << 20)  # sparse: a full-size model's weights, without writing them
+            weights.seek(0)
+            weights.write(b"kept")
     assert tiny_models_main(["--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"{folder} {problem}" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summarizer"]  # the classifier was not built either
-    assert all((folder / name).read_text() == "kept" for name in files)
+    assert all((folder / name).read_bytes()[:4] == b"kept" for name in files)

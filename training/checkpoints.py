@@ -221,7 +221,7 @@ def _check_same_data(checkpoint: Path, cfg: ExperimentConfig) -> None:
     for key, before in (noted if isinstance(noted, dict) else {}).items():
         if before and now.get(key) and before != now[key]:
             raise ConfigError(
-                f"train.resume: {key} is not the data {checkpoint.name} was trained on (its content differs); "
-                "resuming would finish training on other rows: give the same file, or delete the checkpoint-* "
+                f"train.resume: {key} is not the file {checkpoint.name} was trained with (its content differs); "
+                "resuming would finish the run on other data: give the same file, or delete the checkpoint-* "
                 "folders to start over"
             )

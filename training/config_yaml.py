@@ -7,7 +7,7 @@ What ``yaml.safe_load`` does, with the changes a config needs:
   comes back as :class:`PlainNumber`, so a number key can take it while a quoted ``"20"`` stays text;
 - a document may hold at most :data:`MAX_VALUES` values once its aliases are expanded (an "alias bomb"
   of nested anchors is a few lines that expand to billions) and nest at most :data:`MAX_DEPTH` deep;
-- an integer too long for Python to read, and a merge key (``<<``), are YAML errors, not tracebacks.
+- an integer too long for Python to read is a YAML error, not a traceback; merge keys (``<<``) work as in YAML.
 
 Every problem is a :class:`yaml.YAMLError` with a short ``problem`` (and a ``problem_mark`` where known).
 
@@ -118,8 +118,8 @@ class StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
         for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:
-                raise _constructor_error("merge keys (<<) are not supported; write the keys out", key_node)
+            if key_node.tag == _MERGE_TAG:  # `<<: *defaults`: merged keys may be overridden, as YAML says
+                continue
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, Hashable):
                 raise _constructor_error("a list or mapping cannot be a key", key_node)

@@ -340,11 +340,21 @@ def _not_replaceable(folder: Path) -> str | None:
         return f"{folder} is a file"
     if not folder.is_dir() or not any(folder.iterdir()):
         return None
-    if is_previous_run(folder):
+    if is_previous_run(folder) or _full_size_weights(folder):
         return f"{folder} holds a trained model, whose weights would be replaced by random ones"
     if not (folder / "config.json").is_file():
         return f"{folder} holds files that are not a model"
     return None
+
+
+# A tiny model's weights take about 2 MB; a downloaded or trained real one, hundreds.
+_TINY_WEIGHTS_AT_MOST = 20 << 20
+
+
+def _full_size_weights(folder: Path) -> bool:
+    """Whether ``folder`` holds weights too large for a tiny model (a hub download, say, without khabar's run files)."""
+    weights = [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]
+    return any(path.stat().st_size > _TINY_WEIGHTS_AT_MOST for path in weights)
 
 
 def main(argv: list[str] | None = None) -> int:

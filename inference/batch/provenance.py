@@ -120,9 +120,11 @@ def model_difference(kind: str, before: dict[str, Any] | None, now: dict[str, An
     for name, value in now.items():
         if name not in ("model", "content") and before.get(name) != value:
             flag = "--" + name.replace("_", "-")
-            return f"it was written with {flag} {_shown(before.get(name))}, not {_shown(value)}"
+            return f"it was written with {flag} {_shown(name, before.get(name))}, not {_shown(name, value)}"
     return None
 
 
-def _shown(value: Any) -> str:
-    return "(the model's default)" if value is None else str(value)
+def _shown(name: str, value: Any) -> str:
+    if value is not None:
+        return str(value)
+    return "(none)" if name.endswith("_column") else "(the model's default)"

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import ipaddress
 import logging
@@ -149,8 +150,11 @@ def serve_command(args: argparse.Namespace) -> int:
         )
     )
     server.run()
-    if server.force_exit:  # a second Ctrl-C: uvicorn dropped the requests in flight
-        print("khabar serve: stopped at once (Ctrl-C twice): requests in flight got no answer", file=sys.stderr)
+    if not server.started:  # as uvicorn.run would: a service manager restarts a server that failed to start
+        print("khabar serve: error: the server did not start (see the lines above)", file=sys.stderr)
+        return 1
+    if server.force_exit:  # a second Ctrl-C: uvicorn dropped whatever was in flight
+        print("khabar serve: stopped at once (Ctrl-C twice): any request in flight got no answer", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 
@@ -208,19 +212,22 @@ def _check_can_listen(host: str, port: int) -> None:
 
     SO_REUSEADDR as uvicorn sets it: a port left in TIME_WAIT by a server just stopped is free.
     """
-    try:
-        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    try:  # "" is every interface, as uvicorn takes it; it binds every address the host resolves to
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
         raise UsageError(f"--host {host}: cannot be resolved ({getattr(exc, 'strerror', None) or exc})") from None
-    with socket.socket(family, kind) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise UsageError(
-                f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); another server may hold it: "
-                "stop it or pick another --port"
-            ) from None
+    for family, kind, _, _, address in addresses:
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                advice = (
+                    "ports below 1024 need root; pick another --port"
+                    if exc.errno == errno.EACCES
+                    else "another server may hold it: stop it or pick another --port"
+                )
+                raise UsageError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); {advice}") from None
 
 
 def _api_key(flag: str | None) -> str | None:

@@ -199,6 +199,8 @@ def _check_only_a_report_is_replaced(output: Path, data: str) -> None:
     for name in present:
         if Path(data).is_file() and os.path.samefile(output / name, data):
             raise DataError(f"-o {output}: writing {name} would replace --data {data}; pick another folder")
+    # The plots are written first: a first report interrupted after them left only its own pictures.
+    present = [name for name in present if not name.endswith(".png")]
     if present and not _is_report(output):
         raise DataError(
             f"-o {output}: holds {present[0]}, which is not from an earlier report and would be replaced; "
