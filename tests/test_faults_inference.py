@@ -222,7 +222,7 @@ def test_unclosed_csv_quote_accounts_for_every_line(tmp_path, topic, capsys) -> 
 
 
 def test_second_run_on_a_busy_output_fails_at_once(tmp_path, topic, capsys) -> None:
-    source = write_jsonl(tmp_path / "in.jsonl", good_rows(400))
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(4000))  # still running when the others try
     output = tmp_path / "out.jsonl"
     zygote = shared_zygote()
     first = ask(zygote, {"argv": ["predict", str(source), "-o", str(output), *topic, "--batch-size", "1"]})

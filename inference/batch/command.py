@@ -45,7 +45,7 @@ def predict_command(args: argparse.Namespace) -> int:
     _check_columns(args.input, columns, explicit_id=args.id_column is not None, fmt=args.input_format)
     _check_backend(args.backend, args.tasks)
     # Held until the run ends: a second run on this output fails at once instead of interleaving.
-    with guarded_output(output, args.input, args.resume, columns.id, _model_records(args)) as guard:
+    with guarded_output(output, args.input, args.resume, columns.id, partial(_model_records, args)) as guard:
         return _predict_locked(args, columns, shard, output, guard)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -59,11 +59,16 @@ class OutputGuard:
 
 @contextmanager
 def guarded_output(
-    output: str, input_path: str, resume: bool, id_column: str = "id", models: dict[str, dict] | None = None
+    output: str,
+    input_path: str,
+    resume: bool,
+    id_column: str = "id",
+    models: Callable[[], dict[str, dict]] | None = None,
 ) -> Iterator[OutputGuard]:
     """Hold ``output``'s lock for the ``with`` block; with ``resume``, first check that the input, the
-    id column and the ``models`` (kind -> :func:`~inference.batch.provenance.model_record`) are the ones
-    the output was started with.
+    id column and the ``models`` (a function giving kind -> :func:`~inference.batch.provenance.model_record`,
+    called once the lock is held, so a busy output is refused before any model file is read) are the
+    ones the output was started with.
 
     Example:
         >>> with guarded_output("-", "in.jsonl", resume=False) as guard:
@@ -78,12 +83,13 @@ def guarded_output(
         raise UsageError(str(exc)) from None
     try:
         now = fingerprint(input_path)
+        noted = models() if models else {}
         if resume and _has_records(output):  # an output that is gone or empty holds nothing to mix up
             previous = lock.previous or {}
             _check_same_input(output, input_path, previous.get("input"), now)
             _check_same_id_column(output, previous.get("id_column"), id_column)
-            _check_same_models(output, previous.get("models"), models or {})
-        yield OutputGuard(lock, now, id_column, models)
+            _check_same_models(output, previous.get("models"), noted)
+        yield OutputGuard(lock, now, id_column, noted)
     finally:
         lock.__exit__(None, None, None)
 
