@@ -182,7 +182,7 @@ def _bounded_lines(stream: BinaryIO, limit: int) -> Iterator[bytes | None]:
 def _parse_json_line(raw: bytes) -> tuple[dict | None, str | None]:
     try:
         # utf-8-sig on every line: files joined with `cat` carry each one's byte-order mark mid-file.
-        value = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_unique_keys)
+        value = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=unique_keys)
     except DuplicateKey as exc:
         return None, f"the key {exc.key!r} appears twice in one object; which one is meant is unclear"
     except UnicodeDecodeError as exc:
@@ -210,7 +210,17 @@ class DuplicateKey(ValueError):
         self.key = key
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A ``json.loads`` ``object_pairs_hook`` that raises :class:`DuplicateKey` for a key given twice.
+
+    Shared by ``khabar predict``'s JSONL reader and the server's body check, so both refuse alike.
+
+    Example:
+        >>> json.loads('{"a": 1, "a": 2}', object_pairs_hook=unique_keys)
+        Traceback (most recent call last):
+        ...
+        inference.batch.reading.DuplicateKey: duplicate key 'a'
+    """
     record = dict(pairs)
     if len(record) < len(pairs):
         seen: set[str] = set()

@@ -22,6 +22,8 @@ import json
 
 from starlette.types import Send
 
+from inference.batch.reading import DuplicateKey, unique_keys
+
 API_PREFIX = "/v1/"
 
 
@@ -121,10 +123,10 @@ def json_body_problem(content_type: bytes, body: bytes) -> tuple[int, str] | Non
     if media_type != b"application/json":
         return 415, "body: send it as JSON, with the header Content-Type: application/json"
     try:
-        json.loads(body.decode("utf-8"), object_pairs_hook=_no_repeated_keys)
+        json.loads(body.decode("utf-8"), object_pairs_hook=unique_keys)
     except UnicodeDecodeError:
         return 400, "body: not UTF-8 text"
-    except _RepeatedKey as exc:
+    except DuplicateKey as exc:
         return 400, f"body: the key {exc.key!r} appears twice in one object; send it once"
     except RecursionError:
         return 400, "body: nested too deep"
@@ -133,21 +135,6 @@ def json_body_problem(content_type: bytes, body: bytes) -> tuple[int, str] | Non
     except ValueError:  # Python refuses integers of over 4,300 digits
         return 400, "body: a number has too many digits"
     return None
-
-
-class _RepeatedKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
-    seen: dict = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _RepeatedKey(key)
-        seen[key] = value
-    return seen
 
 
 async def send_error(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:

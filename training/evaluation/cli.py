@@ -27,7 +27,7 @@ from training.config import ConfigError
 from training.data import Columns, DataError, load_split
 from training.distributed import is_main_process, world_size
 from training.evaluation.predict import generate_summaries, predict_topics
-from training.evaluation.report import write_report
+from training.evaluation.report import PLOTS, REPORT_FILES, write_report
 from training.evaluation.rows import load_rows
 from training.evaluation.scoring import evaluate_classification, evaluate_summarization
 from training.model_checks import check_model_source
@@ -177,17 +177,6 @@ def _check_not_a_model_folder(output: Path) -> None:
         )
 
 
-# What write_report writes; a file of one of these names in -o is replaced.
-REPORT_FILES = (
-    "metrics.json",
-    "report.md",
-    "predictions.jsonl",
-    "confusion_matrix.png",
-    "per_class_f1.png",
-    "lengths.png",
-)
-
-
 def _check_only_a_report_is_replaced(output: Path, data: str) -> None:
     """Refuse an -o folder whose files of the report's names are not an earlier report (or are --data itself).
 
@@ -195,12 +184,11 @@ def _check_only_a_report_is_replaced(output: Path, data: str) -> None:
     is replaced, as a rerun should; anything else of those names, such as a ``khabar predict`` output
     called ``predictions.jsonl``, would be lost.
     """
-    present = [name for name in REPORT_FILES if (output / name).is_file()]
-    for name in present:
-        if Path(data).is_file() and os.path.samefile(output / name, data):
+    plots = [name for kind in PLOTS.values() for name in kind]
+    for name in (*REPORT_FILES, *plots):
+        if (output / name).is_file() and Path(data).is_file() and os.path.samefile(output / name, data):
             raise DataError(f"-o {output}: writing {name} would replace --data {data}; pick another folder")
-    # The plots are written first: a first report interrupted after them left only its own pictures.
-    present = [name for name in present if not name.endswith(".png")]
+    present = [name for name in REPORT_FILES if (output / name).is_file()]  # plots: see REPORT_FILES
     if present and not _is_report(output):
         raise DataError(
             f"-o {output}: holds {present[0]}, which is not from an earlier report and would be replaced; "

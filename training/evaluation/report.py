@@ -38,6 +38,15 @@ def format_score(value: float, interval: Sequence[float] | None = None, digits: 
     return text
 
 
+# What write_report writes. The plots come first: a first report interrupted after them leaves
+# only its own pictures, so only the other files tell a foreign file from a report's.
+REPORT_FILES = ("metrics.json", "report.md", "predictions.jsonl")
+PLOTS = {
+    "classification": {"confusion_matrix.png": "confusion matrix", "per_class_f1.png": "F1 per class"},
+    "summarization": {"lengths.png": "summary lengths"},
+}
+
+
 def write_report(result: dict, out_dir: str | Path) -> list[Path]:
     """Write every report file for ``result`` (from ``training.evaluation``) into ``out_dir``; return their paths.
 
@@ -53,12 +62,11 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
     # report.md is the mark of a finished report: gone while the files change, written last, so an
     # interrupted rewrite never leaves an old report.md beside new metrics (or the other way round).
     (out / "report.md").unlink(missing_ok=True)
+    plots = PLOTS[result["kind"]]
     if result["kind"] == "classification":
-        plots = {"confusion_matrix.png": "confusion matrix", "per_class_f1.png": "F1 per class"}
         plot_confusion_matrix(result["systems"]["model"]["confusion_matrix"], out / "confusion_matrix.png")
         plot_per_class_f1(result["systems"], out / "per_class_f1.png")
     else:
-        plots = {"lengths.png": "summary lengths"}
         plot_lengths(result["predictions"]["model"], result["references"], out / "lengths.png")
     per_row = ("predictions", "references", "examples", "lines")  # in predictions.jsonl, one line a row
     metrics = {k: v for k, v in result.items() if k not in per_row}
@@ -66,7 +74,7 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
     write_text_atomically(out / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
     _write_predictions(result, out / "predictions.jsonl")
     write_text_atomically(out / "report.md", render_markdown(result, plots))
-    return [out / name for name in ("metrics.json", "report.md", "predictions.jsonl", *plots)]
+    return [out / name for name in (*REPORT_FILES, *plots)]
 
 
 def _write_predictions(result: dict, path: Path) -> None:
