@@ -136,6 +136,6 @@ def _check_same_models(output: str, before: Any, now: dict[str, dict]) -> None:
         change = model_difference(kind, before.get(kind), record)
         if change:
             raise UsageError(
-                f"--resume: {output}: {change}; resuming would mix two models' results in one file, so resume "
-                "with the same model and settings or rerun with --overwrite"
+                f"--resume: {output}: {change}; resuming would mix answers of two models or settings in one "
+                "file, so resume with the same model and settings or rerun with --overwrite"
             )
