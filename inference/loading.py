@@ -33,6 +33,7 @@ from inference.model_checks import (
     check_decoding,
     check_loaded,
     check_model_files,
+    check_sizes,
     config_error,
     first_line,
     weights_error,
@@ -144,6 +145,7 @@ def load_config_and_tokenizer(path_or_id: str, kind: ModelKind):
         raise ModelNotFoundError(f"cannot load {path_or_id}{where}: {first_line(exc)}") from None
     except (TypeError, AttributeError, KeyError) as exc:  # a malformed value, e.g. id2label given as a list
         raise config_error(path_or_id, exc) from None
+    check_sizes(config, path_or_id)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=False)
     except (OSError, ValueError, TypeError) as exc:  # a damaged tokenizer.json fails in several ways

@@ -90,7 +90,9 @@ def check_model_files(path: str | Path) -> None:
 
 
 def check_loaded(model: torch.nn.Module, loading_info: dict, path: str) -> None:
-    """Refuse weights the checkpoint lacked (so they are random) or weights that are NaN or infinite.
+    """Refuse weights the checkpoint lacked (so they are random), layers the config leaves out
+    (a ``config.json`` with fewer layers than the checkpoint: transformers drops the rest), or weights
+    that are NaN or infinite.
 
     Example:
         >>> layer = torch.nn.Linear(2, 2)
@@ -109,6 +111,7 @@ def check_loaded(model: torch.nn.Module, loading_info: dict, path: str) -> None:
             f"cannot load {path}: its weights lack {missing[0]!r}{more}, which the config needs "
             "(they would be random); is this the right checkpoint for the model?"
         )
+    _check_unused(model, sorted(loading_info.get("unexpected_keys") or []), path)
     for name, tensor in (*model.named_parameters(), *model.named_buffers()):
         if tensor.is_floating_point() and not _finite(tensor.detach()):
             raise BrokenModelError(
@@ -139,6 +142,68 @@ def _check_shapes(mismatched: list, path: str) -> None:
         f"cannot load {path}: its weights do not fit its config.json: {name!r} is {list(saved)} in the weights "
         f"but config.json makes it {list(built)}{more}; {cause}"
     )
+
+
+def _check_unused(model: torch.nn.Module, unused: list[str], path: str) -> None:
+    """Refuse checkpoint weights of the model's own kind of layer that the model built has no place for.
+
+    ``config.json`` with fewer layers than the checkpoint (``num_hidden_layers`` lowered by hand, or
+    a config from another checkpoint) builds a shallower network, and transformers drops the extra
+    layers' weights with a note: every answer would then come from part of the model. A weight named
+    like one of the model's own with another layer number (``encoder.layer.3.*`` beside
+    ``encoder.layer.0.*``) is such a layer; other unused weights (a pretraining head) stay a note.
+    """
+    own = {_LAYER_NUMBER_RE.sub(".#.", name) for name, _ in model.named_parameters()}
+    layers = [name for name in unused if _LAYER_NUMBER_RE.sub(".#.", name) in own]
+    if not layers:
+        return
+    config = read_config(path)
+    key = next((key for key in ("num_hidden_layers", "num_layers", "num_decoder_layers") if key in config), None)
+    sets = f" (it sets {key} to {config[key]})" if key else ""
+    more = f" (and {len(layers) - 1} more)" if len(layers) > 1 else ""
+    raise BrokenModelError(
+        f"cannot load {path}: its weights hold {layers[0]!r}{more}, a layer the model its config.json describes"
+        f"{sets} does not have; is config.json from this checkpoint?"
+    )
+
+
+_LAYER_NUMBER_RE = re.compile(r"\.\d+\.")
+
+# Sizes a config must give as whole numbers of at least 1: zero or a negative layer count builds a
+# model with no layers (every weight unused) and fails, if at all, deep inside an engine.
+_SIZE_KEYS = (
+    "num_hidden_layers",
+    "num_attention_heads",
+    "hidden_size",
+    "intermediate_size",
+    "vocab_size",
+    "max_position_embeddings",
+    "num_layers",
+    "num_decoder_layers",
+    "num_heads",
+    "d_model",
+    "d_ff",
+    "d_kv",
+)
+
+
+def check_sizes(config, path: str) -> None:
+    """Refuse a model config whose layer counts or sizes are not whole numbers of at least 1.
+
+    Example:
+        >>> from transformers import BertConfig
+        >>> check_sizes(BertConfig(num_hidden_layers=-1), "m")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        inference.model_checks.BrokenModelError: cannot load m: its config.json sets 'num_hidden_layers' to -1, ...
+    """
+    for key in _SIZE_KEYS:
+        value = getattr(config, key, None)
+        if value is not None and not _whole(1)(value):
+            raise BrokenModelError(
+                f"cannot load {path}: its config.json sets {key!r} to {json.dumps(value)}, "
+                "which must be a whole number of at least 1"
+            )
 
 
 def _finite(tensor: torch.Tensor) -> bool:

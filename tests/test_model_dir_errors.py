@@ -237,3 +237,32 @@ def test_a_load_that_succeeds_still_shows_the_report(tmp_path, tiny_classifier_d
     save_file(tensors, model / "model.safetensors", metadata={"format": "pt"})
     load_weights(AutoModelForSequenceClassification, str(model), torch.device("cpu"), torch.float32, None)
     assert [message for message in load_report if "LOAD REPORT" in message and "unused.weight" in message]
+
+
+@pytest.mark.parametrize("layers", [0, -1])
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_a_layer_count_below_one_is_one_line(tmp_path, tiny_classifier_dir, capsys, backend, layers) -> None:
+    # Zero layers built a model that ran on embeddings alone (torch) or failed inside ONNX Runtime.
+    model = model_copy(tiny_classifier_dir, tmp_path)
+    edit_json(model / "config.json", lambda config: config.update(num_hidden_layers=layers))
+    code, err = classify(capsys, model, "--backend", backend)
+    assert code == 2
+    one_line_error(err, str(model), f"'num_hidden_layers' to {layers}", "at least 1")
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_a_config_with_fewer_layers_than_the_weights_is_refused(tmp_path, tiny_classifier_dir, capsys, backend):
+    # transformers dropped the second layer's weights with a note and the model answered from the first alone.
+    model = model_copy(tiny_classifier_dir, tmp_path)
+    edit_json(model / "config.json", lambda config: config.update(num_hidden_layers=1))
+    code, err = classify(capsys, model, "--backend", backend)
+    assert code == 2
+    one_line_error(err, str(model), "'bert.encoder.layer.1.", "num_hidden_layers to 1", "config.json")
+
+
+def test_a_summarizer_config_with_fewer_decoder_layers_is_refused(tmp_path, tiny_summarizer_dir, capsys) -> None:
+    model = model_copy(tiny_summarizer_dir, tmp_path)
+    edit_json(model / "config.json", lambda config: config.update(num_decoder_layers=1))
+    code, err = summarize(capsys, model)
+    assert code == 2
+    one_line_error(err, str(model), "'decoder.block.1.", "config.json")
