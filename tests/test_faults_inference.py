@@ -521,6 +521,23 @@ def test_resume_with_other_decoding_settings_is_refused(tmp_path, capsys, tiny_s
     assert len(strict_records(output)) == 2
 
 
+@pytest.mark.parametrize(
+    "first, then",
+    [([], ["--num-beams", "4", "--max-new-tokens", "64"]), (["--num-beams", "4"], [])],
+)
+def test_resume_spelling_out_the_models_default_decoding_is_the_same_run(
+    tmp_path, capsys, tiny_summarizer_dir, first, then
+) -> None:
+    # The tiny summarizer saves num_beams 4 and max_new_tokens 64: leaving them to it decodes the same way.
+    summary = ["--tasks", "summary", "--summarizer", str(tiny_summarizer_dir), "--device", "cpu", "--quiet"]
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
+    output = tmp_path / "out.jsonl"
+    assert khabar(capsys, "predict", source, "-o", output, *summary, *first)[0] == 0
+    output.write_text(output.read_text(encoding="utf-8").splitlines(keepends=True)[0], encoding="utf-8")
+    assert khabar(capsys, "predict", source, "-o", output, "--resume", *summary, *then)[0] == 0
+    assert len(strict_records(output)) == 2
+
+
 def test_a_run_refused_before_writing_leaves_no_run_file(tmp_path, topic, capsys) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
     code, _, err = khabar(capsys, "predict", source, "-o", tmp_path / "out.jsonl", *_with_classifier(topic, tmp_path))

@@ -19,12 +19,13 @@ Example:
     >>> _ = (folder / "config.json").write_text("{}")
     >>> record = model_record(str(folder), num_beams=4, max_new_tokens=None)
     >>> sorted(record), record["num_beams"]
-    (['content', 'max_new_tokens', 'model', 'num_beams'], 4)
+    (['content', 'defaults', 'max_new_tokens', 'model', 'num_beams'], 4)
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -82,20 +83,48 @@ def _sampled_bytes(path: Path) -> bytes:
         return head + f.read(_END)
 
 
+# Decoding settings a run may leave to the model (None): it then decodes with the saved default.
+_DECODING_DEFAULTS = {"num_beams": 1, "max_new_tokens": None}
+
+
 def model_record(model: str, **settings: Any) -> dict[str, Any]:
-    """What is noted of one model: its name as given, its content digest, and the settings it ran with.
+    """What is noted of one model: its name as given, its content digest, the settings it ran with and
+    the model's saved decoding defaults (so leaving ``--num-beams`` to a model whose default is 4 and
+    giving ``--num-beams 4`` are the same run).
 
     Example:
         >>> model_record("org/hub-id", num_beams=None)
-        {'model': 'org/hub-id', 'content': None, 'num_beams': None}
+        {'model': 'org/hub-id', 'content': None, 'num_beams': None, 'defaults': {}}
     """
-    return {"model": model, "content": content_digest(model), **settings}
+    return {"model": model, "content": content_digest(model), **settings, "defaults": saved_decoding(model)}
+
+
+def saved_decoding(model: str) -> dict[str, Any]:
+    """The decoding defaults in a local model's ``generation_config.json``; empty for a hub id or no file.
+
+    A file that cannot be read is empty here: loading the model refuses it in one line.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "generation_config.json").write_text('{"num_beams": 4, "max_length": 64}')
+        >>> saved_decoding(str(folder))
+        {'num_beams': 4, 'max_new_tokens': None}
+    """
+    try:
+        saved = json.loads((Path(model).expanduser() / "generation_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(saved, dict):
+        return {}
+    return {name: saved.get(name, default) for name, default in _DECODING_DEFAULTS.items()}
 
 
 def model_difference(kind: str, before: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
     """How the ``kind`` model or its settings differ from what wrote the output; None when they do not.
 
-    Nothing noted (an output from an earlier version, or another task) is no difference.
+    Nothing noted (an output from an earlier version, or another task) is no difference. A setting
+    left to the model (``None``) and the model's saved default for it are the same setting.
 
     Example:
         >>> old = {"model": "a", "content": "1", "num_beams": 4}
@@ -105,6 +134,9 @@ def model_difference(kind: str, before: dict[str, Any] | None, now: dict[str, An
         'the summarizer a changed since (its files differ)'
         >>> model_difference("summarizer", old, {"model": "a", "content": "1", "num_beams": 1})
         'it was written with --num-beams 4, not 1'
+        >>> default = {"model": "a", "content": "1", "num_beams": None, "defaults": {"num_beams": 4}}
+        >>> model_difference("summarizer", old, default) is None  # left to the model, whose default is 4
+        True
     """
     if not before:
         return None
@@ -117,11 +149,21 @@ def model_difference(kind: str, before: dict[str, Any] | None, now: dict[str, An
         if before.get("model") == now["model"]:
             return f"the {kind} {now['model']} changed since (its files differ)"
         return f"it was written with the {kind} {before.get('model')}, not {now['model']}"
+    # The same model content has the same saved defaults: now's stand for both runs.
+    defaults = now.get("defaults") or {}
     for name, value in now.items():
-        if name not in ("model", "content") and before.get(name) != value:
+        if name in ("model", "content", "defaults"):
+            continue
+        was = before.get(name)
+        if _effective(was, name, defaults) != _effective(value, name, defaults):
             flag = "--" + name.replace("_", "-")
-            return f"it was written with {flag} {_shown(name, before.get(name))}, not {_shown(name, value)}"
+            return f"it was written with {flag} {_shown(name, was)}, not {_shown(name, value)}"
     return None
+
+
+def _effective(value: Any, name: str, defaults: dict[str, Any]) -> Any:
+    """A setting as the model applies it: ``None`` is its saved default, where one is known."""
+    return defaults.get(name) if value is None and defaults.get(name) is not None else value
 
 
 def _shown(name: str, value: Any) -> str:

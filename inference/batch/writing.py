@@ -100,7 +100,8 @@ class RecordWriter:
             self._failed = True
             then = "rerun the same command with --resume to finish" if self.resumable else "run it again"
             raise UsageError(
-                f"-o {self.path}: {exc.strerror or exc} after {self.written} records; make room, then {then}"
+                f"-o {self.path}: {exc.strerror or exc} after {self.written} records of this run; "
+                f"make room, then {then}"
             ) from None
 
     def _csv_text(self, records: Iterable[dict]) -> str:
