@@ -227,3 +227,27 @@ def test_a_saved_config_loads_again_as_it_was(shipped: Path, tmp_path) -> None:
     text = saved.read_text(encoding="utf-8")
     assert ("generation:" in text) == ("max_target_length:" in text) == (cfg.task == "summarization")
     assert ("label_column:" in text) == ("class_weights:" in text) == (cfg.task == "classification")
+
+
+# --- misspelled keys and names YAML reads as something else ------------------------------------------
+
+
+def test_a_misspelled_key_names_the_key_meant(tmp_path) -> None:
+    message = refused(config(tmp_path, "train:\n  learnig_rate: 1e-4\n"))
+    assert "unknown key 'train.learnig_rate' (did you mean 'train.learning_rate'?)" in message
+
+
+def test_the_keys_offered_are_the_ones_the_task_reads(tmp_path) -> None:
+    # A classification config is not offered the summarizer's keys, which it would then refuse.
+    message = refused(config(tmp_path, "train:\n  max_target_lenght: 64\n"))
+    assert "did you mean" not in message and "max_target_length" not in message
+    assert "train.class_weights" in message
+    message = refused(config(tmp_path, "train:\n  max_target_lenght: 64\n", task="summarization"))
+    assert "(did you mean 'train.max_target_length'?)" in message and "class_weights" not in message
+
+
+def test_an_unquoted_date_as_a_name_is_that_text(tmp_path) -> None:
+    # YAML reads 2024-01-01 as a date; a run folder named by its date is a common choice.
+    assert load_config(config(tmp_path, "output_dir: runs/2024-01-01\n")).output_dir == "runs/2024-01-01"
+    assert load_config(config(tmp_path, "output_dir: 2024-01-01\n")).output_dir == "2024-01-01"
+    assert load_config(config(tmp_path), ["output_dir=2024-01-01"]).output_dir == "2024-01-01"

@@ -23,6 +23,8 @@ Example config (``configs/classifier/tiny.yaml``)::
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -292,6 +294,8 @@ def _to_str(value: Any, key: str) -> str:
         raise ConfigError(f"{key}: expected a non-empty string, got {shown(value)}")
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
+    if type(value) is datetime.date:  # YAML reads an unquoted 2024-01-01 as a date; as a name it is that text
+        return value.isoformat()
     raise ConfigError(f"{key}: expected a string, got {shown(value)}")
 
 
@@ -323,6 +327,22 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
             raise ConfigError(f"unknown key {shown(f'{prefix}{name}')}; known keys: {known}")
         kwargs[name] = _coerce(value, hints[name], prefix + name)
     return cls(**kwargs)
+
+
+def _refuse_unknown_keys(cls: type, values: dict, task: Any, prefix: str = "") -> None:
+    """Raise naming the first key of ``values`` that ``cls`` (or a section in it) lacks, with the likely
+    key meant and the keys ``task`` reads there (the other task's keys are not offered)."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        hint = hints.get(name) if isinstance(name, str) else None
+        if hint is None:
+            names = [n for n in hints if ONE_TASK_KEYS.get(prefix + n, task) == task]
+            close = difflib.get_close_matches(str(name), names, n=1, cutoff=0.8)
+            meant = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+            known = [prefix + n for n in names]
+            raise ConfigError(f"unknown key {shown(f'{prefix}{name}')}{meant}; known keys: {', '.join(known)}")
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            _refuse_unknown_keys(hint, value, task, f"{prefix}{name}.")
 
 
 def _refuse_other_task_keys(values: dict, cfg: ExperimentConfig) -> None:
@@ -361,6 +381,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     values = _read_config_file(path)
     try:
         values = merge(values, parse_overrides(overrides or []))
+        _refuse_unknown_keys(ExperimentConfig, values, values.get("task", _default(ExperimentConfig, "task")))
         cfg = _build(ExperimentConfig, values)
         _refuse_other_task_keys(values, cfg)  # after the values' own checks, which the message would hide
         return cfg
