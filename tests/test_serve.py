@@ -689,3 +689,61 @@ def test_a_topic_request_does_not_wait_behind_a_long_summary_call(models):
     finally:
         models.summarizer.summarize = summarize
     assert answered.status_code == 200 and busy  # answered while the summary call was still running
+
+
+def test_a_client_that_hangs_up_has_its_queued_texts_dropped(models):
+    # A closed tab or a proxy's timeout used to leave its texts queued, run for nobody up to --timeout.
+    slow = ServedModels(classifier=models.classifier)
+    original, seen, busy, release = slow.run_batch, [], threading.Event(), threading.Event()
+
+    def run_batch(key, texts):
+        seen.extend(texts)
+        if any("کند" in text for text in texts):
+            busy.set()
+            release.wait(10)
+        return original(key, texts)
+
+    slow.run_batch = run_batch
+    client = serve(slow, max_wait_ms=0)
+    blocker = threading.Thread(target=client.post, args=("/v1/classify",), kwargs={"json": {"text": "کند"}})
+    blocker.start()
+    assert busy.wait(10)
+    sent: list[dict] = []
+
+    async def hang_up_after_sending():
+        body = json.dumps({"text": "رفته"}).encode()
+        messages = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+        async def receive():
+            message = next(messages, None)
+            if message is None:
+                await asyncio.sleep(0.2)  # the client waits a moment, then closes the connection
+                return {"type": "http.disconnect"}
+            return message
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/classify",
+            "raw_path": b"/v1/classify",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        await client.app(scope, receive, send)
+
+    asyncio.run(asyncio.wait_for(hang_up_after_sending(), 5))  # returns while the model is still busy
+    release.set()
+    blocker.join(10)
+    assert client.post("/v1/classify", json={"text": ARTICLE}).status_code == 200
+    client.__exit__(None, None, None)
+    assert sent[0]["status"] == 499
+    assert not [text for text in seen if "رفته" in text]  # never run

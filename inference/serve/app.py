@@ -4,7 +4,8 @@ Models are loaded by the caller (``khabar serve`` loads them once at start-up); 
 only wires them to routes. On start-up a worker thread starts per model (see
 :mod:`inference.serve.batcher`), so topics never wait behind summaries, and warms the models
 up; ``/readyz`` answers 200 once that is done. ``/healthz`` and ``/`` stay open when an API key
-is set: they reveal nothing about the models or the texts.
+is set: they reveal nothing about the models or the texts. A request whose client hangs up
+before the answer is cancelled: its texts not started yet leave the queue.
 
 Example:
     >>> from fastapi.testclient import TestClient
@@ -16,8 +17,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -131,7 +133,7 @@ def _add_open_routes(app: FastAPI, state: dict) -> None:
 def _api(models: ServedModels, settings: ServeSettings, state: dict) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["v1"])
 
-    async def answer(tasks: tuple[str, ...], request: Any, top_k: int = 1) -> Results:
+    async def answer(tasks: tuple[str, ...], request: Any, http: Request, top_k: int = 1) -> Results:
         for task in tasks:
             if task not in models.tasks():
                 kind = _NEEDS[task]
@@ -143,29 +145,25 @@ def _api(models: ServedModels, settings: ServeSettings, state: dict) -> APIRoute
         runs = [_run(state["batchers"][task], task, items, request) for task in tasks]
         state["in_flight"] += 1
         try:
-            outcomes = await asyncio.wait_for(asyncio.gather(*runs), settings.timeout_s)
-        except asyncio.TimeoutError:
-            raise RequestError(
-                504, f"no answer within {settings.timeout_s:g}s; send fewer or shorter articles, or retry later"
-            ) from None
+            outcomes = await _answered_in_time(http, asyncio.gather(*runs), settings.timeout_s)
         finally:
             state["in_flight"] -= 1
         return Results(results=[_result(per_task, top_k) for per_task in zip(*outcomes, strict=True)])
 
     @router.post("/classify", response_model=Results, response_model_exclude_none=True)
-    async def classify(request: ClassifyRequest) -> Results:
+    async def classify(request: ClassifyRequest, http: Request) -> Results:
         """The topic of each article (``top_k`` topics with their probabilities), in input order."""
-        return await answer(("topic",), request, request.top_k)
+        return await answer(("topic",), request, http, request.top_k)
 
     @router.post("/summarize", response_model=Results, response_model_exclude_none=True)
-    async def summarize(request: SummarizeRequest) -> Results:
+    async def summarize(request: SummarizeRequest, http: Request) -> Results:
         """A short summary of each article, in input order."""
-        return await answer(("summary",), request)
+        return await answer(("summary",), request, http)
 
     @router.post("/analyze", response_model=Results, response_model_exclude_none=True)
-    async def analyze(request: AnalyzeRequest) -> Results:
+    async def analyze(request: AnalyzeRequest, http: Request) -> Results:
         """Topic and summary of each article; an article that fails either task reports only the error."""
-        return await answer(("topic", "summary"), request, request.top_k)
+        return await answer(("topic", "summary"), request, http, request.top_k)
 
     @router.get("/models")
     async def describe() -> dict:
@@ -178,6 +176,49 @@ def _api(models: ServedModels, settings: ServeSettings, state: dict) -> APIRoute
         return {**models.describe(), "limits": limits, "ready": state["ready"]}
 
     return router
+
+
+# What a request answers when its client hung up before the answer (nginx's code; nobody reads it).
+CLIENT_GONE = 499
+
+
+async def _answered_in_time(http: Request, work: Awaitable[Any], timeout_s: float) -> Any:
+    """Await ``work`` for at most ``timeout_s`` (else a 504), unless the client hangs up first (a 499).
+
+    Without watching for the hang-up a client that gave up (a closed tab, a proxy's timeout) kept
+    its texts queued and the model ran them for nobody, up to ``--timeout``, while the clients
+    behind them waited. Either way out cancels ``work``: its texts not started yet leave the
+    queue; a model call already running finishes.
+    """
+    answer, gone = asyncio.ensure_future(work), asyncio.ensure_future(_hung_up(http))
+    try:
+        await asyncio.wait({answer, gone}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        answered, hung_up = answer.done(), gone.done()
+        gone.cancel()
+        if not answered:
+            answer.cancel()
+            # Awaited, not left: a cancelled gather nobody awaits is logged as an error never retrieved.
+            with contextlib.suppress(asyncio.CancelledError):
+                await answer
+    if answered:
+        return answer.result()
+    if hung_up:
+        logging.getLogger("uvicorn.error").info(
+            "khabar serve: a client hung up before its answer; its texts not started yet were dropped"
+        )
+        raise RequestError(CLIENT_GONE, "the client closed the connection before the answer")
+    raise RequestError(504, f"no answer within {timeout_s:g}s; send fewer or shorter articles, or retry later")
+
+
+async def _hung_up(http: Request) -> None:
+    """Return once the client has hung up. The body is read by now, so the server's next message
+    for this request is ``http.disconnect``: at a hang-up, or after the response is sent."""
+    try:
+        while (await http.receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # a server that cannot say: the request is then only bounded by --timeout
+        await asyncio.Event().wait()
 
 
 async def _run(batcher: MicroBatcher, task: str, items: list[Article], request: Any) -> list[Any]:
