@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,7 @@ from inference.load_plan import LoadPlan
 from inference.loading import load_weights
 from inference.text_model import TextModel
 
+logger = logging.getLogger(__name__)
 LongText = Literal["windows", "truncate"]
 # (input_ids, attention_mask) -> float32 logits on the CPU, one row per window.
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -177,7 +179,7 @@ class Classifier(TextModel):
         rows, budget = (batch_size, self.cpu_tokens_per_batch) if cpu else gpu_batching(batch_size, self.max_length)
         for batch in length_sorted_batches([len(ids) for ids in windows], rows, budget):
             padded = self.tokenizer.pad({"input_ids": [windows[i] for i in batch]}, return_tensors="pt")
-            logits[batch] = self.forward(padded["input_ids"], padded["attention_mask"]).float()
+            logits[batch] = self._forward_fitting(padded["input_ids"], padded["attention_mask"])
         # Average the windows of each text: sum them by owner, then divide by the window count.
         owner = torch.tensor(owners)
         sums = torch.zeros(len(texts), len(self.labels)).index_add_(0, owner, logits)
@@ -187,6 +189,20 @@ class Classifier(TextModel):
             # NaN would print as a score that is not JSON and pick an arbitrary topic.
             raise ValueError(f"text at index {broken[0]}: the model gave NaN or infinite logits (overflow?)")
         return averaged
+
+    def _forward_fitting(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Float32 logits of one batch, split in halves while a GPU runs out of memory (a server running
+        both models at once, or a GPU smaller than the token budget assumes)."""
+        try:
+            return self.forward(input_ids, attention_mask).float()
+        except torch.OutOfMemoryError:
+            if len(input_ids) == 1:
+                raise
+            torch.cuda.empty_cache()
+            logger.info("out of GPU memory at %d windows a batch; halving the batch", len(input_ids))
+            half = len(input_ids) // 2
+            first = self._forward_fitting(input_ids[:half], attention_mask[:half])
+            return torch.cat([first, self._forward_fitting(input_ids[half:], attention_mask[half:])])
 
     def windows(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
         """Token ids of each window the model reads, and the index of the text each belongs to.

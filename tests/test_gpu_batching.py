@@ -52,3 +52,25 @@ def test_on_a_gpu_a_summary_batch_that_runs_out_of_memory_is_halved(tiny_summari
     decoded = [tokenizer.decode(ids[:2], skip_special_tokens=True).strip() for ids in summarizer.encode(texts)]
     expected = [repair_half_spaces(text) for text in decoded]
     assert summaries == expected  # every article keeps its own summary, in input order
+
+
+def test_on_a_gpu_a_classifier_batch_that_runs_out_of_memory_is_halved(tiny_classifier_dir, sample_articles) -> None:
+    # khabar serve runs both models at once: the summarizer's beams may leave the classifier short of memory.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_classifier_dir)
+    calls, answered = [], []
+
+    def forward(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        calls.append(len(ids))
+        if len(ids) > 3:  # the memory of this stand-in GPU holds three windows
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        answered.append(len(ids))
+        return torch.stack([ids[:, 1].float(), -ids[:, 1].float()], dim=1)  # a score from the first token
+
+    classifier = Classifier(tokenizer, forward, ["first", "second"], max_length=512, device=CUDA)
+    texts = sample_articles[:10]
+
+    scores = classifier.logits(texts)
+
+    assert calls[0] > 3 and sum(answered) == len(classifier.windows(texts)[0])  # each window answered once
+    expected = torch.tensor([[ids[1], -ids[1]] for ids, _ in zip(*classifier.windows(texts), strict=True)]).float()
+    assert torch.equal(scores, expected)  # every article keeps its own logits, in input order
