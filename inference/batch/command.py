@@ -32,6 +32,7 @@ from inference.batch.reading import count_rows, csv_columns, open_input
 from inference.batch.reading import read_rows as read_input
 from inference.batch.resume import DoneRecords, load_done
 from inference.batch.shards import Shard, shard_from_env
+from inference.batch.streams import OnceInput, is_stream
 from inference.batch.writing import RecordWriter
 from inference.commands import BACKENDS, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, load_model, shows_progress
 
@@ -42,21 +43,28 @@ def predict_command(args: argparse.Namespace) -> int:
     shard = shard_from_env(args.num_shards, args.shard_index)
     output = shard.output_path(args.output)
     check_not_same_file(args.input, output)
-    _check_columns(args.input, columns, explicit_id=args.id_column is not None, fmt=args.input_format)
+    # Stdin, a pipe or a FIFO is opened once, here: each check would otherwise consume what it read.
+    once = OnceInput.around(open_input(args.input)) if is_stream(args.input) else None
+    _check_columns(args.input, columns, explicit_id=args.id_column is not None, fmt=args.input_format, once=once)
     _check_backend(args.backend, args.tasks)
     # Held until the run ends: a second run on this output fails at once instead of interleaving.
     with guarded_output(output, args.input, args.resume, columns.id, partial(_model_records, args)) as guard:
-        return _predict_locked(args, columns, shard, output, guard)
+        return _predict_locked(args, columns, shard, output, guard, once)
 
 
 def _predict_locked(
-    args: argparse.Namespace, columns: InputColumns, shard: Shard, output: str, guard: OutputGuard
+    args: argparse.Namespace,
+    columns: InputColumns,
+    shard: Shard,
+    output: str,
+    guard: OutputGuard,
+    once: OnceInput | None,
 ) -> int:
     done = _open_output(output, args)
     keep_large_buffers_separate()  # with release_freed_memory() per batch: flat memory on long inputs
     job = Job(columns, *_load_models(args), strict=args.strict)
     progress = _progress_bar(args, shard, done)
-    rows = read_input(args.input, fmt=args.input_format)
+    rows = read_input(args.input, stream=once.stream if once else None, fmt=args.input_format)
     writer = RecordWriter(output, job.output_fields(), append=args.resume, resumable=output != STDIO)
     with writer, stop_after_batch(_notice) as stop:
         guard.record_input()
@@ -85,13 +93,18 @@ def _model_records(args: argparse.Namespace) -> dict[str, dict]:
     return records
 
 
-def _check_columns(path: str, columns: InputColumns, explicit_id: bool, fmt: str | None = None) -> None:
-    """Catch an unreadable input or a misspelled CSV/TSV column before any work (JSONL rows are checked one by one)."""
-    if path != STDIO:
+def _check_columns(
+    path: str, columns: InputColumns, explicit_id: bool, fmt: str | None = None, once: OnceInput | None = None
+) -> None:
+    """Catch an unreadable input or a misspelled CSV/TSV column before any work (JSONL rows are checked one by one).
+
+    An input read only once (``once``: stdin, a pipe) is checked on the bytes it read ahead.
+    """
+    if once is None and path != STDIO:
         open_input(path).close()
-    check_encoding_and_shape(path, file_format(path, "INPUT", fmt))
-    header = csv_columns(path, fmt)
-    if header is None and explicit_id and path != STDIO:
+    check_encoding_and_shape(path, file_format(path, "INPUT", fmt), once.head if once else None)
+    header = csv_columns(path, fmt, once)
+    if header is None and explicit_id and once is None and path != STDIO:
         _check_jsonl_id_column(path, columns.id, fmt)
     if not header:
         return

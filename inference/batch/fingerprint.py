@@ -23,6 +23,8 @@ import os
 import stat
 from typing import Any
 
+from inference.batch.streams import is_stream
+
 _CHUNK = 1 << 20
 
 
@@ -33,7 +35,7 @@ def fingerprint(path: str) -> dict[str, Any] | None:
         >>> fingerprint("-") is None, fingerprint("/dev/null") is None
         (True, True)
     """
-    if path == "-":
+    if is_stream(path):  # opening a FIFO would wait for a writer, and reading it would consume the input
         return None
     try:
         with open(path, "rb") as f:

@@ -98,8 +98,11 @@ _COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz")
 _DECOMPRESS = {"gzip": "zcat", "bzip2": "bzcat", "xz": "xzcat", "zstd": "zstdcat"}
 
 
-def check_encoding_and_shape(path: str, fmt: str) -> None:
+def check_encoding_and_shape(path: str, fmt: str, head: bytes | None = None) -> None:
     """Refuse a compressed input, one in UTF-16/UTF-32, or a JSON array given as JSON Lines, with one clear error.
+
+    ``head`` is the input's first bytes when they were read ahead (an input read only once, see
+    :mod:`inference.batch.streams`); otherwise the file is opened and sniffed.
 
     Example:
         >>> import tempfile, pathlib
@@ -110,13 +113,14 @@ def check_encoding_and_shape(path: str, fmt: str) -> None:
         ...
         inference.batch.formats.UsageError: INPUT .../in.jsonl: is a JSON array, not JSON Lines ...
     """
-    if path == STDIO:
-        return  # stdin can be read only once; its rows are checked one by one
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_SNIFF_BYTES)
-    except OSError:
-        return  # reported by the reader, with the reason
+    if head is None:
+        if path == STDIO:
+            return  # stdin can be read only once: given no ``head`` read ahead, its rows are checked one by one
+        try:
+            with open(path, "rb") as f:
+                head = f.read(_SNIFF_BYTES)
+        except OSError:
+            return  # reported by the reader, with the reason
     compressed = next((name for magic, name in _COMPRESSED if head.startswith(magic)), None)
     if compressed:
         raise UsageError(

@@ -230,7 +230,7 @@ def run(
         (1, [2, 3])
     """
     stats, started = RunStats(), time.monotonic()
-    progress = progress or _Progress()
+    progress = progress if progress is not None else _Progress()  # a bar of unknown length has no truth value
     stop = stop or StopFlag()
     try:
         stop.reading = True

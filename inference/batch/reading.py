@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from collections import deque
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from inference.batch.formats import DELIMITERS, STDIO, UsageError, file_format
+from inference.batch.streams import OnceInput, is_stream
 
 # Python's csv module refuses fields over 128 KiB by default, below our own text limit; raise it so
 # a long article reaches the length check and gets a clear error record instead.
@@ -91,18 +93,21 @@ def read_rows(path: str, stream: BinaryIO | None = None, flag: str = "INPUT", fm
             source.close()
 
 
-def csv_columns(path: str, fmt: str | None = None) -> list[str] | None:
+def csv_columns(path: str, fmt: str | None = None, once: OnceInput | None = None) -> list[str] | None:
     """The header of a CSV/TSV input, so a misspelled column is caught before any work; None for JSONL.
+
+    An input read only once is given as ``once``, whose first bytes hold the header; without it,
+    stdin's header is not checked before the rows.
 
     Example:
         >>> csv_columns("-") is None
         True
     """
     fmt = file_format(path, "INPUT", fmt)
-    if fmt == "jsonl" or path == STDIO:
-        return None  # stdin can be read only once: its header is checked as the rows are read
+    if fmt == "jsonl" or (once is None and path == STDIO) or (once is not None and not once.complete_first_line):
+        return None
     csv.field_size_limit(_CSV_FIELD_LIMIT)
-    with open_input(path) as f:
+    with io.BytesIO(once.head) if once is not None else open_input(path) as f:
         lines = LineReader(f)
         try:
             header = next(csv.reader(lines, delimiter=DELIMITERS[fmt], strict=True), [])
@@ -133,7 +138,7 @@ def csv_problem(exc: csv.Error) -> str:
 
 
 def count_rows(path: str, fmt: str | None = None) -> int | None:
-    """How many records the input holds, for the progress bar's ETA; None for stdin.
+    """How many records the input holds, for the progress bar's ETA; None for stdin, a pipe or a FIFO.
 
     A quick pass over the file: far cheaper than running the models over it.
 
@@ -141,7 +146,7 @@ def count_rows(path: str, fmt: str | None = None) -> int | None:
         >>> count_rows("-") is None
         True
     """
-    if path == STDIO:
+    if is_stream(path):  # read once, by the run itself
         return None
     return sum(1 for _ in read_rows(path, fmt=fmt))
 
