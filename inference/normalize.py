@@ -104,8 +104,10 @@ _ARABIC_SCRIPT_LETTER = (
     "\u0750-\u077f\ufb50-\ufdff\ufe70-\ufefc]"  # Arabic, Arabic Supplement, presentation forms
 )
 _JOINER_RE = re.compile(f"[{_JOINERS}]")
+# ZWNJs, the first joiner, then any of both: one way to match a run, so a long run that is not
+# followed by a letter fails in linear time ("[J Z]*[J][J Z]*" tried every split: 32,000 LRMs took 16 s).
 _JOINER_AS_ZWNJ_RE = re.compile(
-    f"(?<={_ARABIC_SCRIPT_LETTER})[{_JOINERS}{ZWNJ}]*[{_JOINERS}][{_JOINERS}{ZWNJ}]*(?={_ARABIC_SCRIPT_LETTER})"
+    f"(?<={_ARABIC_SCRIPT_LETTER}){ZWNJ}*[{_JOINERS}][{_JOINERS}{ZWNJ}]*(?={_ARABIC_SCRIPT_LETTER})"
 )
 
 

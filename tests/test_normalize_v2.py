@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -305,3 +307,22 @@ def test_v2_only_adds_half_spaces_to_v1(text: str) -> None:
 def test_every_rule_has_a_name_and_trigger() -> None:
     assert {rule.name for rule in RULES} == {"verb_prefix", "plural", "comparative", "enclitic_after_heh"}
     assert all(rule.trigger for rule in RULES)
+
+
+# --- texts built to make a pattern backtrack ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ا" + LRM * 200_000 + ".",  # a joiner run after a letter, not followed by one
+        "ا " + ZWNJ + " " * 200_000 + "!",  # a space-and-ZWNJ gap, then spaces that never reach a suffix
+        "خبر " + ZWNJ + "\t" * 200_000 + "!",
+    ],
+    ids=["joiners", "spaces", "tabs"],
+)
+def test_a_long_run_that_matches_no_repair_ends_at_once(text: str) -> None:
+    # Two patterns matched such runs in every way they could be split: 32,000 characters took 16-33 s,
+    # the 200,000 a served text may hold would take minutes. Run apart, so a regression fails, not hangs.
+    code = "import sys; from inference import normalize; normalize(sys.stdin.read())"
+    subprocess.run([sys.executable, "-c", code], input=text, text=True, timeout=30, check=True)
