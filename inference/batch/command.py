@@ -61,6 +61,11 @@ def _predict_locked(
     once: OnceInput | None,
 ) -> int:
     done = _open_output(output, args)
+    if guard.unchecked and not args.quiet:
+        _notice(
+            f"note: {output} has no run file ({output}.khabar-run) saying which input, models and settings "
+            "wrote it, so they could not be checked; its rows are kept and the rest written with these"
+        )
     keep_large_buffers_separate()  # with release_freed_memory() per batch: flat memory on long inputs
     job = Job(columns, *_load_models(args), strict=args.strict)
     progress = _progress_bar(args, shard, done)

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -106,15 +107,25 @@ class OutputLock:
             ) from None
         self._fd = fd
         self.previous = _read(fd) or None
-        self.save(self.previous or {})
+        try:
+            self.save(self.previous or {})
+        except OSError as exc:
+            self.__exit__()
+            raise OutputLocked(f"-o {self.output}: {unwritable_run_file(self.path, exc)}") from None
         return self
 
     def save(self, info: dict[str, Any]) -> None:
-        """Replace the run file's content with ``info`` plus this process's id."""
+        """Replace the run file's content with ``info`` plus this process's id.
+
+        Written over the old content, then cut to length: a write that fails (a full disk) leaves
+        the old content, which a later ``--resume`` needs, rather than an emptied file. (The file
+        is the lock, so it cannot be replaced by a rename.) The failure is an ``OSError``.
+        """
         text = json.dumps({**info, "pid": os.getpid()}, ensure_ascii=False, indent=1).encode("utf-8")
         os.lseek(self._fd, 0, os.SEEK_SET)
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, text)
+        if os.write(self._fd, text) != len(text):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        os.ftruncate(self._fd, len(text))
         os.fsync(self._fd)
 
     def __exit__(self, *exc_info: object) -> None:
@@ -125,6 +136,16 @@ class OutputLock:
                 self.path.unlink(missing_ok=True)
             os.close(self._fd)  # closing releases the lock
             self._fd = None
+
+
+def unwritable_run_file(path: Path, exc: OSError) -> str:
+    """Why the run file at ``path`` could not be written, and what to do (its old content is kept).
+
+    Example:
+        >>> unwritable_run_file(Path("o.khabar-run"), OSError(28, "No space left on device"))  # doctest: +ELLIPSIS
+        'cannot write its run file o.khabar-run: No space left on device; make room, then ...'
+    """
+    return f"cannot write its run file {path}: {exc.strerror or exc}; make room, then run the same command again"
 
 
 def _lock(fd: int) -> None:

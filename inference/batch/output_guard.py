@@ -28,7 +28,7 @@ from typing import Any
 
 from inference.batch.fingerprint import difference, fingerprint
 from inference.batch.formats import STDIO, UsageError
-from inference.batch.locking import OutputLock, OutputLocked
+from inference.batch.locking import OutputLock, OutputLocked, unwritable_run_file
 from inference.batch.provenance import model_difference
 
 
@@ -50,11 +50,16 @@ class OutputGuard:
         self._input = input_fingerprint
         self._id_column = id_column
         self._models = models or {}
+        # Set when a resumed output has no run file to say what wrote it: nothing could be checked.
+        self.unchecked = False
 
     def record_input(self) -> None:
         """Note, beside the output, which input, id column and models it is written from (once the output is open)."""
         if self._lock is not None:
-            self._lock.save({"input": self._input, "id_column": self._id_column, "models": self._models})
+            try:
+                self._lock.save({"input": self._input, "id_column": self._id_column, "models": self._models})
+            except OSError as exc:
+                raise UsageError(f"-o {self._lock.output}: {unwritable_run_file(self._lock.path, exc)}") from None
 
 
 @contextmanager
@@ -84,12 +89,15 @@ def guarded_output(
     try:
         now = fingerprint(input_path)
         noted = models() if models else {}
+        guard = OutputGuard(lock, now, id_column, noted)
         if resume and _has_records(output):  # an output that is gone or empty holds nothing to mix up
             previous = lock.previous or {}
+            # A run file copied away from its output, deleted, or written by stdout redirection.
+            guard.unchecked = not {"input", "models"} & previous.keys()
             _check_same_input(output, input_path, previous.get("input"), now)
             _check_same_id_column(output, previous.get("id_column"), id_column)
             _check_same_models(output, previous.get("models"), noted)
-        yield OutputGuard(lock, now, id_column, noted)
+        yield guard
     finally:
         lock.__exit__(None, None, None)
 

@@ -83,14 +83,20 @@ def load_done(path: str, retry_errors: bool = False) -> DoneRecords:
         return DoneRecords(Counter(), 0)
     scan = (_done_jsonl if file_format(path, "-o") == "jsonl" else _done_csv)(path)
     size = Path(path).stat().st_size
-    if scan.good_end < size:
-        with open(path, "r+b") as f:
-            f.truncate(scan.good_end)
     retried = 0
-    if retry_errors and scan.error_spans:
-        drop_spans(path, scan.error_spans)
-        retried = len(scan.error_spans)
-    else:
+    try:
+        if scan.good_end < size:
+            with open(path, "r+b") as f:
+                f.truncate(scan.good_end)
+        if retry_errors and scan.error_spans:
+            drop_spans(path, scan.error_spans)  # a copy without them replaces the file, or nothing changes
+            retried = len(scan.error_spans)
+    except OSError as exc:
+        raise UsageError(
+            f"-o {path}: cannot {'remove its error records' if scan.error_spans else 'repair it'} to resume "
+            f"({exc.strerror or exc}); its records are unchanged: make room, then rerun the same command"
+        ) from None
+    if not retried:
         # Error records stay: their ids count as done.
         scan.ids.update(scan.error_ids)
     return DoneRecords(scan.ids, size - scan.good_end, frozenset(scan.fields), retried)
