@@ -68,7 +68,9 @@ def check_positive(**values: int) -> None:
 
 # Decoding beyond these is a typo, not a wish: a million new tokens or beams exhausts memory (a
 # torch beam search preallocates for them) long before it fails on its own. A lead is ~60 tokens.
-DECODING_LIMITS = {"num_beams": 64, "max_new_tokens": 2048, "min_new_tokens": 2048}
+# max_length bounds the summary too when a model saves no max_new_tokens (many hub models): a summary
+# starts from one token, so it takes the same limit.
+DECODING_LIMITS = {"num_beams": 64, "max_new_tokens": 2048, "min_new_tokens": 2048, "max_length": 2048}
 
 
 def check_decoding_limits(**values: int) -> None:

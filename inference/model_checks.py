@@ -354,14 +354,36 @@ def check_decoding(settings: Mapping, where: str | Path) -> None:
         ...
         inference.model_checks.BrokenModelError: ... (max_new_tokens must be a whole number from 1 to 2048, got "64")
     """
-    rules = {**_DECODING_RULES, **(_SAMPLING_RULES if settings.get("do_sample") is True else {})}
+    problem = decoding_problem(settings)
+    if problem:
+        raise BrokenModelError(f"{where}: cannot be read as decoding settings ({problem})")
+
+
+def decoding_problem(settings: Mapping, sampling: bool | None = None) -> str | None:
+    """What is wrong with decoding ``settings`` (a type or range), as ``"name must be ..., got ..."``; None if nothing.
+
+    Sampling settings are checked when ``sampling`` (default: ``settings["do_sample"]``) is true.
+
+    Example:
+        >>> decoding_problem({"no_repeat_ngram_size": -1})
+        'no_repeat_ngram_size must be a whole number of at least 0, got -1'
+        >>> decoding_problem({"top_p": 2.0}) is None, decoding_problem({"top_p": 2.0}, sampling=True) is None
+        (True, False)
+    """
+    sampling = settings.get("do_sample") is True if sampling is None else sampling
+    rules = {**_DECODING_RULES, **(_SAMPLING_RULES if sampling else {})}
     for name, (valid, wanted) in rules.items():
         value = settings.get(name)
         if value is not None and not valid(value):
-            raise BrokenModelError(
-                f"{where}: cannot be read as decoding settings "
-                f"({name} must be {wanted}, got {json.dumps(value, ensure_ascii=False)})"
-            )
+            return f"{name} must be {wanted}, got {_shown_value(value)}"
+    return None
+
+
+def _shown_value(value: object) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):  # a value from Python, not JSON: an object, NaN
+        return repr(value)
 
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)

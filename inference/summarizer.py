@@ -34,6 +34,7 @@ from inference.half_space import ZWNJ, repair_half_spaces
 from inference.inputs import DECODING_LIMITS, check_decoding_limits, check_positive, length_sorted_batches
 from inference.load_plan import LoadPlan
 from inference.loading import load_weights, saved_generation_config
+from inference.model_checks import decoding_problem
 from inference.text_model import TextModel
 
 logger = logging.getLogger(__name__)
@@ -198,6 +199,7 @@ class Summarizer(TextModel):
         given = {name: value for name, value in overrides.items() if value is not None}
         check_positive(**{name: given[name] for name in ("num_beams", "max_new_tokens") if name in given})
         check_decoding_limits(**{name: given[name] for name in DECODING_LIMITS if name in given})
+        self._check_overrides(given)
         generation = copy.deepcopy(self.generation_config)
         unknown = generation.update(**given)
         if unknown:
@@ -205,6 +207,19 @@ class Summarizer(TextModel):
         if generation.num_return_sequences not in (None, 1):  # one summary per text is what callers get back
             raise ValueError(f"num_return_sequences must be 1, got {generation.num_return_sequences!r}")
         return generation
+
+    def _check_overrides(self, given: dict) -> None:
+        """Refuse a decoding option of a wrong type or range, or one that changes what ``generate`` returns,
+        naming it: otherwise it failed deep inside ``generate`` or an engine, or silently did nothing."""
+        sampling = given.get("do_sample", self.generation_config.do_sample) is True
+        problem = decoding_problem(given, sampling=sampling)
+        if problem:
+            raise ValueError(problem)
+        for name in sorted(given):
+            if (name.startswith("output_") or name == "return_dict_in_generate") and given[name]:
+                raise ValueError(f"{name} is not supported: a summary is returned as text")
+            if name.endswith("_token_id") and not _token_id(given[name], len(self.tokenizer)):
+                raise ValueError(f"{name} must be a token id from 0 to {len(self.tokenizer) - 1}, got {given[name]!r}")
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         """Source token ids of each (already normalized) text, cut to ``max_length`` tokens.
@@ -262,6 +277,12 @@ def loses_half_spaces(tokenizer) -> bool:
 
 
 _HALF_SPACE_PROBE = f"رسانه{ZWNJ}ها"
+
+
+def _token_id(value: object, vocabulary: int) -> bool:
+    """Whether ``value`` is a token id of a vocabulary of ``vocabulary`` tokens (a list of them too)."""
+    values = value if isinstance(value, list) else [value]
+    return all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < vocabulary for v in values)
 
 
 def cpu_batch_size(num_beams: int) -> int:

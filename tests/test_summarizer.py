@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import shutil
 import sys
 import types
@@ -115,6 +116,26 @@ def test_a_decoding_past_its_limit_is_refused_before_any_memory_is_taken(summari
     # 10**8 new tokens once made a torch beam search allocate until the process was killed.
     with pytest.raises(ValueError, match=f"{setting} must be at most"):
         summarizer("خبر", **{setting: 10**8})
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"max_length": 100_000}, "max_length must be at most 2048"),  # a model saving no max_new_tokens
+        ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size must be a whole number of at least 0, got -1"),
+        ({"min_new_tokens": -5}, "min_new_tokens must be a whole number from 0 to 2048, got -5"),
+        ({"length_penalty": "x"}, 'length_penalty must be a number, got "x"'),
+        ({"do_sample": True, "top_p": 2.0}, "top_p must be a number above 0 and at most 1, got 2.0"),
+        ({"return_dict_in_generate": True}, "return_dict_in_generate is not supported"),
+        ({"decoder_start_token_id": 10**9}, "decoder_start_token_id must be a token id from 0 to"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_a_bad_decoding_option_is_refused_naming_it(tiny_summarizer_dir, backend, options, message):
+    # Each failed deep inside generate or an engine (an IndexError, a pybind signature dump) or ran unbounded.
+    summarizer = Summarizer.from_pretrained(tiny_summarizer_dir, device="cpu", backend=backend)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        summarizer("تیم ملی فوتبال ایران برد", **options)
 
 
 def test_long_articles_are_truncated_and_counted_once_per_call(summarizer, caplog):
