@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,9 @@ def load_model(
     target = "cpu" if load_options.get("backend", "auto") not in ("torch", "auto") and device == "auto" else device
     # lru_cache does not stop two threads missing at once and both loading: the first call from
     # several threads (a web server's workers) would load the model once per thread.
+    for name, value in load_options.items():
+        if not isinstance(value, Hashable):  # the cache key needs it; every option takes a name or a number
+            raise TypeError(f"{name} must be a string, number or None, got {type(value).__name__} {value!r}")
     with _LOADING:
         return _cached(kind, key, str(resolve_device(target)), tuple(sorted(load_options.items())))
 

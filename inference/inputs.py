@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Iterator, Mapping
 
 from inference.normalize import NORMALIZER_VERSION, DigitPolicy, normalize
@@ -62,7 +63,8 @@ def check_positive(**values: int) -> None:
         ValueError: batch_size must be a positive integer, got 0
     """
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        # numbers.Integral: numpy's integers (a value taken from an array) are whole numbers too.
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 

@@ -169,8 +169,10 @@ def normalize(text: str, digits: DigitPolicy = "persian", version: int = NORMALI
     """
     if not isinstance(text, str):  # else unicodedata's message names neither normalize nor the argument
         raise TypeError(f"normalize() takes a string, got {type(text).__name__}")
-    if digits not in _TABLES:
+    if not isinstance(digits, str) or digits not in _TABLES:  # a list is unhashable: "in" would raise
         raise ValueError(f"digits must be one of {sorted(_TABLES)}, got {digits!r}")
+    if isinstance(version, bool):  # True == 1 would pick version 1 silently
+        raise ValueError(f"normalization version must be one of {NORMALIZER_VERSIONS}, got {version!r}")
     if version == 1:
         return _normalize_v1(text, digits)
     if version == 2:

@@ -193,3 +193,16 @@ def test_a_damaged_tokenizer_file_is_named(tiny_classifier_dir, tmp_path):
     (model / "tokenizer.json").write_text('{"x": ', encoding="utf-8")
     with pytest.raises(ModelNotFoundError, match="tokenizer files"):
         Classifier.from_pretrained(model, device="cpu")
+
+
+def test_a_load_option_that_cannot_be_a_cache_key_is_named(tiny_classifier_dir) -> None:
+    # A list raised "unhashable type: 'list'" from the model cache, naming no option.
+    with pytest.raises(TypeError, match=r"quantize must be a string, number or None, got list \['int8'\]"):
+        inference.classify("خبر", model=str(tiny_classifier_dir), device="cpu", quantize=["int8"])
+
+
+def test_a_numpy_integer_is_a_whole_number(tiny_classifier_dir) -> None:
+    import numpy as np
+
+    topics = inference.classify("خبر ورزشی", model=str(tiny_classifier_dir), device="cpu", top_k=np.int64(2))
+    assert len(topics) == 2
