@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import heapq
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -21,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference.batch.atomic import renamed_into_place
+from inference.batch.fingerprint import difference
 from inference.batch.formats import OUTPUT_FIELDS, UsageError, file_format
 from inference.batch.input_checks import same_file
+from inference.batch.locking import run_file
+from inference.batch.provenance import model_difference
 from inference.batch.reading import read_rows
 from inference.batch.writing import RecordWriter
 
@@ -132,6 +136,7 @@ def merge_parts(parts: list[str], output: str, overwrite: bool = False, allow_mi
             f"PART {missing[0]}{more}: not given, so its rows would be left out; add the missing shards, "
             "or --allow-missing to merge only the parts given"
         )
+    _check_one_run(parts)
     if output != "-":
         _check_output_path(output, overwrite)
     fields = _merged_fields(parts) if output.lower().endswith((".csv", ".tsv")) else list(OUTPUT_FIELDS)
@@ -143,6 +148,53 @@ def merge_parts(parts: list[str], output: str, overwrite: bool = False, allow_mi
             return _write_merged(parts, temp, fields)
         except UsageError as exc:  # name the file the user asked for, not the temporary one
             raise UsageError(str(exc).replace(temp, output)) from None
+
+
+def _check_one_run(parts: list[str]) -> None:
+    """Refuse parts whose run files say they were written from other inputs, models, settings or tasks.
+
+    The shards of one job share all of these; parts of two jobs would merge into one file mixing
+    two models' answers, or rows of two inputs. A part without a run file (copied away from it)
+    cannot be checked and is taken as it is.
+    """
+    noted = [(part, info) for part in parts if (info := _run_info(part))]
+    if not noted:
+        return
+    first, base = noted[0]
+    for part, info in noted[1:]:
+        change = _run_difference(base, info)
+        if change:
+            raise UsageError(
+                f"PART {part}: not from the same run as {first} ({change}); merging would mix them in one file"
+            )
+
+
+def _run_difference(base: dict, other: dict) -> str | None:
+    """How the run noted in ``other`` differs from ``base``'s: input, id column, tasks, models or settings."""
+    if difference(base.get("input"), other.get("input")):
+        return "another input: its size or SHA-256 differs"
+    if base.get("id_column", "id") != other.get("id_column", "id"):
+        return f"--id-column {other.get('id_column')}, not {base.get('id_column')}"
+    models, others = base.get("models") or {}, other.get("models") or {}
+    if models and others and set(models) != set(others):
+        return f"the {' and '.join(sorted(others))}, not the {' and '.join(sorted(models))}"
+    for kind in sorted(set(models) & set(others)):
+        # Compared this way round, the message reads as this part's run: "written with X, not <the first's>".
+        change = model_difference(kind, others[kind], models[kind])
+        if change and change.endswith("(its files differ)"):
+            return f"written by the {kind} {others[kind].get('model')} with other files"
+        if change:
+            return change.removeprefix("it was ")
+    return None
+
+
+def _run_info(part: str) -> dict:
+    """What a part's run file notes (input, id column, models); empty when it has none or it cannot be read."""
+    try:
+        info = json.loads(run_file(part).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 _SHARD_NAME = re.compile(r"^(?P<stem>.*)\.shard-(?P<index>\d+)-of-(?P<count>\d+)(?P<suffix>\.[^.]*)?$")
