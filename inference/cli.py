@@ -124,15 +124,15 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def _names(text: str) -> list[str]:
+def _names(text: str, what: str = "column names") -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
-        raise argparse.ArgumentTypeError("expected comma-separated column names")
+        raise argparse.ArgumentTypeError(f"expected comma-separated {what}")
     return names
 
 
 def _tasks(text: str) -> list[str]:
-    tasks = _names(text)
+    tasks = _names(text, f"tasks ({', '.join(TASKS)})")
     unknown = [task for task in tasks if task not in TASKS]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")

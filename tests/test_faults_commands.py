@@ -237,3 +237,25 @@ def test_one_title_for_several_texts_is_refused_before_the_model_loads(no_model_
     assert khabar(["classify", "--title", "تیم ملی برد", "خبر اول", "خبر دوم"]) == 2
     error = one_error_line(capsys.readouterr().err, "khabar classify")
     assert "--title is one article's headline, but 2 TEXTs were given" in error
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--keep-columns", "summary,input_summary"],
+            "summary and input_summary would both be written as input_summary",
+        ),
+        (["--keep-columns", "url,url"], "--keep-columns: url is given twice"),
+        (["--text-column", ""], "--text-column: expected a column name, got ''"),
+        (["--tasks", ""], "expected comma-separated tasks (topic, summary)"),
+    ],
+)
+def test_predict_column_flags_that_would_lose_or_mix_fields_are_refused(flags, message, tmp_path, capsys) -> None:
+    # The kept input_summary overwrote summary's value (CSV: a header with a column twice); an empty
+    # --text-column read article instead without a word.
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "article": "خبر", "summary": "s", "input_summary": "i", "url": "u"}\n')
+    assert khabar(["predict", str(source), "-o", str(tmp_path / "out.jsonl"), *flags]) == 2
+    assert message in one_error_line(capsys.readouterr().err, "khabar predict")
+    assert not (tmp_path / "out.jsonl").exists()

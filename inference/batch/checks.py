@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from inference.batch.formats import OUTPUT_FIELDS
+from inference.batch.formats import OUTPUT_FIELDS, UsageError
 from inference.batch.reading import Row, type_name
 from inference.batch.safe_records import escape_surrogates, record_id
 from inference.batch.safe_records import problem as unwritable
@@ -42,6 +42,18 @@ class InputColumns:
     title: str | None = None
     id: str = "id"
     keep: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for flag, name in (("--text-column", self.text), ("--title-column", self.title), ("--id-column", self.id)):
+            if name is not None and not name.strip():  # "" read as "not given" fell back to article silently
+                raise UsageError(f"{flag}: expected a column name, got {name!r}")
+        written: dict[str, str] = {}
+        for name, out in zip(self.keep, self.kept_names(), strict=True):
+            if out in written:  # one output field would hold two input fields, the first lost
+                if written[out] == name:
+                    raise UsageError(f"--keep-columns: {name} is given twice; keep it once")
+                raise UsageError(f"--keep-columns: {written[out]} and {name} would both be written as {out}; keep one")
+            written[out] = name
 
     def kept_names(self) -> list[str]:
         """The output names of the kept columns."""
