@@ -259,3 +259,30 @@ def test_predict_column_flags_that_would_lose_or_mix_fields_are_refused(flags, m
     assert khabar(["predict", str(source), "-o", str(tmp_path / "out.jsonl"), *flags]) == 2
     assert message in one_error_line(capsys.readouterr().err, "khabar predict")
     assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "name, content, output, message",
+    [
+        ("in.jsonl.gz", b"\x1f\x8b\x08", "out.jsonl", "is gzip-compressed; decompress it first (e.g. zcat"),
+        ("in.csv", b"id;article\n1;x\n", "out.jsonl", "its header is separated by semicolons"),
+        ("in.csv", "id,article\n1,خبر ورزشي\n2,خبر اقتصادي\n".encode("cp1256"), "out.jsonl", "iconv -f WINDOWS-1256"),
+        ("in.jsonl", b'{"id": "a", "article": "x"}\n', "no/such/out.jsonl", "-o {tmp}/no/such/out.jsonl: no such dir"),
+    ],
+    ids=["gzip-suffix", "semicolons", "windows-1256", "missing-folder"],
+)
+def test_predict_input_and_output_mistakes_say_what_to_do(name, content, output, message, tmp_path, capsys) -> None:
+    # Each was an error record per row, a suffix complaint, a bare column list or a lock-file error.
+    source = tmp_path / name
+    source.write_bytes(content)
+    assert khabar(["predict", str(source), "-o", str(tmp_path / output), "--tasks", "topic"]) == 2
+    assert message.format(tmp=tmp_path) in one_error_line(capsys.readouterr().err, "khabar predict")
+    assert sorted(path.name for path in tmp_path.iterdir()) == [name]
+
+
+def test_an_empty_input_says_it_holds_no_rows(tmp_path, capsys, fitted_classifier_dir) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n\n")
+    flags = ["--tasks", "topic", "--classifier", str(fitted_classifier_dir), "--device", "cpu", "--backend", "torch"]
+    assert khabar(["predict", str(source), "-o", str(tmp_path / "out.jsonl"), *flags]) == 0
+    assert f"note: INPUT {source} holds no rows" in capsys.readouterr().err

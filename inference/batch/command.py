@@ -76,7 +76,7 @@ def _predict_locked(
         stats = run(rows, job, writer.write, args.batch_size, shard, done.ids, progress, stop)
     if progress is not None:
         progress.close()
-    return _report(stats, args, output, leftover=sum(done.ids.values()))
+    return _report(stats, args, output, leftover=sum(done.ids.values()), shards=shard.count)
 
 
 def _model_records(args: argparse.Namespace) -> dict[str, dict]:
@@ -115,12 +115,24 @@ def _check_columns(
         return
     listed = f"(columns: {', '.join(header)})"
     if columns.text is None and not {"article", "text"} & set(header):
-        raise UsageError(f"INPUT {path}: no 'article' or 'text' column; name it with --text-column {listed}")
+        raise UsageError(
+            f"INPUT {path}: no 'article' or 'text' column; name it with --text-column {listed}{_delimiter_hint(header)}"
+        )
     named = [("--text-column", columns.text), ("--title-column", columns.title)]
     named += [("--id-column", columns.id if explicit_id else None)] + [("--keep-columns", k) for k in columns.keep]
     for flag, name in named:
         if name is not None and name not in header:
             raise UsageError(f"{flag} {name}: no such column in {path} {listed}")
+
+
+def _delimiter_hint(header: list[str]) -> str:
+    """A hint when a one-column header holds another separator: the file is not separated as its suffix says."""
+    if len(header) != 1:
+        return ""
+    found = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")) if sep in header[0]), None)
+    if found is None:
+        return ""
+    return f"; its header is separated by {found}: .csv is read with commas, .tsv with tabs"
 
 
 def _check_jsonl_id_column(path: str, id_column: str, fmt: str | None, sample: int = 100) -> None:
@@ -200,10 +212,12 @@ def _progress_bar(args: argparse.Namespace, shard: Shard, done: DoneRecords):
     return tqdm(total=total, unit="article", desc="khabar predict", file=sys.stderr, dynamic_ncols=True)
 
 
-def _report(stats: RunStats, args: argparse.Namespace, output: str, leftover: int) -> int:
+def _report(stats: RunStats, args: argparse.Namespace, output: str, leftover: int, shards: int = 1) -> int:
     if not args.quiet:
         precision = "; ".join(f"{kind} {label}" for kind, label in getattr(args, "precisions", {}).items())
         _notice(f"{stats.summary()} -> {output}" + (f" ({precision})" if precision else ""))
+        if not (stats.read or stats.skipped or stats.interrupted) and shards == 1:
+            _notice(f"note: INPUT {args.input} holds no rows (an empty file, or only blank lines or a header)")
         if leftover and not (stats.interrupted or stats.fatal):
             _notice(f"note: {leftover} records in {output} have ids that are not in {args.input}")
     if stats.fatal:

@@ -18,6 +18,10 @@ DELIMITERS = {"csv": ",", "tsv": "\t"}
 OUTPUT_FIELDS = ("id", "line", "topic", "topic_score", "summary", "error")
 
 
+_COMPRESSED_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}
+_DECOMPRESS = {".gz": "zcat", ".bz2": "bzcat", ".xz": "xzcat", ".zst": "zstdcat"}
+
+
 class UsageError(ValueError):
     """A mistake in the command line or its files: reported in one line, exit code 2.
 
@@ -39,6 +43,12 @@ def file_format(path: str, flag: str, explicit: str | None = None) -> str:
     if path == STDIO:
         return "jsonl"
     suffix = Path(path).suffix.lower()
+    if suffix in _COMPRESSED_SUFFIXES and flag == "INPUT":  # its rows are not UTF-8: say so before the suffix
+        inner = FORMATS.get(Path(Path(path).stem).suffix.lower(), "jsonl")
+        raise UsageError(
+            f"{flag} {path}: is {_COMPRESSED_SUFFIXES[suffix]}-compressed; decompress it first "
+            f"(e.g. {_DECOMPRESS[suffix]} {path} | khabar predict - --input-format {inner} ...)"
+        )
     if suffix not in FORMATS:
         raise UsageError(
             f"{flag} {path}: unknown format {suffix or '(no suffix)'!r}; use .jsonl, .csv or .tsv"

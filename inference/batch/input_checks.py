@@ -138,11 +138,30 @@ def check_encoding_and_shape(path: str, fmt: str, head: bytes | None = None) -> 
             f"INPUT {path}: is {encoding} text; khabar reads UTF-8, so convert it first "
             f"(e.g. iconv -f {encoding} -t UTF-8 {path} > new.{fmt})"
         )
+    if _mostly_not_utf8(head):
+        raise UsageError(
+            f"INPUT {path}: is not UTF-8 text (most of its first non-ASCII bytes are not); khabar reads UTF-8, "
+            f"so convert it first (Persian saved by Windows or Excel is usually Windows-1256: "
+            f"iconv -f WINDOWS-1256 -t UTF-8 {path} > new.{fmt})"
+        )
     if fmt == "jsonl" and _JSON_ARRAY.match(head.removeprefix(b"\xef\xbb\xbf")):
         raise UsageError(
             f"INPUT {path}: is a JSON array, not JSON Lines (one object per line); "
             f"convert it first (e.g. jq -c '.[]' {path} > new.jsonl)"
         )
+
+
+def _mostly_not_utf8(head: bytes) -> bool:
+    """Whether most non-ASCII characters of ``head`` are bytes UTF-8 cannot read: a file in a legacy
+    encoding (Windows-1256, Latin-1), not a UTF-8 file with a damaged row (that one row is an error record).
+
+    Example:
+        >>> _mostly_not_utf8("خبر ورزشي امروز".encode("cp1256")), _mostly_not_utf8("خبر ورزشی امروز".encode())
+        (True, False)
+    """
+    text = head.decode("utf-8", errors="replace").rstrip("\ufffd")  # the head may end inside a character
+    bad = text.count("\ufffd")
+    return bad >= 4 and bad * 2 > sum(1 for char in text if ord(char) > 0x7F)
 
 
 def _wide_encoding(head: bytes) -> str | None:
@@ -153,7 +172,7 @@ def _wide_encoding(head: bytes) -> str | None:
             return name
     pairs = head[: len(head) // 2 * 2]
     # A single stray NUL is a bad row, not an encoding.
-    if not pairs or pairs.count(b"\x00") < len(pairs) // 4:
+    if not pairs.count(b"\x00") or pairs.count(b"\x00") < len(pairs) // 4:  # none, or a stray few
         return None
     # ASCII in UTF-16 has its NUL in every other byte, all on one side; /dev/zero has them on both.
     even, odd = pairs[0::2].count(0), pairs[1::2].count(0)

@@ -95,6 +95,8 @@ class OutputLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                raise OutputLocked(f"-o {self.output}: no such directory {self.path.parent}") from None
             raise OutputLocked(f"-o {self.output}: cannot create its lock file {self.path}: {exc.strerror}") from None
         try:
             _lock(fd)
