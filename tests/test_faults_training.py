@@ -23,7 +23,7 @@ from fixtures_training import TINY_CLASSIFIER_CONFIG, classifier_overrides
 
 from training.cli import main
 from training.config import ExperimentConfig
-from training.data import Columns, load_split
+from training.data import Columns, DataError, load_split
 from training.validation import RANGES, numeric_keys
 
 TINY_SUMMARIZER_CONFIG = TINY_CLASSIFIER_CONFIG.parent.parent / "summarizer" / "tiny.yaml"
@@ -96,8 +96,29 @@ def test_label_zero_and_other_falsy_labels_are_labels(tmp_path, caplog):
     path.write_text("".join(json.dumps({"article": f"خبر {i}", "topic": v}) + "\n" for i, v in enumerate(rows)))
     with caplog.at_level(logging.WARNING):
         data = load_split(str(path), Columns(text="article", label="topic"))
-    assert data["label"] == ["0", "0.0", "False", "0", "1", "sports"]
+    assert data["label"] == ["0", "0", "False", "0", "1", "sports"]  # 0.0 is the topic 0 (pandas writes floats)
     assert "dropped" not in caplog.text
+
+
+def test_a_whole_float_label_is_the_integer_topic_not_another(tmp_path):
+    # A label column with a missing value comes out of pandas as floats: 1 and 1.0 were two topics.
+    path = tmp_path / "topics.jsonl"
+    rows = [1, 1.0, 2, 2.0, 2.5]
+    path.write_text("".join(json.dumps({"article": f"خبر {i}", "topic": v}) + "\n" for i, v in enumerate(rows)))
+    assert load_split(str(path), Columns(text="article", label="topic"))["label"] == ["1", "1", "2", "2", "2.5"]
+
+
+def test_a_csv_field_over_the_csv_modules_limit_is_read(tmp_path):
+    path = tmp_path / "topics.csv"
+    path.write_text("article,topic\n" + "خبر " * 50_000 + ",sports\n", encoding="utf-8")  # 200,000 characters
+    assert load_split(str(path), Columns(text="article", label="topic"))["label"] == ["sports"]
+
+
+def test_a_file_named_parquet_that_is_not_is_one_line(tmp_path):
+    path = tmp_path / "topics.parquet"
+    path.write_text("not parquet")
+    with pytest.raises(DataError, match=r"topics\.parquet: cannot be read as Parquet \("):
+        load_split(str(path), Columns(text="article", label="topic"))
 
 
 def test_summary_zero_is_a_summary_and_blank_is_missing(tmp_path, caplog):

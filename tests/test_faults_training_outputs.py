@@ -316,20 +316,33 @@ def fake_checkpoint(model: Path, out: Path, step: int) -> Path:
     return checkpoint
 
 
-@pytest.mark.parametrize("damage", ["weights", "state"])
-def test_damaged_checkpoint_names_itself_and_the_one_to_use(damage, tiny_classifier_dir, sample_dir, tmp_path, capsys):
+def test_damaged_checkpoint_names_itself_and_the_one_to_use(tiny_classifier_dir, sample_dir, tmp_path, capsys):
     out = tmp_path / "out"
     fake_checkpoint(tiny_classifier_dir, out, 2)
     newest = fake_checkpoint(tiny_classifier_dir, out, 4)
-    if damage == "weights":
-        truncated_copy(tiny_classifier_dir, tmp_path / "cut")
-        shutil.copy(tmp_path / "cut" / "model.safetensors", newest / "model.safetensors")
-    else:
-        (newest / "trainer_state.json").write_text('{"global_step": 4,', encoding="utf-8")
+    truncated_copy(tiny_classifier_dir, tmp_path / "cut")
+    shutil.copy(tmp_path / "cut" / "model.safetensors", newest / "model.safetensors")
     code, error = run_train(capsys, *quick(tiny_classifier_dir, sample_dir, out, "train.resume=true"))
     assert code == 2
     assert f"train.resume: {newest} is damaged (" in error and error.endswith("delete it to resume from checkpoint-2")
-    assert "model.safetensors" in error if damage == "weights" else "trainer_state.json" in error
+    assert "model.safetensors" in error
+
+
+@pytest.mark.parametrize("torn", ["empty state", "state cut short", "no data note"])
+def test_a_checkpoint_killed_while_its_last_files_were_written_is_skipped(torn, tiny_classifier_dir, tmp_path):
+    # The trainer writes trainer_state.json last and khabar its data note after it: a kill -9 there
+    # left a checkpoint that every resume refused as damaged, or one whose data went unchecked.
+    from training.checkpoints import DATA_NOTE, last_complete_checkpoint
+
+    out = tmp_path / "out"
+    for step in (2, 4):
+        (fake_checkpoint(tiny_classifier_dir, out, step) / DATA_NOTE).write_text("{}", encoding="utf-8")
+    newest = out / "checkpoint-4"
+    if torn == "no data note":
+        (newest / DATA_NOTE).unlink()
+    else:
+        (newest / "trainer_state.json").write_text("" if torn == "empty state" else '{"global_step": 4,')
+    assert Path(last_complete_checkpoint(out)).name == "checkpoint-2"
 
 
 @pytest.mark.parametrize("change", ["fewer", "renamed"])
@@ -466,6 +479,26 @@ def test_a_writer_that_only_says_the_write_failed_is_a_full_disk_when_no_space_i
     assert disk_full(torch_error, tmp_path / "not-yet" / "made") is full
     assert disk_full(RuntimeError("Error while serializing: No space left on device (os error 28)"), tmp_path)
     assert not disk_full(RuntimeError("CUDA error: an illegal memory access"), tmp_path)
+    # torch 2.13 says it in two chained errors, neither an OSError.
+    try:
+        try:
+            raise RuntimeError("basic_ios::clear: iostream error")
+        except RuntimeError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 9664 vs 9556") from None
+    except RuntimeError as error:
+        assert disk_full(error, tmp_path) is full
+
+
+def test_a_write_past_a_file_size_limit_stops_as_a_full_disk_does(tmp_path, monkeypatch):
+    import errno
+
+    from training.cli import disk_full
+
+    wrapped = RuntimeError("serializing failed")
+    wrapped.__cause__ = OSError(errno.EFBIG, "File too large")
+    assert disk_full(wrapped, tmp_path)  # ulimit -f: the OSError is the cause of what the writer raised
+    monkeypatch.setattr("training.cli._file_size_limited", lambda: True)
+    assert disk_full(RuntimeError("unexpected pos 576 vs 534"), tmp_path)  # torch's words, plenty of space
 
 
 def test_a_file_the_system_refuses_is_one_line_naming_it(tmp_path, monkeypatch, capsys):

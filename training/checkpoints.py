@@ -146,13 +146,23 @@ def _step(checkpoint: Path) -> int:
 
 
 def _complete_checkpoints(out: Path) -> list[Path]:
-    """The ``checkpoint-N`` folders whose trainer state was written, oldest first."""
-    found = [
-        path
-        for path in out.iterdir()
-        if path.is_dir() and CHECKPOINT_RE.match(path.name) and (path / "trainer_state.json").is_file()
-    ]
-    return sorted(found, key=_step)
+    """The ``checkpoint-N`` folders written to the end, oldest first.
+
+    The trainer writes ``trainer_state.json`` last and khabar its data note after it: a kill while
+    the state is written leaves it empty or cut short, a kill just after leaves no note. A folder
+    without a note counts only while none has one (checkpoints of earlier versions have none).
+    """
+    found = [path for path in out.iterdir() if path.is_dir() and CHECKPOINT_RE.match(path.name)]
+    noted = any((path / DATA_NOTE).is_file() for path in found)
+    complete = [path for path in found if _readable_state(path) and (not noted or (path / DATA_NOTE).is_file())]
+    return sorted(complete, key=_step)
+
+
+def _readable_state(checkpoint: Path) -> bool:
+    try:
+        return isinstance(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        return False
 
 
 def remove_checkpoints(out: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import os
 import shutil
@@ -160,14 +161,38 @@ def disk_full(error: BaseException, folder: Path) -> bool:
         >>> disk_full(ValueError("bad value"), Path("."))
         False
     """
-    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+    chain = _causes(error)
+    if any(isinstance(e, OSError) and e.errno in (*DISK_FULL_ERRNOS, errno.EFBIG) for e in chain):
+        return True  # EFBIG: a file-size limit (ulimit -f), which a run stops at as it does at a full disk
+    text = " ".join(str(e) for e in chain)
+    if any(words in text for words in ("No space left on device", "StorageFull", "File too large")):
         return True
-    if "No space left on device" in str(error) or "StorageFull" in str(error):
-        return True
-    if "write failed" not in str(error):
+    # torch's zip writer words a failed write several ways (2.13: "unexpected pos", "basic_ios::clear").
+    if not any(words in text for words in _TORCH_WRITE_FAILED):
         return False
     existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
-    return shutil.disk_usage(existing).free < _NEARLY_FULL
+    return shutil.disk_usage(existing).free < _NEARLY_FULL or _file_size_limited()
+
+
+def _file_size_limited() -> bool:
+    """Whether this process may write files only up to a size (``ulimit -f``): torch's writer then fails alike."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return False
+    return resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
+
+
+_TORCH_WRITE_FAILED = ("write failed", "unexpected pos", "basic_ios::clear", "iostream error")
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and the exceptions it was raised from or during (torch wraps the OSError of a write)."""
+    chain: list[BaseException] = []
+    while error is not None and error not in chain and len(chain) < 20:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
 
 
 class StepReached(TrainerCallback):

@@ -84,6 +84,8 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
     # utf-8-sig: Excel starts a CSV with a byte-order mark, which would become part of the first column's name.
+    # Python's csv refuses fields over 128 KiB by default; a long article is truncated later, not a crash.
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         try:
@@ -94,6 +96,11 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
                 yield reader.line_num - spanned, row
         except UnicodeDecodeError:
             raise encoding_error(path) from None
+        except csv.Error as exc:
+            raise DataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+
+
+_CSV_FIELD_LIMIT = 2**31 - 1
 
 
 def encoding_error(path: Path) -> DataError:
@@ -119,7 +126,10 @@ def encoding_error(path: Path) -> DataError:
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    table = datasets.Dataset.from_parquet(str(path))
+    try:
+        table = datasets.Dataset.from_parquet(str(path))
+    except Exception as exc:  # noqa: BLE001 - pyarrow's errors (ArrowInvalid, OSError, ...) share no base
+        raise DataError(f"{path}: cannot be read as Parquet ({first_line(exc)})") from None
     yield from enumerate(table, start=1)
 
 
@@ -204,12 +214,17 @@ def _clean(value: object, digits: DigitPolicy, version: int) -> str:
 def value_text(value: object) -> str:
     """A cell as text: ``None``, NaN and blanks are missing (``""``); ``0``, ``0.0`` and ``False`` are values.
 
+    A whole float is written as the integer it is: a label column with a missing value is read by
+    pandas as floats, and 1 and 1.0 are one topic, not two.
+
     Example:
-        >>> [value_text(v) for v in (0, 0.0, False, "0", " sports ", None, float("nan"), "  ")]
-        ['0', '0.0', 'False', '0', 'sports', '', '', '']
+        >>> [value_text(v) for v in (0, 0.0, 1.5, False, "0", " sports ", None, float("nan"), "  ")]
+        ['0', '0', '1.5', 'False', '0', 'sports', '', '', '']
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return str(value).strip()
 
 
