@@ -150,6 +150,19 @@ def test_bad_baseline_train_fails_before_the_model_runs(tiny_classifier_dir, eva
     assert code == 2 and err.count("\n") == 0 and "nope.jsonl: no such file" in err
 
 
+def test_the_report_names_the_engine_that_was_scored(classifier_report, tiny_classifier_dir, eval_file, tmp_path):
+    # auto may score an int8 ONNX copy, whose answers differ a little from the trained weights'.
+    assert read_metrics(classifier_report)["engine"] in (classifier_report / "report.md").read_text(encoding="utf-8")
+    assert run_evaluate("--model", tiny_classifier_dir, "--data", eval_file, "--backend", "torch", "-o", tmp_path) == 0
+    assert read_metrics(tmp_path)["engine"].startswith("torch ")
+
+
+def test_a_backend_the_model_kind_has_not_is_one_line(tiny_summarizer_dir, eval_file, tmp_path, capsys) -> None:
+    assert run_evaluate("--model", tiny_summarizer_dir, "--data", eval_file, "--backend", "onnx", "-o", tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--backend onnx: runs no summarizer" in err
+
+
 def test_bad_device_is_a_one_line_error(tiny_classifier_dir, eval_file, tmp_path, capsys) -> None:
     assert run_evaluate("--model", tiny_classifier_dir, "--data", eval_file, "--device", "gpu", "-o", tmp_path) == 2
     err = capsys.readouterr().err.strip()

@@ -75,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=_positive, help=batch_help)
     parser.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: the best available)")
     parser.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnx", "ctranslate2", "fast"],
+        default="auto",
+        help="engine to score, as khabar predict --backend (default: auto, what khabar predict runs; "
+        "torch scores the trained weights themselves)",
+    )
+    parser.add_argument(
         "--num-beams", type=decoding_flag("num_beams"), help="summarizers: beams (default: the model's saved setting)"
     )
     parser.add_argument(
@@ -131,20 +138,24 @@ def run(args: argparse.Namespace) -> dict:
     train = _baseline_train(args.baseline_train, columns) if kind == "classification" else None
     # The model sees the headline and the article laid out as in training; baselines see the same rows.
     inputs = [join_title(title, text) for title, text in zip(rows["title"], rows["text"], strict=True)]
+    engine: dict[str, str] = {}
     if kind == "classification":
-        predictions = predict_topics(args.model, inputs, args.batch_size or 16, args.device)
+        predictions = predict_topics(args.model, inputs, args.batch_size or 16, args.device, args.backend, engine)
         result = evaluate_classification(inputs, rows["label"], predictions, train, args.bootstrap, args.seed)
         result["warnings"] += _label_warnings(args.model, rows["label"])
     else:
         if args.baseline_train:
             print("khabar-train evaluate: note: lead-k baselines need no --baseline-train; ignored", file=sys.stderr)
         decoding = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if v}
-        summaries = generate_summaries(args.model, inputs, args.batch_size, args.device, **decoding)
+        summaries = generate_summaries(
+            args.model, inputs, args.batch_size, args.device, args.backend, engine, **decoding
+        )
         # Lead-k takes the article's own first sentences, never the headline.
         result = evaluate_summarization(rows["text"], rows["summary"], summaries, args.bootstrap, args.seed)
         result["decoding"] = decoding or "the model's saved settings"
     result.update(
         model=str(args.model),
+        engine=next(iter(engine.values()), None),  # the scores are this engine's: int8 differs from the weights a bit
         data=str(args.data),
         columns={role: name for role, name in vars(columns).items() if name},
         required_columns=[columns.text, columns.target],
@@ -162,6 +173,15 @@ def _check_flags_fit(args: argparse.Namespace, kind: str) -> None:
     asked = [flag for flag, value in decoding if value]
     if kind == "classification" and asked:
         raise DataError(f"{asked[0]} is for summarizers, but --model {args.model} is a topic classifier")
+    from inference.backends import CLASSIFIER_BACKENDS, SUMMARIZER_BACKENDS
+
+    model, backends = (
+        ("classifier", CLASSIFIER_BACKENDS) if kind == "classification" else ("summarizer", SUMMARIZER_BACKENDS)
+    )
+    if args.backend not in backends:
+        raise DataError(
+            f"--backend {args.backend}: runs no {model}; --model {args.model} is one ({', '.join(backends)})"
+        )
 
 
 def _check_not_a_model_folder(output: Path) -> None:

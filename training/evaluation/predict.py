@@ -7,21 +7,31 @@ from pathlib import Path
 
 
 def predict_topics(
-    model_dir: str | Path, texts: Sequence[str], batch_size: int = 16, device: str | None = None
+    model_dir: str | Path,
+    texts: Sequence[str],
+    batch_size: int = 16,
+    device: str | None = None,
+    backend: str = "auto",
+    engine: dict | None = None,
 ) -> list[str]:
     """Topic labels from a classifier directory, in input order, with a progress bar.
+
+    ``backend`` picks the engine as ``khabar predict --backend`` does; what ran (engine and
+    precision, e.g. ``"onnx int8 (auto)"``) is put in ``engine["classifier"]`` when given.
 
     Example:
         >>> import tempfile
         >>> from training.tiny import build_tiny_classifier
-        >>> model = build_tiny_classifier(tempfile.mkdtemp())
-        >>> labels = predict_topics(model, ["تیم ملی برد", "بازار ارز"], device="cpu")
-        >>> len(labels), all(isinstance(label, str) for label in labels)
-        (2, True)
+        >>> model, engine = build_tiny_classifier(tempfile.mkdtemp()), {}
+        >>> labels = predict_topics(model, ["تیم ملی برد", "بازار ارز"], device="cpu", backend="torch", engine=engine)
+        >>> len(labels), all(isinstance(label, str) for label in labels), engine["classifier"].startswith("torch")
+        (2, True, True)
     """
     from inference import Classifier
 
-    classifier = Classifier.from_pretrained(model_dir, device=device or "auto")
+    classifier = Classifier.from_pretrained(model_dir, device=device or "auto", backend=backend)
+    if engine is not None:
+        engine["classifier"] = classifier.precision
     predict = lambda chunk: [p["label"] for p in classifier.predict(chunk, batch_size=batch_size)]  # noqa: E731
     return _in_chunks(predict, texts, batch_size, "classifying")
 
@@ -31,6 +41,8 @@ def generate_summaries(
     texts: Sequence[str],
     batch_size: int | None = None,
     device: str | None = None,
+    backend: str = "auto",
+    engine: dict | None = None,
     **decoding: int,
 ) -> list[str]:
     """Summaries from a summarizer directory, in input order, with a progress bar.
@@ -38,6 +50,7 @@ def generate_summaries(
     The model's saved decoding settings apply unless ``decoding`` overrides them
     (``num_beams``, ``max_new_tokens``). ``batch_size`` (articles a call) defaults to the fastest
     for the beams (:meth:`inference.Summarizer.batch_size_for`: 16 greedy, 8 with 4 beams).
+    ``backend`` and ``engine`` are as for :func:`predict_topics`.
 
     Example:
         >>> import tempfile
@@ -47,7 +60,9 @@ def generate_summaries(
     """
     from inference import Summarizer
 
-    summarizer = Summarizer.from_pretrained(model_dir, device=device or "auto")
+    summarizer = Summarizer.from_pretrained(model_dir, device=device or "auto", backend=backend)
+    if engine is not None:
+        engine["summarizer"] = summarizer.precision
     if batch_size is None:
         batch_size = summarizer.batch_size_for(decoding.get("num_beams"))
     summarize = lambda chunk: summarizer.summarize(chunk, batch_size=batch_size, **decoding)  # noqa: E731

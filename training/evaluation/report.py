@@ -129,6 +129,7 @@ def _header(result: dict) -> list[str]:
         "| | |",
         "|---|---|",
         f"| model | `{result['model']}` |",
+        *([f"| engine | {result['engine']} (`--backend` picks another) |"] if result.get("engine") else []),
         f"| data | `{result['data']}` |",
         f"| columns | {', '.join(f'{role} `{name}`' for role, name in result['columns'].items())} |",
         f"| rows evaluated | {rows} |",
