@@ -351,3 +351,10 @@ def test_evaluation_summarizes_in_calls_the_size_the_beams_run_fastest(
     )
     assert len(summaries) == 20
     assert calls == [per_call] * (20 // per_call) + ([20 % per_call] if 20 % per_call else [])
+
+
+def test_warnings_are_printed_as_well_as_reported(tiny_classifier_dir, tmp_path, capsys) -> None:
+    # Topics the model does not know score 0 with the reason only inside report.md.
+    data = write_jsonl(tmp_path / "other.jsonl", [{"article": "خبر ورزشی", "category": "0"}] * 3)
+    assert run_evaluate("--model", tiny_classifier_dir, "--data", data, "-o", tmp_path / "report") == 0
+    assert "khabar-train evaluate: warning: " in capsys.readouterr().err

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -298,3 +299,18 @@ def test_missing_title_column_says_the_fix(tiny_classifier_dir, sample_dir, tmp_
     assert code == 2
     assert f"{untitled}:1: column 'title' not found" in error and "data.title_column=null" in error
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('[{"article": "خبر", "topic": "sports"}]\n', "is a JSON array, not JSON Lines"),
+        ('{"article": "خبر", "topic": "sports", "topic": "economy"}\n', ":1: the key 'topic' appears twice"),
+    ],
+)
+def test_json_that_is_not_one_object_a_line_is_named(tmp_path, content, message):
+    # A JSON array was "malformed JSON (Expecting value)"; a key given twice kept its last value silently.
+    path = tmp_path / "topics.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=re.escape(message)):
+        load_split(str(path), Columns(text="article", label="topic"))

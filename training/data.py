@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import datasets
 
+from inference.batch.reading import DuplicateKey, unique_keys
 from inference.model_checks import first_line
 from inference.normalize import NORMALIZER_VERSION, DigitPolicy, normalize
 
@@ -71,10 +72,26 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
                     continue
                 try:
                     # A byte-order mark (Windows editors write one; files joined with cat carry them
-                    # inside) is not part of the record.
-                    row = json.loads(line.lstrip(BOM))
+                    # inside) is not part of the record. A key given twice is refused, as khabar predict does.
+                    row = json.loads(line.lstrip(BOM), object_pairs_hook=unique_keys)
+                except DuplicateKey as error:
+                    raise DataError(f"{path}:{number}: the key {error.key!r} appears twice in one object") from None
                 except json.JSONDecodeError as error:
+                    if number == _first_line(path) and line.lstrip(BOM).lstrip().startswith("["):
+                        raise DataError(
+                            f"{path}: is a JSON array, not JSON Lines (one object per line); "
+                            f"convert it first (e.g. jq -c '.[]' {path} > new.jsonl)"
+                        ) from None
                     raise DataError(f"{path}:{number}: malformed JSON ({error.msg})") from None
+                if (
+                    isinstance(row, list)
+                    and all(isinstance(item, dict) for item in row)
+                    and number == _first_line(path)
+                ):
+                    raise DataError(
+                        f"{path}: is a JSON array, not JSON Lines (one object per line); "
+                        f"convert it first (e.g. jq -c '.[]' {path} > new.jsonl)"
+                    )
                 if not isinstance(row, dict):
                     raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
                 yield number, row
@@ -101,6 +118,12 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
 
 
 _CSV_FIELD_LIMIT = 2**31 - 1
+
+
+def _first_line(path: Path) -> int:
+    """The number of ``path``'s first line that is not blank (where a JSON array's ``[`` would be)."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        return next((number for number, line in enumerate(f, start=1) if line.strip().lstrip(BOM)), 1)
 
 
 def encoding_error(path: Path) -> DataError:

@@ -33,7 +33,8 @@ def parse_overrides(overrides: list[str]) -> dict:
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {shown(item)} is not key=value")
+            # Unquoted: the file prefix load_config adds would otherwise name this override a second time.
+            raise ConfigError(f"override {shorten(item, 80)} is not key=value (e.g. train.epochs=3)")
         node = nested
         *parents, leaf = key.strip().split(".")
         for part in parents:

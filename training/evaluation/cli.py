@@ -309,4 +309,6 @@ def execute(args: argparse.Namespace) -> int:
     print(
         f"{result['kind']}: {result['rows']} rows, {headline} {model[headline]:.3g}; report in {args.output}/report.md"
     )
+    for warning in result.get("warnings", []):  # in the report too, but a score of 0 should not need opening it
+        print(f"khabar-train evaluate: warning: {warning}", file=sys.stderr)
     return 0
