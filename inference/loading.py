@@ -336,6 +336,6 @@ def text_normalization_version(path_or_id: str) -> int:
 
     Example:
         >>> text_normalization_version("org/hub-model")
-        3
+        4
     """
     return load_normalization(path_or_id if is_local(path_or_id) else None)["version"]

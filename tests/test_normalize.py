@@ -120,7 +120,7 @@ def test_normalize_refuses_what_is_not_a_string_or_policy_naming_it(call, error,
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"version": True}, "version must be one of (1, 2, 3), got True"), ({"digits": ["persian"]}, "digits must be")],
+    [({"version": True}, "version must be one of (1, 2, 3, 4), got True"), ({"digits": ["persian"]}, "digits must be")],
 )
 def test_an_option_of_the_wrong_type_is_named(options, message) -> None:
     # True == 1 picked version 1 silently; a list failed as "unhashable type".

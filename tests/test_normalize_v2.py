@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from inference import Classifier, Summarizer, normalize
 from inference.half_space import RULES
-from inference.normalize import count_repairs, load_normalization, save_normalization
+from inference.normalize import NORMALIZER_VERSION, count_repairs, load_normalization, save_normalization
 
 ZWNJ = "\u200c"
 LRM, RLM, ZWJ, SHY = "\u200e", "\u200f", "\u200d", "\u00ad"
@@ -155,7 +155,7 @@ def test_v2_changes_nothing_where_no_rule_fires(sample_dir) -> None:
 
 def test_unknown_version_is_refused() -> None:
     with pytest.raises(ValueError, match="normalization version must be one of"):
-        normalize("خبر", version=4)
+        normalize("خبر", version=5)
 
 
 # --- v1 is frozen: outputs recorded from the normalizer before v2 existed -------------------
@@ -253,9 +253,9 @@ def test_training_config_picks_the_version(sample_dir, tmp_path) -> None:
     from training.config import ConfigError, load_config
     from training.data import Columns, load_splits
 
-    assert load_config("configs/classifier/tiny.yaml").data.normalization_version == 3
-    with pytest.raises(ConfigError, match="data.normalization_version must be one of 1, 2, 3, got 4"):
-        load_config("configs/classifier/tiny.yaml", ["data.normalization_version=4"])
+    assert load_config("configs/classifier/tiny.yaml").data.normalization_version == NORMALIZER_VERSION
+    with pytest.raises(ConfigError, match="data.normalization_version must be one of 1, 2, 3, 4, got 5"):
+        load_config("configs/classifier/tiny.yaml", ["data.normalization_version=5"])
     data = tmp_path / "train.jsonl"
     data.write_text(
         "\n".join(json.dumps({"article": f"خبر {i}: رسانه ها می گویند", "category": "a"}) for i in range(4)),

@@ -156,12 +156,16 @@ def _mostly_not_utf8(head: bytes) -> bool:
     encoding (Windows-1256, Latin-1), not a UTF-8 file with a damaged row (that one row is an error record).
 
     Example:
-        >>> _mostly_not_utf8("خبر ورزشي امروز".encode("cp1256")), _mostly_not_utf8("خبر ورزشی امروز".encode())
+        >>> _mostly_not_utf8("خبر ورزشي امروز ".encode("cp1256") * 3), _mostly_not_utf8("خبر ورزشی امروز".encode())
         (True, False)
     """
     text = head.decode("utf-8", errors="replace").rstrip("\ufffd")  # the head may end inside a character
     bad = text.count("\ufffd")
-    return bad >= 4 and bad * 2 > sum(1 for char in text if ord(char) > 0x7F)
+    # At least a few words' worth: a handful of bad bytes are bad rows, each its own error record.
+    return bad >= _LEGACY_MIN_BAD and bad * 2 > sum(1 for char in text if ord(char) > 0x7F)
+
+
+_LEGACY_MIN_BAD = 32
 
 
 def _wide_encoding(head: bytes) -> str | None:
