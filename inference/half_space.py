@@ -10,7 +10,8 @@ break) by a ZWNJ, and only where the second part cannot be a word of its own in 
 * ``comparative``: ``ترین`` after a word; ``تر`` after a listed adjective or before ``از``
   (``تر`` alone also means "wet").
 * ``enclitic_after_heh``: ``ام``, ``ای``, ``اش`` after a word ending in ``ه`` (``گونه ای``),
-  except the interjection ``ای کاش`` and spelled-out letters (``ام آر آی``).
+  except the interjection ``ای کاش`` and spelled-out letters (``ام آر آی``); from version 4
+  also ``ای`` before two spelled letters (``شبکه ای بی سی``) and the kunya ``ام کلثوم``, ``ام ال...``.
 * ``space_before_zwnj``: a space typed next to a ZWNJ inside a word (``حاشیه ‌های``) is
   dropped when the ZWNJ joins a suffix; elsewhere the ZWNJ is dropped and the space kept
   (``با ‌مدیریت`` stays two words), and ``می ‌کند`` is then joined by ``verb_prefix`` only for a
@@ -134,6 +135,23 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+# Version 4's rules: ``ای`` before two spelled letters is a word too (شبکه ای بی سی = the ABC
+# network), and so is ``ام`` before an Arabic kunya (ام کلثوم, ام القری, ام البنین).
+RULES_V4: tuple[Rule, ...] = (
+    *RULES[:-1],
+    Rule(
+        "enclitic_after_heh",
+        re.compile(
+            rf" ا(?<={LETTER}{LETTER}ه ا)(?=[مشی]{_END})"
+            rf"(?!ی کاش|م (?:{_SPELLED_LETTER}){_END}|ی (?:{_SPELLED_LETTER}) (?:{_SPELLED_LETTER}){_END}"
+            rf"|م کلثوم{_END}|م ال{LETTER})"
+        ),
+        f"{ZWNJ}ا",
+        "ه ا",
+    ),
+)
+
+
 def _run(rules: tuple[Rule, ...], text: str, counts: Counter | None) -> str:
     for rule in rules:
         text, changed = rule.apply(text)
@@ -152,10 +170,11 @@ def repair_zwnj_gaps(text: str, counts: Counter | None = None) -> str:
     return _run(ZWNJ_GAP_RULES, text, counts)
 
 
-def repair_half_spaces(text: str, counts: Counter | None = None) -> str:
+def repair_half_spaces(text: str, counts: Counter | None = None, rules: tuple[Rule, ...] = RULES) -> str:
     r"""Replace a space by a ZWNJ where a prefix or suffix was written apart (see the module rules).
 
-    ``counts``, when given, is increased by the number of repairs of each rule.
+    ``counts``, when given, is increased by the number of repairs of each rule. ``rules`` are
+    :data:`RULES` (normalization versions 2 and 3) or :data:`RULES_V4`.
 
     Example:
         >>> counts = Counter()
@@ -164,4 +183,4 @@ def repair_half_spaces(text: str, counts: Counter | None = None) -> str:
         >>> sorted(counts.items())
         [('comparative', 1), ('enclitic_after_heh', 1), ('verb_prefix', 1)]
     """
-    return _run(RULES, text, counts)
+    return _run(rules, text, counts)

@@ -46,3 +46,21 @@ def test_a_model_trained_with_version_3_is_served_with_it(tiny_classifier_dir, t
     save_normalization(model, "persian", 3)
     classifier = Classifier.from_pretrained(model, device="cpu", backend="torch")
     assert classifier.prepare("خانه" + HAMZA + " ما")[0] == ["خانه ما"]
+
+
+@pytest.mark.parametrize(
+    ("text", "version_3"),
+    [
+        ("شبکه ای بی سی نیوز", "شبکه\u200cای بی سی نیوز"),  # the ABC network, not "a network, B C"
+        ("ترانه ام کلثوم", "ترانه\u200cام کلثوم"),  # Umm Kulthum, not "my song"
+        ("مکه ام القری", "مکه\u200cام القری"),
+    ],
+)
+def test_spelled_letters_and_a_kunya_are_not_joined_as_enclitics(text: str, version_3: str) -> None:
+    assert normalize(text) == text
+    assert normalize(text, version=3) == version_3  # version 3 keeps its rules for its models
+
+
+@pytest.mark.parametrize("text", ["خانه ای بی نظیر", "نامه ای که رسید", "دوره ای سی ساله", "خانه ام"])
+def test_an_enclitic_before_a_word_that_is_not_a_spelled_acronym_is_still_joined(text: str) -> None:
+    assert normalize(text) == normalize(text, version=3) != text
