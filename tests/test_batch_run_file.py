@@ -104,3 +104,17 @@ def test_a_resume_that_cannot_drop_old_error_records_is_one_line(tmp_path, capsy
     assert code == 2
     one_line_error(err, "out.jsonl", "remove its error records", "No space left on device", "make room")
     assert output.read_bytes() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "link") or os.name == "nt", reason="needs hard links and flock")
+def test_two_names_of_one_output_cannot_be_written_at_once(tmp_path) -> None:
+    # Each name had its own run file, so two runs wrote one file at once.
+    from inference.batch.locking import OutputLocked
+
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text("")
+    os.link(first, second)
+    with OutputLock(str(first)), pytest.raises(OutputLocked, match="under another name"):
+        OutputLock(str(second)).__enter__()
+    with OutputLock(str(second)):  # released with the first run
+        pass

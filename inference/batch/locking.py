@@ -88,6 +88,7 @@ class OutputLock:
         self.path = run_file(output)
         self.previous: dict[str, Any] | None = None
         self._fd: int | None = None
+        self._output_fd: int | None = None
         self._created = False
 
     def __enter__(self) -> OutputLock:
@@ -108,6 +109,14 @@ class OutputLock:
                 f"-o {self.output}: in use by another khabar run{who}; wait for it to finish or write elsewhere"
             ) from None
         self._fd = fd
+        try:
+            self._output_fd = _lock_output(self.output)
+        except OSError:
+            self.__exit__()
+            raise OutputLocked(
+                f"-o {self.output}: in use by another khabar run writing it under another name (a hard link); "
+                "wait for it to finish or write elsewhere"
+            ) from None
         self.previous = _read(fd) or None
         try:
             self.save(self.previous or {})
@@ -131,6 +140,9 @@ class OutputLock:
         os.fsync(self._fd)
 
     def __exit__(self, *exc_info: object) -> None:
+        if self._output_fd is not None:
+            os.close(self._output_fd)
+            self._output_fd = None
         if self._fd is not None:
             if self._created and not os.path.lexists(self.output):
                 # A run refused before writing (a bad model, an unknown format) leaves nothing behind;
@@ -148,6 +160,26 @@ def unwritable_run_file(path: Path, exc: OSError) -> str:
         'cannot write its run file o.khabar-run: No space left on device; make room, then ...'
     """
     return f"cannot write its run file {path}: {exc.strerror or exc}; make room, then run the same command again"
+
+
+def _lock_output(output: str) -> int | None:
+    """Lock an existing output file itself, so two names of one file (hard links, whose run files
+    differ) cannot be written at once; the open descriptor, or None (no file yet, or no flock).
+
+    A new output has one name only. On Windows (no flock) the run file is the only lock.
+    """
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(output, os.O_RDONLY)
+    except OSError:
+        return None  # not there yet, or unreadable: the writer reports that
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _lock(fd: int) -> None:
