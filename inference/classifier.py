@@ -17,19 +17,18 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
 import torch
 
+from inference.devices import halved_while_out_of_memory
 from inference.inputs import check_positive, length_sorted_batches
 from inference.load_plan import LoadPlan
 from inference.loading import load_weights
 from inference.text_model import TextModel
 
-logger = logging.getLogger(__name__)
 LongText = Literal["windows", "truncate"]
 # (input_ids, attention_mask) -> float32 logits on the CPU, one row per window.
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -191,18 +190,10 @@ class Classifier(TextModel):
         return averaged
 
     def _forward_fitting(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Float32 logits of one batch, split in halves while a GPU runs out of memory (a server running
-        both models at once, or a GPU smaller than the token budget assumes)."""
-        try:
-            return self.forward(input_ids, attention_mask).float()
-        except torch.OutOfMemoryError:
-            if len(input_ids) == 1:
-                raise
-            torch.cuda.empty_cache()
-            logger.info("out of GPU memory at %d windows a batch; halving the batch", len(input_ids))
-            half = len(input_ids) // 2
-            first = self._forward_fitting(input_ids[:half], attention_mask[:half])
-            return torch.cat([first, self._forward_fitting(input_ids[half:], attention_mask[half:])])
+        """Float32 logits of one batch, split in halves while a GPU runs out of memory."""
+        rows = torch.arange(len(input_ids))
+        run = lambda part: self.forward(input_ids[part], attention_mask[part]).float()  # noqa: E731
+        return halved_while_out_of_memory(run, rows, lambda a, b: torch.cat([a, b]), "windows")
 
     def windows(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
         """Token ids of each window the model reads, and the index of the text each belongs to.

@@ -13,7 +13,13 @@ Example:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import torch
+
+logger = logging.getLogger(__name__)
 
 # Models whose activations overflow float16 and produce empty or garbage output.
 T5_FAMILY = ("t5", "mt5", "umt5", "longt5", "switch_transformers")
@@ -122,3 +128,28 @@ def _int8_dtype(dtype: str | torch.dtype | None, device: torch.device, quantize:
     if dtype not in (None, "auto", torch.float32, "float32", "fp32"):
         raise ValueError(f"quantize='int8' starts from float32 weights; leave dtype out (got {dtype!r})")
     return torch.float32
+
+
+def halved_while_out_of_memory(run: Callable[[Sequence], Any], batch: Sequence, join: Callable, what: str) -> Any:
+    """``run(batch)``, split in halves (``join`` puts the answers back together) while a GPU runs out
+    of memory: long beams of long articles, or two models sharing one GPU in ``khabar serve``.
+
+    Example:
+        >>> def two_at_most(items):
+        ...     if len(items) > 2:
+        ...         raise torch.OutOfMemoryError("simulated")
+        ...     return [item * 10 for item in items]
+        >>> halved_while_out_of_memory(two_at_most, [1, 2, 3, 4, 5], list.__add__, "articles")
+        [10, 20, 30, 40, 50]
+    """
+    try:
+        return run(batch)
+    except torch.OutOfMemoryError:
+        if len(batch) == 1:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        logger.info("out of GPU memory at %d %s a batch; halving the batch", len(batch), what)
+        half = len(batch) // 2
+        first = halved_while_out_of_memory(run, batch[:half], join, what)
+        return join(first, halved_while_out_of_memory(run, batch[half:], join, what))

@@ -30,6 +30,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, GenerationConfig
 
 from inference.backends import ENGINE_SETTINGS, unfollowed_settings
+from inference.devices import halved_while_out_of_memory
 from inference.half_space import ZWNJ, repair_half_spaces
 from inference.inputs import DECODING_LIMITS, check_decoding_limits, check_positive, length_sorted_batches
 from inference.load_plan import LoadPlan
@@ -172,16 +173,9 @@ class Summarizer(TextModel):
 
     def _generate_fitting(self, sources: list[list[int]], generation: GenerationConfig) -> list[list[int]]:
         """``generate``, split in halves while a GPU runs out of memory (long beams of long articles)."""
-        try:
-            return self.generate(sources, generation)
-        except torch.OutOfMemoryError:
-            if len(sources) == 1:
-                raise
-            torch.cuda.empty_cache()
-            logger.info("out of GPU memory at %d articles a batch; halving the batch", len(sources))
-            half = len(sources) // 2
-            first = self._generate_fitting(sources[:half], generation)
-            return first + self._generate_fitting(sources[half:], generation)
+        return halved_while_out_of_memory(
+            lambda part: self.generate(part, generation), sources, list.__add__, "articles"
+        )
 
     def _text(self, ids: list[int]) -> str:
         return tidy_summary(self.tokenizer.decode(ids, skip_special_tokens=True), self.repairs_half_spaces)

@@ -46,3 +46,21 @@ def one_line_error(err: str, *names: str) -> str:
     for name in names:
         assert name in lines[0], (name, lines[0])
     return lines[0]
+
+
+ARTICLE = "تیم ملی فوتبال ایران دیشب در ورزشگاه آزادی برابر حریف خود به پیروزی رسید."
+
+
+def write_articles(path: Path, n: int, tag: str = "") -> Path:
+    """A JSONL input of ``n`` articles with ids ``r0``, ``r1``, ... (``tag`` makes another input's)."""
+    rows = [{"id": f"r{i}", "article": f"{ARTICLE} {tag}{i}"} for i in range(n)]
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def khabar_err(capsys, *args: object) -> tuple[int, str]:
+    """Run ``khabar`` in this process; its exit code and stderr."""
+    from inference.cli import main
+
+    code = main([str(arg) for arg in args])
+    return code, capsys.readouterr().err

@@ -13,29 +13,16 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import one_line_error
+from helpers import khabar_err as khabar
+from helpers import one_line_error, write_articles
 
 from inference.batch.locking import OutputLock, run_file
-from inference.cli import main
-
-ARTICLE = "تیم ملی فوتبال ایران دیشب در ورزشگاه آزادی برابر حریف خود به پیروزی رسید."
 
 
 @pytest.fixture
 def topic(fitted_classifier_dir: Path) -> list[str]:
     flags = ["--tasks", "topic", "--classifier", str(fitted_classifier_dir), "--device", "cpu"]
     return [*flags, "--backend", "torch", "--quiet"]
-
-
-def write_rows(path: Path, n: int) -> Path:
-    rows = [{"id": f"r{i}", "article": f"{ARTICLE} {i}"} for i in range(n)]
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
-def khabar(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
-    code = main([str(arg) for arg in args])
-    return code, capsys.readouterr().err
 
 
 def ids(path: Path) -> list[str]:
@@ -62,7 +49,7 @@ def test_a_failed_save_leaves_what_the_run_file_held(tmp_path, monkeypatch) -> N
 def test_a_full_disk_at_resume_is_one_line_and_the_models_are_still_checked(
     tmp_path, capsys, monkeypatch, topic, tiny_classifier_dir
 ) -> None:
-    source, output = write_rows(tmp_path / "in.jsonl", 4), tmp_path / "out.jsonl"
+    source, output = write_articles(tmp_path / "in.jsonl", 4), tmp_path / "out.jsonl"
     assert khabar(capsys, "predict", source, "-o", output, *topic)[0] == 0
     output.write_text(output.read_text(encoding="utf-8").splitlines(keepends=True)[0], encoding="utf-8")
     monkeypatch.setattr(os, "write", _no_room)
@@ -77,7 +64,7 @@ def test_a_full_disk_at_resume_is_one_line_and_the_models_are_still_checked(
 
 
 def test_a_resume_without_a_run_file_says_nothing_could_be_checked(tmp_path, capsys, topic) -> None:
-    source, output = write_rows(tmp_path / "in.jsonl", 4), tmp_path / "out.jsonl"
+    source, output = write_articles(tmp_path / "in.jsonl", 4), tmp_path / "out.jsonl"
     assert khabar(capsys, "predict", source, "-o", output, *topic)[0] == 0
     output.write_text(output.read_text(encoding="utf-8").splitlines(keepends=True)[0], encoding="utf-8")
     run_file(str(output)).unlink()  # the output was copied elsewhere without it
@@ -89,7 +76,7 @@ def test_a_resume_without_a_run_file_says_nothing_could_be_checked(tmp_path, cap
 
 
 def test_a_resume_that_cannot_drop_old_error_records_is_one_line(tmp_path, capsys, monkeypatch, topic) -> None:
-    source, output = write_rows(tmp_path / "in.jsonl", 3), tmp_path / "out.jsonl"
+    source, output = write_articles(tmp_path / "in.jsonl", 3), tmp_path / "out.jsonl"
     assert khabar(capsys, "predict", source, "-o", output, *topic)[0] == 0
     lines = output.read_text(encoding="utf-8").splitlines(keepends=True)
     error = json.dumps({"id": "r1", "line": 2, "error": "model failed"}) + "\n"

@@ -6,27 +6,12 @@ models' answers, or rows of two inputs, in one file with exit 0.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pytest
-from helpers import one_line_error
+from helpers import khabar_err as khabar
+from helpers import one_line_error, write_articles
 
 from inference.batch.locking import run_file
-from inference.cli import main
-
-ARTICLE = "تیم ملی فوتبال ایران دیشب در ورزشگاه آزادی برابر حریف خود به پیروزی رسید."
-
-
-def write_rows(path: Path, n: int, tag: str = "") -> Path:
-    rows = [{"id": f"r{i}", "article": f"{ARTICLE} {tag}{i}"} for i in range(n)]
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
-def khabar(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
-    code = main([str(arg) for arg in args])
-    return code, capsys.readouterr().err
 
 
 def shard(capsys, source: Path, output: Path, index: int, classifier: Path) -> Path:
@@ -37,14 +22,14 @@ def shard(capsys, source: Path, output: Path, index: int, classifier: Path) -> P
 
 
 def test_the_shards_of_one_run_merge(tmp_path, capsys, fitted_classifier_dir) -> None:
-    source, output = write_rows(tmp_path / "in.jsonl", 6), tmp_path / "out.jsonl"
+    source, output = write_articles(tmp_path / "in.jsonl", 6), tmp_path / "out.jsonl"
     parts = [shard(capsys, source, output, i, fitted_classifier_dir) for i in (0, 1)]
     assert khabar(capsys, "merge", *parts, "-o", tmp_path / "all.jsonl")[0] == 0
     assert len((tmp_path / "all.jsonl").read_text(encoding="utf-8").splitlines()) == 6
 
 
 def test_shards_of_two_classifiers_are_refused(tmp_path, capsys, fitted_classifier_dir, tiny_classifier_dir) -> None:
-    source, output = write_rows(tmp_path / "in.jsonl", 6), tmp_path / "out.jsonl"
+    source, output = write_articles(tmp_path / "in.jsonl", 6), tmp_path / "out.jsonl"
     first = shard(capsys, source, output, 0, fitted_classifier_dir)
     second = shard(capsys, source, output, 1, tiny_classifier_dir)
     code, err = khabar(capsys, "merge", first, second, "-o", tmp_path / "all.jsonl")
@@ -57,8 +42,8 @@ def test_shards_of_two_inputs_are_refused_and_a_part_without_a_run_file_is_taken
     tmp_path, capsys, fitted_classifier_dir
 ) -> None:
     output = tmp_path / "out.jsonl"
-    first = shard(capsys, write_rows(tmp_path / "a.jsonl", 6), output, 0, fitted_classifier_dir)
-    second = shard(capsys, write_rows(tmp_path / "b.jsonl", 6, tag="دیگر "), output, 1, fitted_classifier_dir)
+    first = shard(capsys, write_articles(tmp_path / "a.jsonl", 6), output, 0, fitted_classifier_dir)
+    second = shard(capsys, write_articles(tmp_path / "b.jsonl", 6, tag="دیگر "), output, 1, fitted_classifier_dir)
     code, err = khabar(capsys, "merge", first, second, "-o", tmp_path / "all.jsonl")
     assert code == 2
     one_line_error(err, f"PART {second}", "another input")
