@@ -29,6 +29,7 @@ from inference.loading import (
     is_local,
     load_config_and_tokenizer,
     model_max_length,
+    normalization_folder,
     saved_generation_config,
     text_digits,
     text_normalization_version,
@@ -115,7 +116,7 @@ def plan_load(
     config, tokenizer = load_config_and_tokenizer(source, kind)
     local = is_local(source)
     # Read now, so a damaged normalization.json stops the load before weights are read or converted.
-    load_normalization(source if local else None)
+    load_normalization(normalization_folder(source))
     # Read now, so a damaged generation_config.json stops the load on every backend.
     decoding = saved_generation_config(source, config) if kind == "summarizer" and local else None
     # Saved settings a fast engine would ignore: auto then stays on torch, an explicit engine is refused.

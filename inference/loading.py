@@ -19,6 +19,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -38,7 +39,7 @@ from inference.model_checks import (
     first_line,
     weights_error,
 )
-from inference.normalize import DigitPolicy, load_normalization
+from inference.normalize import NORMALIZATION_FILE, DigitPolicy, load_normalization
 
 ModelKind = Literal["classifier", "summarizer"]
 
@@ -328,7 +329,7 @@ def text_digits(path_or_id: str) -> DigitPolicy:
         >>> text_digits("org/hub-model")
         'persian'
     """
-    return load_normalization(path_or_id if is_local(path_or_id) else None)["digits"]
+    return load_normalization(normalization_folder(path_or_id))["digits"]
 
 
 def text_normalization_version(path_or_id: str) -> int:
@@ -338,4 +339,29 @@ def text_normalization_version(path_or_id: str) -> int:
         >>> text_normalization_version("org/hub-model")
         4
     """
-    return load_normalization(path_or_id if is_local(path_or_id) else None)["version"]
+    return load_normalization(normalization_folder(path_or_id))["version"]
+
+
+@lru_cache(maxsize=64)
+def normalization_folder(path_or_id: str) -> str | None:
+    """Where the model's ``normalization.json`` is: the directory itself, or (a hub id) the folder the
+    hub's copy was fetched to; None when the hub repository has none (a model not trained by khabar
+    gets the current normalization) or cannot be reached.
+
+    A khabar model pushed to the hub is then served with the normalization it was trained with,
+    not the newest one.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> normalization_folder(folder) == folder, normalization_folder("org/unreachable-model")
+        (True, None)
+    """
+    if is_local(path_or_id):
+        return path_or_id
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return str(Path(hf_hub_download(path_or_id, NORMALIZATION_FILE)).parent)
+    except Exception:  # noqa: BLE001 - no such file, offline, or no such repository: the default applies
+        return None

@@ -153,8 +153,12 @@ def _check_unused(model: torch.nn.Module, unused: list[str], path: str) -> None:
     like one of the model's own with another layer number (``encoder.layer.3.*`` beside
     ``encoder.layer.0.*``) is such a layer; other unused weights (a pretraining head) stay a note.
     """
-    own = {_LAYER_NUMBER_RE.sub(".#.", name) for name, _ in model.named_parameters()}
-    layers = [name for name in unused if _LAYER_NUMBER_RE.sub(".#.", name) in own]
+    names = [name for name, _ in model.named_parameters()]
+    own = {_LAYER_NUMBER_RE.sub(".#.", name) for name in names}
+    built = {_layer_prefix(name) for name in names} - {None}
+    # Named like the model's own weights, under a layer number the model does not have (a weight a
+    # model keeps in one layer only, such as T5's relative attention bias, may sit in another: a note).
+    layers = [name for name in unused if _LAYER_NUMBER_RE.sub(".#.", name) in own and _layer_prefix(name) not in built]
     if not layers:
         return
     config = read_config(path)
@@ -168,6 +172,13 @@ def _check_unused(model: torch.nn.Module, unused: list[str], path: str) -> None:
 
 
 _LAYER_NUMBER_RE = re.compile(r"\.\d+\.")
+
+
+def _layer_prefix(name: str) -> str | None:
+    """A weight's name up to its first layer number (``encoder.layer.3.``), or None when it has none."""
+    found = _LAYER_NUMBER_RE.search(name)
+    return name[: found.end()] if found else None
+
 
 # Sizes a config must give as whole numbers of at least 1: zero or a negative layer count builds a
 # model with no layers (every weight unused) and fails, if at all, deep inside an engine.

@@ -190,7 +190,8 @@ class Summarizer(TextModel):
             >>> summarizer.decoding(num_beams=2, max_new_tokens=None).num_beams
             2
         """
-        given = {name: value for name, value in overrides.items() if value is not None}
+        # numpy scalars (a value taken from an array) as the Python numbers the checks and generate expect
+        given = {name: _plain(value) for name, value in overrides.items() if value is not None}
         check_positive(**{name: given[name] for name in ("num_beams", "max_new_tokens") if name in given})
         check_decoding_limits(**{name: given[name] for name in DECODING_LIMITS if name in given})
         self._check_overrides(given)
@@ -273,6 +274,21 @@ def loses_half_spaces(tokenizer) -> bool:
 _HALF_SPACE_PROBE = f"رسانه{ZWNJ}ها"
 
 
+# What transformers does with a setting left unset (None in a GenerationConfig): asking for that
+# value explicitly (do_sample=False) changes nothing, so a fast engine can follow it.
+_UNSET_MEANS = {"do_sample": False, "repetition_penalty": 1.0, "temperature": 1.0, "top_p": 1.0, "top_k": 50}
+
+
+def _same_setting(name: str, saved: object, value: object) -> bool:
+    """Whether ``value`` for ``name`` decodes as the ``saved`` setting does (None is the library's default)."""
+    return saved == value or (saved is None and name in _UNSET_MEANS and value == _UNSET_MEANS[name])
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python number (or bool) it holds; anything else as it is."""
+    return value.item() if type(value).__module__ == "numpy" and hasattr(value, "item") else value
+
+
 def _token_id(value: object, vocabulary: int) -> bool:
     """Whether ``value`` is a token id of a vocabulary of ``vocabulary`` tokens (a list of them too)."""
     values = value if isinstance(value, list) else [value]
@@ -332,7 +348,7 @@ def _engine_generate(engine, backend: str, saved: GenerationConfig) -> Generate:
 
     def generate(input_ids: list[list[int]], generation: GenerationConfig) -> list[list[int]]:
         unsupported = unfollowed_settings(
-            key for key, value in generation.to_dict().items() if defaults.get(key) != value
+            key for key, value in generation.to_dict().items() if not _same_setting(key, defaults.get(key), value)
         )
         if unsupported:
             raise ValueError(

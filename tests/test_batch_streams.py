@@ -102,3 +102,27 @@ def test_a_pipe_named_dev_stdin_loses_no_rows(tmp_path, topic, data, fmt) -> Non
     done = _run(["/dev/stdin", "--input-format", fmt, "-o", str(output), *topic, "--progress"], input=data)
     assert done.returncode == 0, done.stderr.decode()
     assert ids(output) == [row["id"] for row in ROWS]
+
+
+def test_a_slow_producer_is_read_from_its_first_line(tmp_path) -> None:
+    # The read-ahead waited for 4 KiB: a producer sending a few rows and pausing got nothing done.
+    from inference.batch.streams import OnceInput
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, JSONL.splitlines(keepends=True)[0])  # one row, and the pipe stays open
+    once: list[OnceInput] = []
+    reader = threading.Thread(target=lambda: once.append(OnceInput.around(open(read_end, "rb"))), daemon=True)
+    reader.start()
+    reader.join(10)
+    os.close(write_end)
+    assert once and once[0].head == JSONL.splitlines(keepends=True)[0]
+
+
+def test_a_utf8_file_holding_replacement_characters_is_read(tmp_path, topic, capsys) -> None:
+    # Scraped text often holds U+FFFD from an earlier lossy decoding: characters, not unreadable bytes.
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    rows = [{"id": "a", "article": ARTICLE + " \ufffd" * 40}, *ROWS[:2]]
+    source.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    code, err = khabar(capsys, "predict", source, "-o", output, *topic)
+    assert code == 0, err
+    assert ids(output) == ["a", "r0", "r1"]

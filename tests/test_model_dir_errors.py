@@ -266,3 +266,34 @@ def test_a_summarizer_config_with_fewer_decoder_layers_is_refused(tmp_path, tiny
     code, err = summarize(capsys, model)
     assert code == 2
     one_line_error(err, str(model), "'decoder.block.1.", "config.json")
+
+
+def test_a_weight_one_layer_keeps_found_in_another_layer_is_only_a_note(tmp_path, tiny_summarizer_dir) -> None:
+    # T5 keeps its relative attention bias in block 0; a converted checkpoint may hold one in block 1,
+    # which the model has: unused there, but no layer is missing.
+    from safetensors.torch import load_file, save_file
+
+    from inference import Summarizer
+
+    model = model_copy(tiny_summarizer_dir, tmp_path)
+    tensors = load_file(model / "model.safetensors")
+    bias = tensors["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
+    tensors["encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"] = bias.clone()
+    save_file(tensors, model / "model.safetensors", metadata={"format": "pt"})
+    assert isinstance(Summarizer.from_pretrained(model, device="cpu", backend="torch")(ARTICLE), str)
+
+
+def test_a_hub_models_recorded_normalization_is_used(tmp_path, monkeypatch) -> None:
+    # A khabar model pushed to the hub was normalized with the newest version, not its own.
+    import huggingface_hub
+
+    from inference.loading import normalization_folder, text_normalization_version
+    from inference.normalize import save_normalization
+
+    save_normalization(tmp_path, "persian", 3)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name: str(tmp_path / name))
+    normalization_folder.cache_clear()
+    try:
+        assert text_normalization_version("someone/khabar-classifier") == 3
+    finally:
+        normalization_folder.cache_clear()

@@ -747,3 +747,36 @@ def test_a_client_that_hangs_up_has_its_queued_texts_dropped(models):
     client.__exit__(None, None, None)
     assert sent[0]["status"] == 499
     assert not [text for text in seen if "رفته" in text]  # never run
+
+
+def test_behind_a_middleware_that_replays_the_body_requests_are_still_answered(models):
+    # Such a middleware answers every receive() at once with the body again: watching it for a
+    # hang-up spun forever and froze the server (health checks included).
+    class ReplayBody:
+        def __init__(self, app) -> None:
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] != "http":
+                return await self.app(scope, receive, send)
+            body, more = b"", True
+            while more:
+                message = await receive()
+                body, more = body + message.get("body", b""), message.get("more_body", False)
+
+            async def again():
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            return await self.app(scope, again, send)
+
+    app = create_app(ServedModels(classifier=models.classifier), ServeSettings())
+    answers: list[int] = []
+    with TestClient(ReplayBody(app)) as client:
+        while client.get("/readyz").status_code != 200:
+            time.sleep(0.02)
+        asking = threading.Thread(
+            target=lambda: answers.append(client.post("/v1/classify", json={"text": ARTICLE}).status_code), daemon=True
+        )
+        asking.start()
+        asking.join(30)
+    assert answers == [200]

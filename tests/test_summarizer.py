@@ -321,3 +321,10 @@ def test_a_summarizer_whose_tokenizer_is_only_a_sentencepiece_model_loads(tiny_s
     text = "رسانه\u200cها از بازی تیم ملی فوتبال ایران خبر دادند"
     assert loaded.tokenizer.tokenize(text) == reference.tokenizer.tokenize(text)
     assert loaded(text, **QUICK) == reference(text, **QUICK)
+
+
+def test_numpy_numbers_are_taken_as_decoding_options(summarizer):
+    import numpy as np
+
+    options = {"num_beams": np.int64(2), "max_new_tokens": np.int64(4), "length_penalty": np.float32(1.0)}
+    assert isinstance(summarizer("تیم ملی فوتبال ایران برد", **options, do_sample=np.False_), str)

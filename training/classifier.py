@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -172,23 +173,34 @@ def label_set(splits: dict[str, datasets.Dataset], cfg: ExperimentConfig) -> lis
 
 def warn_about_label_variants(labels: list[str]) -> None:
     """Log the labels that differ only in letter forms, digits or invisible marks (``ورزشي`` and
-    ``ورزشی``): each becomes a class of its own, splitting one topic's rows between two.
+    ``ورزشی``), or are one number written two ways (``1`` and ``1.0``: pandas writes a label column
+    with a gap as floats): each becomes a class of its own, splitting one topic's rows between two.
 
-    Labels are names, so they are not rewritten; the warning says which to merge in the data.
+    Labels are names, so they are not rewritten (a model trained on ``1.0`` keeps it); the warning
+    says which to merge in the data.
 
     Example:
-        >>> warn_about_label_variants(["sports", "ورزشي", "ورزشی"])  # logs one warning
+        >>> warn_about_label_variants(["sports", "ورزشي", "ورزشی", "1", "1.0"])  # logs two warnings
     """
     groups: dict[str, list[str]] = {}
     for label in labels:
-        groups.setdefault(normalize(label), []).append(label)
+        groups.setdefault(_label_key(label), []).append(label)
     for variants in groups.values():
         if len(variants) > 1:
             log.warning(
-                "labels %s are the same after Persian normalization (letter forms, digits or invisible marks "
-                "differ): each is a class of its own; merge them in the data",
+                "labels %s are one label written two ways (letter forms, digits, invisible marks or a number "
+                "as an integer and a float): each is a class of its own; merge them in the data",
                 " and ".join(repr(label) for label in variants),
             )
+
+
+def _label_key(label: str) -> str:
+    """What two ways of writing one label share: its number, else its normalized text."""
+    try:
+        number = float(label)
+    except ValueError:
+        return normalize(label)
+    return repr(number) if math.isfinite(number) else normalize(label)
 
 
 def check_resume_labels(checkpoint: Path, labels: list[str]) -> None:

@@ -237,17 +237,12 @@ def _clean(value: object, digits: DigitPolicy, version: int) -> str:
 def value_text(value: object) -> str:
     """A cell as text: ``None``, NaN and blanks are missing (``""``); ``0``, ``0.0`` and ``False`` are values.
 
-    A whole float is written as the integer it is: a label column with a missing value is read by
-    pandas as floats, and 1 and 1.0 are one topic, not two.
-
     Example:
-        >>> [value_text(v) for v in (0, 0.0, 1.5, False, "0", " sports ", None, float("nan"), "  ")]
-        ['0', '0', '1.5', 'False', '0', 'sports', '', '', '']
+        >>> [value_text(v) for v in (0, 0.0, False, "0", " sports ", None, float("nan"), "  ")]
+        ['0', '0.0', 'False', '0', 'sports', '', '', '']
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
     return str(value).strip()
 
 

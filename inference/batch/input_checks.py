@@ -159,8 +159,11 @@ def _mostly_not_utf8(head: bytes) -> bool:
         >>> _mostly_not_utf8("خبر ورزشي امروز ".encode("cp1256") * 3), _mostly_not_utf8("خبر ورزشی امروز".encode())
         (True, False)
     """
-    text = head.decode("utf-8", errors="replace").rstrip("\ufffd")  # the head may end inside a character
-    bad = text.count("\ufffd")
+    # surrogateescape keeps each byte UTF-8 cannot read as U+DC80-U+DCFF: a U+FFFD in the text
+    # (left by an earlier lossy decoding) is a character, not a byte that could not be read.
+    text = head.decode("utf-8", errors="surrogateescape")
+    text = text[:-3] if len(head) >= _SNIFF_BYTES else text  # a cut head may end inside a character
+    bad = sum(1 for char in text if "\udc80" <= char <= "\udcff")
     # At least a few words' worth: a handful of bad bytes are bad rows, each its own error record.
     return bad >= _LEGACY_MIN_BAD and bad * 2 > sum(1 for char in text if ord(char) > 0x7F)
 

@@ -169,4 +169,4 @@ def _effective(value: Any, name: str, defaults: dict[str, Any]) -> Any:
 def _shown(name: str, value: Any) -> str:
     if value is not None:
         return str(value)
-    return "(none)" if name.endswith("_column") else "(the model's default)"
+    return "(not given)" if name.endswith("_column") else "(the model's default)"

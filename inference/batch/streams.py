@@ -23,10 +23,9 @@ from typing import BinaryIO
 
 from inference.batch.formats import STDIO
 
-# Read ahead: what the encoding checks sniff (4 KiB), and then up to the end of the first line (a
-# CSV header), at most this much. A longer header goes unchecked until its rows are read.
+# Read ahead: up to the end of the first line (a CSV header; the encoding checks sniff what is read
+# by then), at most this much. A longer header goes unchecked until its rows are read.
 HEAD_BYTES = 64 << 10
-_SNIFF_BYTES = 4096
 
 
 def is_stream(path: str) -> bool:
@@ -70,7 +69,7 @@ class OnceInput:
 
 
 def _read_head(source: BinaryIO) -> bytes:
-    """The first bytes of ``source``: 4 KiB and on to the end of the first line, or less at its end."""
+    """The first bytes of ``source``: what it gives until the end of its first line (or its end)."""
     chunks: list[bytes] = []
     size = 0
     while size < HEAD_BYTES:
@@ -79,7 +78,7 @@ def _read_head(source: BinaryIO) -> bytes:
             break
         chunks.append(chunk)
         size += len(chunk)
-        if size >= _SNIFF_BYTES and any(b"\n" in part for part in chunks):
+        if b"\n" in chunk:  # a whole first line: enough to check, and a slow producer is not kept waiting
             break
     return b"".join(chunks)
 
