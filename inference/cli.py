@@ -13,6 +13,7 @@ and an exit code.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable
@@ -284,6 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         # The reader of stdout went away (e.g. `| head`): stop quietly, as Unix tools do.
         sys.stdout = open(Path("/dev/null"), "w")  # noqa: SIM115 - absorbs the interpreter's final flush
         return 1
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Printing the answers to a full disk (`> /dev/full`, a full volume): say so, not a traceback.
+        sys.stdout = open(Path("/dev/null"), "w")  # noqa: SIM115 - absorbs the interpreter's final flush
+        print(f"khabar {args.command}: error: stdout: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _show_notices(shown: bool) -> None:

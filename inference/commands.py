@@ -134,6 +134,8 @@ def check_text(name: str, text: str) -> None:
 
 def _read_stdin() -> str:
     """stdin as UTF-8 text, never holding more than a text within the limit could take."""
+    if sys.stdin is None:  # started with stdin closed (`<&-`)
+        raise UsageError("TEXT - (stdin): stdin is closed; give the text as an argument or pipe it in")
     if sys.stdin.isatty():  # else a bare `khabar classify -` looks hung
         print("khabar: reading TEXT from stdin; end it with Ctrl-D", file=sys.stderr)
     # UTF-8 takes at most 4 bytes a character: past this many bytes the text is surely over the limit.

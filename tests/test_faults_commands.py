@@ -286,3 +286,20 @@ def test_an_empty_input_says_it_holds_no_rows(tmp_path, capsys, fitted_classifie
     flags = ["--tasks", "topic", "--classifier", str(fitted_classifier_dir), "--device", "cpu", "--backend", "torch"]
     assert khabar(["predict", str(source), "-o", str(tmp_path / "out.jsonl"), *flags]) == 0
     assert f"note: INPUT {source} holds no rows" in capsys.readouterr().err
+
+
+def test_answers_to_a_full_disk_or_from_a_closed_stdin_are_one_line(tmp_path, capsys, monkeypatch) -> None:
+    import errno
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("sys.stdin", None)  # started with `<&-`
+    assert khabar(["classify", "-"]) == 2
+    assert "stdin is closed" in one_error_line(capsys.readouterr().err, "khabar classify")
+    monkeypatch.setattr("inference.commands.load_model", lambda *args: type("M", (), {"precision": ""})())
+    monkeypatch.setattr("inference.commands._answer", lambda *args: [{"label": "sports", "score": 0.5}])
+    monkeypatch.setattr("sys.stdout", Full())
+    assert khabar(["classify", "خبر"]) == 2
+    assert "stdout: No space left on device" in one_error_line(capsys.readouterr().err, "khabar classify")

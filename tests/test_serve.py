@@ -25,7 +25,7 @@ from inference.batch.checks import MAX_TEXT_CHARS  # noqa: E402
 from inference.normalize import join_title  # noqa: E402
 from inference.serve.app import create_app  # noqa: E402
 from inference.serve.batcher import MicroBatcher  # noqa: E402
-from inference.serve.models import ServedModels  # noqa: E402
+from inference.serve.models import ServedModels, summary_key  # noqa: E402
 from inference.serve.settings import ServeSettings  # noqa: E402
 
 ARTICLE = "تیم ملی فوتبال ایران دیشب در ورزشگاه آزادی برابر حریف خود به پیروزی رسید."
@@ -594,7 +594,8 @@ def test_sigterm_while_busy_finishes_in_flight_requests_and_exits_0(tiny_classif
     import httpx
     from serve_process import ServerProcess
 
-    heavy = {"texts": [ARTICLE * 4] * 8, "num_beams": 2, "max_new_tokens": 32}
+    # Long enough that three are in flight at once on a fast core (8 articles, 2 beams, 32 tokens took 0.15 s).
+    heavy = {"texts": [ARTICLE * 4] * 32, "num_beams": 4, "max_new_tokens": 64}
     with ServerProcess(classifier=tiny_classifier_dir, summarizer=tiny_summarizer_dir) as server:
         answers: list[tuple[int, float]] = []
 
@@ -780,3 +781,68 @@ def test_behind_a_middleware_that_replays_the_body_requests_are_still_answered(m
         asking.start()
         asking.join(30)
     assert answers == [200]
+
+
+def test_a_huge_list_or_many_fields_are_refused_before_item_by_item_validation(models) -> None:
+    # 1,000,000 numbers (2 MB) took pydantic 8 s to reject one by one, on the event loop: every client waited.
+    client = serve(ServedModels(classifier=models.classifier), max_texts=8)
+    response = client.post("/v1/classify", json={"texts": [0] * 200_000})
+    assert response.status_code == 413 and response.json()["detail"].startswith("texts: 200000 articles, over")
+    response = client.post("/v1/classify", json={f"field{i}": 0 for i in range(5_000)})
+    assert response.status_code == 422 and "5000 fields" in response.json()["detail"]
+    assert client.post("/v1/classify", json={"texts": [ARTICLE] * 8}).status_code == 200
+    client.__exit__(None, None, None)
+
+
+def test_a_models_saved_decoding_over_the_servers_limits_is_capped(models) -> None:
+    # --max-num-beams / --max-new-tokens bound what a request costs; the tiny summarizer saves 4 beams, 64 tokens.
+    served = ServedModels(summarizer=models.summarizer)
+    keys, original = [], served.run_batch
+    served.run_batch = lambda key, texts: keys.append(key) or original(key, texts)
+    client = serve(served, max_num_beams=1, max_new_tokens=8)
+    assert client.post("/v1/summarize", json={"text": ARTICLE}).status_code == 200
+    assert client.post("/v1/summarize", json={"text": ARTICLE, "num_beams": 1, "max_new_tokens": 4}).status_code == 200
+    client.__exit__(None, None, None)
+    assert keys[-2:] == [summary_key(1, 8), summary_key(1, 4)]
+
+
+@pytest.mark.parametrize(
+    "flags, environment, message",
+    [
+        (["--summarizer", "SUMMARIZER", "--classifier", ""], {}, "--classifier: is empty"),
+        (["--classifier", "CLASSIFIER"], {"KHABAR_API_KEY": "  "}, "$KHABAR_API_KEY: is set but empty"),
+    ],
+)
+def test_a_blank_model_or_key_is_refused_not_left_out(
+    capsys, monkeypatch, tiny_classifier_dir, tiny_summarizer_dir, flags, environment, message
+) -> None:
+    # An unset $VAR in a service file served without the classifier, or without a key, silently.
+    from inference.cli import main
+
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    paths = {"CLASSIFIER": str(tiny_classifier_dir), "SUMMARIZER": str(tiny_summarizer_dir)}
+    assert main(["serve", *[paths.get(flag, flag) for flag in flags]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_port_taken_after_the_check_is_one_line_and_exit_1(capsys, tiny_classifier_dir, monkeypatch) -> None:
+    import uvicorn
+
+    from inference.cli import main
+
+    class LostThePort:  # uvicorn.Server when the bind fails: it exits 3, having logged why
+        started = False
+
+        def __init__(self, config) -> None:
+            pass
+
+        def run(self) -> None:
+            raise SystemExit(3)
+
+    monkeypatch.setattr(uvicorn, "Server", LostThePort)
+    monkeypatch.setattr(uvicorn, "Config", lambda *args, **kwargs: None)  # its logging setup would outlive the test
+    monkeypatch.setattr("signal.signal", lambda *args: None)  # serve's handlers would outlive it too
+    assert main(["serve", "--classifier", str(tiny_classifier_dir), "--device", "cpu"]) == 1
+    assert "khabar serve: error: the server did not start" in capsys.readouterr().err

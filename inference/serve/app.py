@@ -82,9 +82,11 @@ def create_app(models: ServedModels, settings: ServeSettings | None = None) -> F
             yield
         finally:
             await warming
-            # uvicorn calls this after in-flight requests finished: the queue is empty by now.
+            # uvicorn calls this after in-flight requests finished (or got their 504): what is left is a
+            # model call nobody waits for, which cannot be stopped; its thread is a daemon, so the
+            # process ends without it after a short wait, within --timeout + 5 s of the signal as documented.
             for batcher in batchers.values():
-                await asyncio.get_running_loop().run_in_executor(None, batcher.close)
+                await asyncio.get_running_loop().run_in_executor(None, batcher.close, SHUTDOWN_WAIT_S)
 
     app = FastAPI(
         title="khabar",
@@ -92,7 +94,7 @@ def create_app(models: ServedModels, settings: ServeSettings | None = None) -> F
         version="1",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, max_texts=settings.max_texts)
     if settings.requires_key:  # outside the body limit: a request without the key is refused unread
         app.add_middleware(ApiKey, key=settings.api_key)
     if settings.cors_origins:
@@ -132,6 +134,7 @@ def _add_open_routes(app: FastAPI, state: dict) -> None:
 
 def _api(models: ServedModels, settings: ServeSettings, state: dict) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["v1"])
+    within = _defaults_within_limits(models, settings)
 
     async def answer(tasks: tuple[str, ...], request: Any, http: Request, top_k: int = 1) -> Results:
         for task in tasks:
@@ -142,7 +145,7 @@ def _api(models: ServedModels, settings: ServeSettings, state: dict) -> APIRoute
         items = articles(request, settings.max_texts, settings.max_text_chars)
         if "batchers" not in state:  # mounted in another app whose lifespan does not start this one's
             raise RequestError(503, "not started: the app's lifespan has not run (a parent app must run it)")
-        runs = [_run(state["batchers"][task], task, items, request) for task in tasks]
+        runs = [_run(state["batchers"][task], task, items, request, within) for task in tasks]
         state["in_flight"] += 1
         try:
             outcomes = await _answered_in_time(http, asyncio.gather(*runs), settings.timeout_s)
@@ -178,6 +181,8 @@ def _api(models: ServedModels, settings: ServeSettings, state: dict) -> APIRoute
     return router
 
 
+# How long shutdown waits for a model call still running after the last request ended.
+SHUTDOWN_WAIT_S = 5.0
 # What a request answers when its client hung up before the answer (nginx's code; nobody reads it).
 CLIENT_GONE = 499
 
@@ -224,10 +229,35 @@ async def _hung_up(http: Request) -> None:
     await asyncio.Event().wait()
 
 
-async def _run(batcher: MicroBatcher, task: str, items: list[Article], request: Any) -> list[Any]:
+def _defaults_within_limits(models: ServedModels, settings: ServeSettings) -> dict[str, int]:
+    """The decoding a request that leaves a setting out gets, where the model's saved default is over
+    the server's limit (``--max-num-beams``, ``--max-new-tokens``): the limit. Empty when within.
+
+    The limits bound what one request may cost; a model saving 8 beams would otherwise pass them by
+    every request that names no beams.
+    """
+    saved = models.summarizer.generation_config if models.summarizer is not None else None
+    capped = {}
+    for name, limit in (("num_beams", settings.max_num_beams), ("max_new_tokens", settings.max_new_tokens)):
+        default = getattr(saved, name, None)
+        if isinstance(default, int) and default > limit:
+            capped[name] = limit
+            logging.getLogger("uvicorn.error").warning(
+                "khabar serve: the summarizer's default %s %d is over the limit of %d: a request without it gets %d",
+                name,
+                default,
+                limit,
+                limit,
+            )
+    return capped
+
+
+async def _run(batcher: MicroBatcher, task: str, items: list[Article], request: Any, within: dict) -> list[Any]:
     if task == "topic":
         return await batcher.run(TOPIC, [item.classifier_text for item in items], return_exceptions=True)
-    key = summary_key(request.num_beams, request.max_new_tokens)
+    beams = request.num_beams if request.num_beams is not None else within.get("num_beams")
+    tokens = request.max_new_tokens if request.max_new_tokens is not None else within.get("max_new_tokens")
+    key = summary_key(beams, tokens)
     return await batcher.run(key, [item.text for item in items], return_exceptions=True)
 
 

@@ -117,6 +117,9 @@ def serve_command(args: argparse.Namespace) -> int:
         ...
         inference.batch.formats.UsageError: no model to serve: give --classifier DIR and/or --summarizer DIR
     """
+    for kind in ("classifier", "summarizer"):  # "" (an unset $VAR) named no model: it would be left out silently
+        if getattr(args, kind) is not None and not getattr(args, kind).strip():
+            raise UsageError(f"--{kind}: is empty; give the model's directory or hub id, or leave the flag out")
     kinds = [kind for kind in ("classifier", "summarizer") if getattr(args, kind) or _from_env(kind)]
     if not kinds:
         raise UsageError("no model to serve: give --classifier DIR and/or --summarizer DIR")
@@ -149,7 +152,13 @@ def serve_command(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=int(settings.timeout_s) + 5,  # in-flight requests end by then anyway
         )
     )
-    server.run()
+    try:
+        server.run()
+    except SystemExit as exc:  # uvicorn exits 3 when it cannot bind: the port was taken since the check
+        if exc.code in (0, None):
+            raise
+        print("khabar serve: error: the server did not start (see the lines above)", file=sys.stderr)
+        return 1
     if not server.started:  # as uvicorn.run would: a service manager restarts a server that failed to start
         print("khabar serve: error: the server did not start (see the lines above)", file=sys.stderr)
         return 1
@@ -233,6 +242,9 @@ def _check_can_listen(host: str, port: int) -> None:
 def _api_key(flag: str | None) -> str | None:
     """The key from ``--api-key`` or the environment, stripped alike; one a client cannot send is refused."""
     named, key = ("--api-key", flag) if flag is not None else (f"${API_KEY_ENV}", os.environ.get(API_KEY_ENV, ""))
+    if flag is None and API_KEY_ENV in os.environ and not key.strip():
+        # Set but blank (an unset variable in a service file): the API would be open without a word.
+        raise UsageError(f"${API_KEY_ENV}: is set but empty; give a key, or unset it to serve without one")
     key = key.strip()
     if flag is not None and not key:
         raise UsageError("--api-key: is empty; give a key or leave the flag out")
