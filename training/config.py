@@ -95,7 +95,8 @@ class DataConfig:
     )
     normalization_version: int = key(
         NORMALIZER_VERSION,
-        "Normalizer version (3: v2 on composed Unicode; 2: half-space repairs; 1: the first policy), "
+        "Normalizer version (4: v3 keeping the hamza of ۀ and ئ; 3: v2 on composed Unicode; "
+        "2: half-space repairs; 1: the first policy), "
         "recorded for inference.",
     )
 
