@@ -64,7 +64,8 @@ bench: install-fast  ## inference speed: naive transformers vs khabar's default 
 serve: $(STAMP)  ## serve the demo's models (after make demo) at http://127.0.0.1:8000
 	@test -f models/classifier/config.json -a -f models/summarizer/config.json || \
 		{ echo "make serve: no trained models in models/; run make demo first"; exit 2; }
-	$(BIN)/python -m pip install -q -e '.[$(EXTRAS),serve]'
+	@# Installed once: reinstalling on every start would reach for the package index each time.
+	@$(BIN)/python -c "import fastapi, uvicorn" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[$(EXTRAS),serve]'
 	$(BIN)/khabar serve --classifier models/classifier --summarizer models/summarizer
 
 browser-deps: $(STAMP)  ## Chromium, its driver, Persian fonts and selenium, for the browser test (Debian, as root)
