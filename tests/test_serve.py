@@ -846,3 +846,13 @@ def test_a_port_taken_after_the_check_is_one_line_and_exit_1(capsys, tiny_classi
     monkeypatch.setattr("signal.signal", lambda *args: None)  # serve's handlers would outlive it too
     assert main(["serve", "--classifier", str(tiny_classifier_dir), "--device", "cpu"]) == 1
     assert "khabar serve: error: the server did not start" in capsys.readouterr().err
+
+
+def test_a_title_over_the_text_limit_is_refused_and_models_name_their_engine(models) -> None:
+    # A 300,000-character title was accepted, taking the classifier's text past the limit.
+    client = serve(ServedModels(classifier=models.classifier))
+    response = client.post("/v1/classify", json={"text": ARTICLE, "title": "خ" * 200_001})
+    assert response.status_code == 413 and response.json()["detail"].startswith("title: title is 200,001 characters")
+    described = client.get("/v1/models").json()
+    client.__exit__(None, None, None)
+    assert described["classifier"]["engine"] == models.classifier.precision != ""

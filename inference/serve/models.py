@@ -142,6 +142,7 @@ class ServedModels:
 def _common(model: Classifier | Summarizer) -> dict:
     return {
         "path": model.name,
+        "engine": model.precision,  # what --backend picked: e.g. "onnx int8 (auto)"
         "device": str(model.device),
         "max_length": model.max_length,
         # What the loaded model applies, not the file as it is now (no disk read per request).

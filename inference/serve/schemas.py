@@ -149,6 +149,9 @@ def articles(request: TextsRequest, max_texts: int, max_chars: int = MAX_TEXT_CH
         where = field if request.texts is None else f"{field}[{index}]"
         if len(text) > limit:
             raise RequestError(413, f"{where}: text is {len(text):,} characters, over the {limit:,} limit")
+        if isinstance(title, str) and len(title) > limit:  # read with the text: it counts toward the same bound
+            named = "title" if request.texts is None else f"titles[{index}]"
+            raise RequestError(413, f"{named}: title is {len(title):,} characters, over the {limit:,} limit")
         problem = check_row(Row(index, index + 1, {"text": text, "title": title}), _ITEM_FIELDS)
         if isinstance(problem, dict):
             reason = problem["error"]
