@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 
 from inference.batch.formats import UsageError
 
@@ -164,8 +165,20 @@ def serve_command(args: argparse.Namespace) -> int:
         return 1
     if server.force_exit:  # a second Ctrl-C: uvicorn dropped whatever was in flight
         print("khabar serve: stopped at once (Ctrl-C twice): any request in flight got no answer", file=sys.stderr)
+        _exit_if_a_model_call_runs(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
+    _exit_if_a_model_call_runs(0)
     return 0
+
+
+def _exit_if_a_model_call_runs(code: int) -> None:
+    """End the process at once when a model call nobody waits for is still running (shutdown waits a
+    few seconds for it): letting Python finalize under a thread inside a native engine's code aborts
+    the process (C++ terminate, SIGABRT) instead of exiting with ``code``."""
+    if any(thread.name == "khabar-batcher" and thread.is_alive() for thread in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _log_model_calls() -> None:
