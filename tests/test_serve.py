@@ -856,3 +856,9 @@ def test_a_title_over_the_text_limit_is_refused_and_models_name_their_engine(mod
     described = client.get("/v1/models").json()
     client.__exit__(None, None, None)
     assert described["classifier"]["engine"] == models.classifier.precision != ""
+
+
+def test_health_checks_and_the_page_answer_head_as_uptime_checkers_probe(client) -> None:
+    for path in ("/healthz", "/readyz", "/"):
+        response = client.head(path)
+        assert response.status_code == 200 and response.content == b"", path

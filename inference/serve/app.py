@@ -115,15 +115,19 @@ def create_app(models: ServedModels, settings: ServeSettings | None = None) -> F
 def _add_open_routes(app: FastAPI, state: dict) -> None:
     page = resources.files("inference.serve").joinpath("page.html").read_text(encoding="utf-8")
 
+    # HEAD too: uptime checkers and load balancers often probe with it (405 read as "down").
+    @app.head("/", response_class=HTMLResponse, include_in_schema=False)
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def home() -> HTMLResponse:
         return HTMLResponse(page)
 
+    @app.head("/healthz", include_in_schema=False)
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict:
         """The process is up and answering; ``in_flight``: API requests being worked on now."""
         return {"status": "ok", "in_flight": state["in_flight"]}
 
+    @app.head("/readyz", include_in_schema=False)
     @app.get("/readyz", tags=["health"], responses={503: {"description": "still loading or warming up"}})
     async def readyz() -> JSONResponse:
         """The models are loaded and have answered a warm-up call."""
