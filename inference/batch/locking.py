@@ -199,8 +199,26 @@ def _read(fd: int) -> dict[str, Any]:
     chunks = []
     while chunk := os.read(fd, 65536):
         chunks.append(chunk)
+    return _parsed(b"".join(chunks))
+
+
+def read_run_file(output: str) -> dict[str, Any]:
+    """What the run file of ``output`` notes (input, id column, models), without taking its lock;
+    an empty dict when there is none or it cannot be read.
+
+    Example:
+        >>> read_run_file("/no/such/out.jsonl")
+        {}
+    """
     try:
-        info = json.loads(b"".join(chunks) or b"{}")
+        return _parsed(run_file(output).read_bytes())
+    except OSError:
+        return {}
+
+
+def _parsed(data: bytes) -> dict[str, Any]:
+    try:
+        info = json.loads(data or b"{}")
     except (UnicodeDecodeError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}

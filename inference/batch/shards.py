@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from inference.batch.atomic import renamed_into_place
 from inference.batch.fingerprint import difference
 from inference.batch.formats import OUTPUT_FIELDS, UsageError, file_format
 from inference.batch.input_checks import same_file
-from inference.batch.locking import run_file
+from inference.batch.locking import read_run_file
 from inference.batch.provenance import model_difference
 from inference.batch.reading import read_rows
 from inference.batch.writing import RecordWriter
@@ -157,7 +156,7 @@ def _check_one_run(parts: list[str]) -> None:
     two models' answers, or rows of two inputs. A part without a run file (copied away from it)
     cannot be checked and is taken as it is.
     """
-    noted = [(part, info) for part in parts if (info := _run_info(part))]
+    noted = [(part, info) for part in parts if (info := read_run_file(part))]
     if not noted:
         return
     first, base = noted[0]
@@ -186,15 +185,6 @@ def _run_difference(base: dict, other: dict) -> str | None:
         if change:
             return change.removeprefix("it was ")
     return None
-
-
-def _run_info(part: str) -> dict:
-    """What a part's run file notes (input, id column, models); empty when it has none or it cannot be read."""
-    try:
-        info = json.loads(run_file(part).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
 
 
 _SHARD_NAME = re.compile(r"^(?P<stem>.*)\.shard-(?P<index>\d+)-of-(?P<count>\d+)(?P<suffix>\.[^.]*)?$")

@@ -73,7 +73,7 @@ def _read_head(source: BinaryIO) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while size < HEAD_BYTES:
-        chunk = source.read1(HEAD_BYTES - size) if hasattr(source, "read1") else source.read(HEAD_BYTES - size)
+        chunk = _read_some(source, HEAD_BYTES - size)
         if not chunk:
             break
         chunks.append(chunk)
@@ -100,7 +100,11 @@ class _Replayed(io.RawIOBase):
             buffer[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        read = self._source.read1 if hasattr(self._source, "read1") else self._source.read
-        data = read(len(buffer))
+        data = _read_some(self._source, len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+def _read_some(source: BinaryIO, most: int) -> bytes:
+    """What ``source`` has now, up to ``most`` bytes (one read of a pipe, not a wait for ``most``)."""
+    return source.read1(most) if hasattr(source, "read1") else source.read(most)

@@ -50,6 +50,8 @@ GATHER_BATCHES = 4
 RETURN_WINDOW_SHARE = 0.1
 RETURN_WINDOW_MAX_S = 1.0
 _STOP = object()
+# The worker threads' name: khabar serve looks for one still running when it exits.
+WORKER_NAME = "khabar-batcher"
 
 
 @dataclass
@@ -96,7 +98,7 @@ class MicroBatcher:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         # (requests the last call answered, until when they are waited for) - see the module docstring.
         self._returning: tuple[int, float] = (0, 0.0)
-        self._worker = threading.Thread(target=self._work, name="khabar-batcher", daemon=True)
+        self._worker = threading.Thread(target=self._work, name=WORKER_NAME, daemon=True)
         self._worker.start()
 
     def submit(self, key: Hashable, item: Any) -> Future:

@@ -158,8 +158,6 @@ def serve_command(args: argparse.Namespace) -> int:
     except SystemExit as exc:  # uvicorn exits 3 when it cannot bind: the port was taken since the check
         if exc.code in (0, None):
             raise
-        print("khabar serve: error: the server did not start (see the lines above)", file=sys.stderr)
-        return 1
     if not server.started:  # as uvicorn.run would: a service manager restarts a server that failed to start
         print("khabar serve: error: the server did not start (see the lines above)", file=sys.stderr)
         return 1
@@ -175,7 +173,9 @@ def _exit_if_a_model_call_runs(code: int) -> None:
     """End the process at once when a model call nobody waits for is still running (shutdown waits a
     few seconds for it): letting Python finalize under a thread inside a native engine's code aborts
     the process (C++ terminate, SIGABRT) instead of exiting with ``code``."""
-    if any(thread.name == "khabar-batcher" and thread.is_alive() for thread in threading.enumerate()):
+    from inference.serve.batcher import WORKER_NAME
+
+    if any(thread.name == WORKER_NAME and thread.is_alive() for thread in threading.enumerate()):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
