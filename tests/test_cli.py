@@ -203,6 +203,7 @@ def test_strict_stops_at_the_first_bad_row(tmp_path, models, capsys) -> None:
     assert code == 3
     assert [r["id"] for r in read_jsonl(out)] == ["n00000", "n00001"]
     assert "line 3: text field 'article' is empty (--strict)" in err
+    assert "2 written, stopped at a failed row" in err and "0 failed" not in err
 
 
 @pytest.mark.parametrize(

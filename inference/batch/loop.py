@@ -133,6 +133,8 @@ class RunStats:
     Example:
         >>> RunStats(read=10, written=8, failed=2, seconds=4.0).summary()
         '10 rows read, 8 written, 2 failed in 4.0s (2.5 rows/s)'
+        >>> RunStats(read=4, written=2, seconds=1.0, fatal="line 3: text field 'article' is empty").summary()
+        '4 rows read, 2 written, stopped at a failed row in 1.0s (2.0 rows/s)'
     """
 
     read: int = 0
@@ -154,7 +156,9 @@ class RunStats:
         done = self.written + self.failed
         skipped = f", {self.skipped} already done" if self.skipped else ""
         speed = f" ({done / self.seconds:.1f} rows/s)" if self.seconds > 0 else ""
-        counts = f"{self.read} rows read, {self.written} written, {self.failed} failed{skipped}"
+        # Under --strict the failed row is not written: "0 failed" would read as a clean run.
+        failed = "stopped at a failed row" if self.fatal else f"{self.failed} failed"
+        counts = f"{self.read} rows read, {self.written} written, {failed}{skipped}"
         return f"{counts} in {self.seconds:.1f}s{speed}"
 
 
