@@ -355,7 +355,33 @@ def test_texts_already_queued_join_a_call_beyond_max_batch_up_to_max_gather():
 
     assert [future.result(timeout=10) for future in [first, *queued]] == list(range(7))
     batcher.close()
-    assert calls == [[0], [1, 2, 3, 4], [5, 6]]  # a deep queue is sorted across two model batches
+    assert calls == [[0], [1, 2], [3, 4], [5, 6]]  # one gather of four, run a model batch at a time
+
+
+def test_a_given_up_request_stops_between_model_batches_of_a_gathered_call():
+    calls, busy, release = [], threading.Event(), threading.Event()
+
+    def run_batch(key, items):
+        calls.append(list(items))
+        busy.set()
+        release.wait(10)
+        return [item.upper() for item in items]
+
+    batcher = MicroBatcher(run_batch, max_batch=2, max_wait_ms=50, max_gather=8)
+
+    async def scenario():
+        kept = asyncio.ensure_future(batcher.run("k", ["ccc"]))
+        given_up = asyncio.ensure_future(batcher.run("k", ["a", "bb", "dddd", "eeeee"]))
+        await asyncio.get_running_loop().run_in_executor(None, busy.wait, 10)  # the first model batch runs
+        given_up.cancel()  # a 504 or a hang-up
+        await asyncio.sleep(0.05)
+        release.set()
+        return await kept
+
+    assert asyncio.run(scenario()) == ["CCC"]
+    batcher.close()
+    # Sorted by length: ["a", "bb"] was running; of the rest only the request still waited for ran.
+    assert calls == [["a", "bb"], ["ccc"]]
 
 
 def _answer_then_come_back(batcher: MicroBatcher, idle_s: float, gap_s: float) -> None:

@@ -197,7 +197,8 @@ async def _answered_in_time(http: Request, work: Awaitable[Any], timeout_s: floa
     Without watching for the hang-up a client that gave up (a closed tab, a proxy's timeout) kept
     its texts queued and the model ran them for nobody, up to ``--timeout``, while the clients
     behind them waited. Either way out cancels ``work``: its texts not started yet leave the
-    queue; a model call already running finishes.
+    queue, and those of a gathered call are dropped before its next model batch; a model batch
+    already running finishes.
     """
     answer, gone = asyncio.ensure_future(work), asyncio.ensure_future(_hung_up(http))
     try:
