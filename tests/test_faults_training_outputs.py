@@ -534,3 +534,44 @@ def test_a_card_that_cannot_be_written_after_training_says_the_model_is_saved(
     assert code == 1
     assert line.endswith(f"the model is saved: khabar-train card {out} writes it again")
     assert (out / "model.safetensors").is_file()
+
+
+# --- retraining into a finished run's folder: the earlier model stays whole until the new one is -------------
+
+
+def _retrain_argv(tiny_classifier_dir, sample_dir, out: Path) -> list[str]:
+    steps = ["train.max_steps=2", "train.max_length=32", "data.max_eval_samples=8"]
+    return [str(TINY_CLASSIFIER_CONFIG), *classifier_overrides(tiny_classifier_dir, sample_dir, out, *steps)]
+
+
+@pytest.mark.parametrize("stop", ["full disk", "ctrl-c"])
+def test_a_retrain_stopped_while_saving_leaves_the_earlier_model_whole(
+    stop, trained_classifier_dir, tiny_classifier_dir, sample_dir, tmp_path, monkeypatch, capsys
+):
+    from training import classifier
+
+    out = tmp_path / "model"
+    shutil.copytree(trained_classifier_dir, out)
+    before = digest(out)
+    write_outputs = classifier.write_outputs
+
+    def stops_halfway(stage, *args, **kwargs):
+        (stage / "config.yaml").write_text("half a config")  # the new weights are written by now
+        if stop == "ctrl-c":
+            raise KeyboardInterrupt
+        raise OSError(errno.ENOSPC, "No space left on device", str(stage / "metrics.json"))
+
+    monkeypatch.setattr(classifier, "write_outputs", stops_halfway)
+    code, line = run_train(capsys, *_retrain_argv(tiny_classifier_dir, sample_dir, out))
+
+    assert code == (130 if stop == "ctrl-c" else 1)
+    assert ("interrupted" if stop == "ctrl-c" else "no space left on device") in line
+    # Not one file of the earlier model was touched, and the half-saved one is gone.
+    assert {name: value for name, value in digest(out).items() if "checkpoint-" not in name} == before
+    assert not (out / ".khabar-final").exists()
+
+    monkeypatch.setattr(classifier, "write_outputs", write_outputs)
+    assert main([*_retrain_argv(tiny_classifier_dir, sample_dir, out), "train.resume=true"]) == 0
+    after = digest(out)
+    assert after["model.safetensors"] != before["model.safetensors"] and after["README.md"] != before["README.md"]
+    assert not any(name.startswith((".khabar-final", "checkpoint-")) for name in after)

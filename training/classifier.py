@@ -50,8 +50,9 @@ from training.class_weights import class_weights, weighted_loss
 from training.classifier_scores import BEST_METRIC, HEADLINE, epoch_metrics, evaluate_split
 from training.config import ConfigError, ExperimentConfig, TrainConfig
 from training.data import Columns, DataError, load_splits
-from training.distributed import loss_is_batch_mean, main_process_writes
+from training.distributed import is_main_process, loss_is_batch_mean, main_process_writes
 from training.evaluation.plots import plot_confusion_matrix
+from training.final_dir import staged_model_dir
 from training.hf import trainer_arguments
 from training.model_checks import load_weights
 from training.output_dir import check_output_dir
@@ -123,18 +124,21 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     out = Path(cfg.output_dir)
     # Inference reads its input length from the saved tokenizer: record the length trained on.
     tokenizer.model_max_length = cfg.train.max_length
-    trainer.save_model(str(out))
-    # Every process ends with the same model and whole-split metrics; one writes, all wait for it.
-    with main_process_writes() as writer:
-        if writer:
-            write_outputs(out, cfg, trainer.state.log_history, metrics)
-            split = "test" if "test" in metrics else "validation"
-            print(
-                f"topic classifier written to {out}/ (model, tokenizer, config.yaml, metrics.json, "
-                f"confusion_matrix.png, training_log.jsonl); {split} accuracy {metrics[split]['accuracy']:.3f}, "
-                f"macro-F1 {metrics[split]['macro_f1']:.3f} over {len(labels)} labels; "
-                f"trained in {metrics['train']['train_runtime']:.0f} s"
-            )
+    with staged_model_dir(out) as stage:  # an earlier model in `out` stays whole until this one is
+        trainer.save_model(str(stage))
+        # Every process ends with the same model and whole-split metrics; one writes, all wait for it.
+        with main_process_writes() as writer:
+            if writer:
+                write_outputs(stage, cfg, trainer.state.log_history, metrics)
+    if is_main_process():
+        parts.finish_model_dir(out)
+        split = "test" if "test" in metrics else "validation"
+        print(
+            f"topic classifier written to {out}/ (model, tokenizer, config.yaml, metrics.json, "
+            f"confusion_matrix.png, training_log.jsonl); {split} accuracy {metrics[split]['accuracy']:.3f}, "
+            f"macro-F1 {metrics[split]['macro_f1']:.3f} over {len(labels)} labels; "
+            f"trained in {metrics['train']['train_runtime']:.0f} s"
+        )
     return out
 
 
@@ -376,9 +380,9 @@ class TopicProgress(parts.LabelledProgress):
 
 
 def write_outputs(out: Path, cfg: ExperimentConfig, log_history: list[dict], metrics: dict) -> None:
-    """Write config, normalization, metrics, the confusion matrix and the epoch log beside the model; drop checkpoints.
+    """Write config, normalization, metrics, the confusion matrix and the epoch log beside the model.
 
-    Runs at the end of :func:`train`, whose example covers it.
+    Runs at the end of :func:`train` (into the staging folder), whose example covers it.
     """
     parts.write_run_files(out, cfg, metrics)
     split = "test" if "test" in metrics else "validation"
@@ -386,4 +390,3 @@ def write_outputs(out: Path, cfg: ExperimentConfig, log_history: list[dict], met
         metrics[split]["confusion_matrix"], out / "confusion_matrix.png", f"Confusion matrix ({split})"
     )
     parts.write_jsonl(out / "training_log.jsonl", parts.epoch_log(log_history, HEADLINE))
-    parts.finish_model_dir(out)

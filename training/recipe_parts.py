@@ -178,7 +178,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def finish_model_dir(out: Path) -> None:
     """Write the model card from the files now beside the model, then drop the checkpoints.
 
-    Runs last: the card reads ``metrics.json`` and ``config.yaml`` written before it (see ``tests/test_model_card.py``).
+    Runs last, once the model is in ``out`` (see :mod:`training.final_dir`): the card reads
+    ``metrics.json`` and ``config.yaml`` written before it (see ``tests/test_model_card.py``).
     """
     write_model_card(out)
     remove_checkpoints(out)

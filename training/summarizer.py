@@ -46,7 +46,8 @@ from training.batch_probe import fit_batch_to_device
 from training.checkpoints import DataNote, checkpoint_to_resume
 from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig
 from training.data import Columns, load_splits
-from training.distributed import loss_is_batch_mean, main_process_writes
+from training.distributed import is_main_process, loss_is_batch_mean, main_process_writes
+from training.final_dir import staged_model_dir
 from training.hf import trainer_arguments
 from training.metrics.rouge import rouge, rouge_per_example
 from training.model_checks import load_weights
@@ -118,17 +119,20 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     # Inference reads its input length from the saved tokenizer: record the length trained on.
     tokenizer.model_max_length = cfg.train.max_length
     model.generation_config = generation_config(cfg.generation, model.config)
-    trainer.save_model(str(out))
-    # Every process ends with the same model and whole-split metrics; one writes, all wait for it.
-    with main_process_writes() as writer:
-        if writer:
-            write_outputs(out, cfg, trainer, metrics, raw, predictions)
-            test = metrics.get("test", metrics["validation"])
-            print(
-                f"summarizer written to {out}/ (model, tokenizer, generation_config.json, config.yaml, metrics.json, "
-                f"samples.jsonl, training_log.jsonl); {'test' if 'test' in metrics else 'validation'} "
-                f"ROUGE-1/2/L {test['rouge1']:.1f}/{test['rouge2']:.1f}/{test['rougeL']:.1f}"
-            )
+    with staged_model_dir(out) as stage:  # an earlier model in `out` stays whole until this one is
+        trainer.save_model(str(stage))
+        # Every process ends with the same model and whole-split metrics; one writes, all wait for it.
+        with main_process_writes() as writer:
+            if writer:
+                write_outputs(stage, cfg, trainer, metrics, raw, predictions)
+    if is_main_process():
+        parts.finish_model_dir(out)
+        test = metrics.get("test", metrics["validation"])
+        print(
+            f"summarizer written to {out}/ (model, tokenizer, generation_config.json, config.yaml, metrics.json, "
+            f"samples.jsonl, training_log.jsonl); {'test' if 'test' in metrics else 'validation'} "
+            f"ROUGE-1/2/L {test['rouge1']:.1f}/{test['rouge2']:.1f}/{test['rougeL']:.1f}"
+        )
     return out
 
 
@@ -321,7 +325,7 @@ def write_outputs(
     raw: dict[str, datasets.Dataset],
     predictions: dict[str, list[str]],
 ) -> None:
-    """Write config, normalization, metrics, samples and the training log beside the model; drop checkpoints.
+    """Write config, normalization, metrics, samples and the training log beside the model.
 
     Runs at the end of :func:`train`, whose example covers it.
     """
@@ -342,4 +346,3 @@ def write_outputs(
     ]
     parts.write_jsonl(out / "samples.jsonl", samples)
     parts.write_jsonl(out / "training_log.jsonl", parts.epoch_log(trainer.state.log_history, HEADLINE))
-    parts.finish_model_dir(out)
