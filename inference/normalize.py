@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -68,11 +67,17 @@ _TATWEEL = 0x0640
 _LINE_BREAKS = {"\r\n": "\n", "\r": "\n", "\v": "\n", "\f": "\n", "\x85": "\n", "\u2028": "\n", "\u2029": "\n\n"}
 
 
-def _invisible_codepoints() -> list[int]:
+# Planes that can hold control, format or surrogate characters: 0-3, and 14 (tags, variation
+# selectors). Planes 4-13 are unassigned and 15-16 private use, so scanning only these planes
+# finds the same characters as scanning all 1.1 million, in a third of the import time.
+_PLANES_WITH_CONTROLS = (range(0x40000), range(0xE0000, 0xF0000))
+
+
+def _invisible_codepoints(planes: tuple[range, ...] = _PLANES_WITH_CONTROLS) -> list[int]:
     """Control (Cc), format (Cf) and lone-surrogate (Cs) characters, except ZWNJ and whitespace."""
     keep = {ord(ZWNJ), ord("\n"), ord("\t")}
     return [
-        cp for cp in range(sys.maxunicode + 1) if cp not in keep and unicodedata.category(chr(cp)) in ("Cc", "Cf", "Cs")
+        cp for plane in planes for cp in plane if cp not in keep and unicodedata.category(chr(cp)) in ("Cc", "Cf", "Cs")
     ]
 
 

@@ -126,3 +126,10 @@ def test_an_option_of_the_wrong_type_is_named(options, message) -> None:
     # True == 1 picked version 1 silently; a list failed as "unhashable type".
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         normalize("خبر", **options)
+
+
+def test_the_invisible_characters_found_in_the_scanned_planes_are_all_there_are():
+    import sys
+
+    scan = sys.modules["inference.normalize"]._invisible_codepoints
+    assert scan() == scan((range(sys.maxunicode + 1),))  # on this Python's Unicode version
