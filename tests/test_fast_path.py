@@ -165,10 +165,41 @@ def test_conversion_is_reused_then_rebuilt_after_retraining(classifier_dir, monk
     assert len(calls) == 1 and first == second
     assert first.parent.parent == classifier_dir / cache.CACHE_DIRNAME  # beside the model
     weights = classifier_dir / "model.safetensors"
-    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # "retrained"
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, not changed: no new conversion
+    assert classifier_engine(classifier_dir, "onnx", "int8").path == first and len(calls) == 1
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(weights)
+    tensors["classifier.bias"] = tensors["classifier.bias"] + 1  # "retrained": same size, other values
+    save_file(tensors, weights, metadata={"format": "pt"})
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the time put back
+    assert weights.stat().st_size == stat.st_size
     third = classifier_engine(classifier_dir, "onnx", "int8").path
     assert len(calls) == 2 and third != first
     assert not first.exists()  # the stale conversion is removed, not left to pile up
+
+
+def test_large_weights_rewritten_to_the_same_size_and_time_are_converted_again(tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(bytes(17 << 20))  # over 16 MiB: known by its ends, size and times, not read whole
+    stat = weights.stat()
+    builds = []
+
+    def build(out):
+        builds.append(out)
+        (out / "engine").write_text("x")
+
+    first = cache.cached_conversion(model_dir, "demo-int8", {}, build)
+    with open(weights, "r+b") as f:  # new values in the middle, where neither end shows them
+        f.seek(8 << 20)
+        f.write(b"retrained")
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as `tar --mtime` or a copy keeping times gives
+    assert cache.cached_conversion(model_dir, "demo-int8", {}, build) != first and len(builds) == 2
+    (model_dir / "README.md").write_text("a card")  # a file the model does not load from
+    assert len(builds) == 2 and cache.cached_conversion(model_dir, "demo-int8", {}, pytest.fail)
 
 
 def test_unwritable_model_dir_falls_back_to_the_user_cache(tmp_path, monkeypatch):

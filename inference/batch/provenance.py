@@ -58,7 +58,7 @@ def content_digest(model_dir: str | Path) -> str | None:
     for path in sorted(folder.iterdir()):
         if path.is_file() and loaded_from(path.name):
             digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
-            digest.update(_sampled_bytes(path))
+            digest.update(sampled_bytes(path))
     return digest.hexdigest()
 
 
@@ -74,9 +74,28 @@ def loaded_from(name: str) -> bool:
     return name in _VOCABULARIES or Path(name).suffix in (".json", ".safetensors", ".bin", ".model")
 
 
-def _sampled_bytes(path: Path) -> bytes:
+def is_sampled(path: Path) -> bool:
+    """Whether :func:`sampled_bytes` reads only both ends of ``path`` (a file over 16 MiB).
+
+    Example:
+        >>> is_sampled(Path(__file__))
+        False
+    """
+    return path.stat().st_size > _WHOLE_UP_TO
+
+
+def sampled_bytes(path: Path) -> bytes:
+    """The whole file up to 16 MiB; of a larger one (weights), its first and last MiB.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "config.json"
+        >>> _ = path.write_text("{}")
+        >>> sampled_bytes(path)
+        b'{}'
+    """
     with open(path, "rb") as f:
-        if path.stat().st_size <= _WHOLE_UP_TO:
+        if not is_sampled(path):
             return f.read()
         head = f.read(_END)
         f.seek(-_END, 2)

@@ -1,9 +1,9 @@
 """Convert a model directory once and keep the result beside it.
 
-A conversion lives in ``MODEL_DIR/.khabar-cache/<kind>-<key>/``. The key hashes the name, size and
-modification time of every file in the model directory together with the conversion settings and
-engine version, so retraining (which rewrites the weights) or upgrading the engine builds a fresh
-conversion instead of serving a stale one. When the model directory cannot be written (a read-only
+A conversion lives in ``MODEL_DIR/.khabar-cache/<kind>-<key>/``. The key hashes the files the
+model loads from (see :func:`fingerprint`) together with the conversion settings and engine
+version, so retraining, unpacking another release over the folder or upgrading the engine builds a
+fresh conversion instead of serving a stale one. When the model directory cannot be written (a read-only
 mount, a shared install), the conversion goes to the user cache, ``$KHABAR_CACHE`` or
 ``~/.cache/khabar``, in a folder named after the model directory's path.
 
@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from inference.batch.provenance import is_sampled, loaded_from, sampled_bytes
 from inference.model_checks import DISK_FULL_ERRNOS, error_line
 
 try:
@@ -63,25 +64,32 @@ def user_cache_dir() -> Path:
 
 
 def fingerprint(model_dir: str | Path) -> str:
-    """Hash of the name, size and modification time of each file in ``model_dir``.
+    """Hash of the files ``model_dir``'s model is loaded from (not its card, metrics or logs).
 
-    Reading sizes and times, not contents, keeps a cache hit instant on a 1 GB checkpoint; any
-    ``save_pretrained`` rewrites the files, so a retrained model never matches an old conversion.
+    A file up to 16 MiB (configs, tokenizer, output vocabulary) counts by its content, so
+    rewriting it unchanged converts nothing again. A weights file counts by its size, both ends,
+    modification time and change time (``st_ctime``): reading 1 GB at every load would not be
+    free, and weights retrained to the same size, unpacked from an archive that pins
+    modification times, or edited with the time put back all get a new change time, which no
+    program can set. (A copied folder converts again once: its change times are new.)
 
     Example:
         >>> import tempfile, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp())
         >>> _ = (d / "model.safetensors").write_bytes(b"1234")
         >>> before = fingerprint(d)
-        >>> _ = (d / "model.safetensors").write_bytes(b"12345")
+        >>> _ = (d / "model.safetensors").write_bytes(b"5678")
+        >>> _ = (d / "README.md").write_text("a card")  # not read by the model: no new conversion
         >>> fingerprint(d) == before
         False
     """
     digest = hashlib.sha256()
     for path in sorted(Path(model_dir).iterdir()):
-        if path.is_file() and not path.name.startswith("."):
+        if path.is_file() and loaded_from(path.name):
             stat = path.stat()
-            digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            times = f"{stat.st_mtime_ns}\0{stat.st_ctime_ns}" if is_sampled(path) else ""
+            digest.update(f"{path.name}\0{stat.st_size}\0{times}\n".encode())
+            digest.update(hashlib.sha256(sampled_bytes(path)).digest())
     return digest.hexdigest()
 
 
