@@ -310,3 +310,26 @@ def test_a_conversion_folder_of_a_live_or_other_machines_process_is_left_alone(t
     folder = cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
 
     assert sorted(p.name for p in root.iterdir()) == sorted([folder.name, alive.name, elsewhere.name])
+
+
+def test_an_output_vocabulary_made_for_another_tokenizer_is_refused(summarizer_dir, tmp_path, caplog):
+    pytest.importorskip("ctranslate2")
+    from inference.fast import summarizer_engine
+
+    vocab.write_output_vocabulary(summarizer_dir, [ARTICLE["article"]])
+    # The same model with two tokens swapped in its tokenizer: every id of the list still exists.
+    other = shutil.copytree(summarizer_dir, tmp_path / "other")
+    tokenizer = json.loads((other / "tokenizer.json").read_text(encoding="utf-8"))
+    pieces = tokenizer["model"]["vocab"]
+    pieces[10], pieces[11] = pieces[11], pieces[10]
+    (other / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ValueError, match="made for another tokenizer") as caught:
+        summarizer_engine(other, "ctranslate2", "int8")
+    assert str(other / vocab.OUTPUT_VOCAB_FILE) in str(caught.value)
+    summarizer_engine(summarizer_dir, "ctranslate2", "int8")  # the model it was made for
+
+    # A list from before the tokenizer was recorded is used, with a warning.
+    saved = json.loads((summarizer_dir / vocab.OUTPUT_VOCAB_FILE).read_text())
+    (summarizer_dir / vocab.OUTPUT_VOCAB_FILE).write_text(json.dumps({"ids": saved["ids"]}))
+    summarizer_engine(summarizer_dir, "ctranslate2", "int8")
+    assert "does not say which tokenizer it was made for" in caplog.text

@@ -14,7 +14,7 @@ import torch
 
 from inference.fast.cache import open_cached
 from inference.fast.deps import require
-from inference.fast.vocab import OUTPUT_VOCAB_FILE, REWRITE_HINT, read_output_vocabulary
+from inference.fast.vocab import OUTPUT_VOCAB_FILE, REWRITE_HINT, check_made_for, read_output_vocabulary
 
 QUANTIZE = (None, "int8")
 VOCAB_FILE = "shared_vocabulary.json"
@@ -77,6 +77,7 @@ def _write_vmap(model_dir: str | Path, path: Path) -> Path | None:
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     _check_output_vocabulary(Path(model_dir) / OUTPUT_VOCAB_FILE, ids, tokenizer)
+    check_made_for(model_dir, tokenizer)
     tokens = tokenizer.convert_ids_to_tokens(ids)
     path.write_text("\t" + " ".join(tokens) + "\n", encoding="utf-8")
     return path

@@ -17,7 +17,9 @@ have picked a token that never appears in the texts given.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import logging
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ OUTPUT_VOCAB_FILE = "output_vocabulary.json"
 PROG = "python -m inference.fast.vocab"
 REWRITE_HINT = f"write it again with {PROG} MODEL_DIR DATA.jsonl, or delete it"
 EXIT_USAGE = 2
+log = logging.getLogger(__name__)
 
 
 def write_output_vocabulary(model_dir: str | Path, texts: Iterable[str], batch_size: int = 256) -> Path:
@@ -70,8 +73,38 @@ def write_output_vocabulary(model_dir: str | Path, texts: Iterable[str], batch_s
         raise ValueError(f"no text to take tokens from; {OUTPUT_VOCAB_FILE} not written")
     path = Path(model_dir) / OUTPUT_VOCAB_FILE
     # Renamed over the old list only once whole: a full disk or Ctrl-C never leaves half a list.
-    write_text_atomically(path, json.dumps({"ids": sorted(ids)}) + "\n")
+    saved = {"ids": sorted(ids), "tokenizer": tokenizer_digest(tokenizer)}
+    write_text_atomically(path, json.dumps(saved) + "\n")
     return path
+
+
+def tokenizer_digest(tokenizer) -> str:
+    """A short hash of ``tokenizer``'s tokens in id order: the same ids mean the same tokens only under the same one.
+
+    Example:
+        >>> class Tokens:
+        ...     def __len__(self): return 2
+        ...     def convert_ids_to_tokens(self, ids): return ["<pad>", "خبر"][: len(ids)]
+        >>> tokenizer_digest(Tokens())
+        'b7bb678cc5a05024'
+    """
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return hashlib.sha256("\n".join(map(str, tokens)).encode()).hexdigest()[:16]
+
+
+def check_made_for(model_dir: str | Path, tokenizer) -> None:
+    """Refuse an output vocabulary written for another tokenizer: its ids would name other tokens.
+
+    A model retrained from another base in the same folder keeps the list, and every id of a
+    small tokenizer is also an id of a large one, so the ids alone cannot tell. A list written
+    before the tokenizer was recorded is used with a warning.
+    """
+    path = Path(model_dir) / OUTPUT_VOCAB_FILE
+    saved = json.loads(path.read_text(encoding="utf-8")).get("tokenizer")
+    if saved is None:
+        log.warning("%s does not say which tokenizer it was made for; %s", path, REWRITE_HINT.split(", or")[0])
+    elif saved != tokenizer_digest(tokenizer):
+        raise ValueError(f"{path}: was made for another tokenizer than this model's; {REWRITE_HINT}")
 
 
 def _summarizer_tokenizer(model_dir: str | Path):
