@@ -303,9 +303,12 @@ def test_a_conversion_folder_of_a_live_or_other_machines_process_is_left_alone(t
     elsewhere = root / f"{cache.TMP_PREFIX}demo-@another-node@12345@0000"
     dead = root / f"{cache.TMP_PREFIX}demo-@{cache._HOST}@{2**22 + 1}@0000"  # above Linux's pid limit
     stale = root / f"{cache.TMP_PREFIX}demo-@another-node@12345@0001"
-    for folder in (alive, elsewhere, dead, stale):
+    # A restarted container is process 1 again: its old folder's owner looks alive, but it is days old.
+    reused = root / f"{cache.TMP_PREFIX}demo-@{cache._HOST}@{os.getpid()}@0001"
+    for folder in (alive, elsewhere, dead, stale, reused):
         folder.mkdir()
     os.utime(stale, (0, 0))  # untouched since 1970
+    os.utime(reused, (0, 0))
 
     folder = cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
 
@@ -333,3 +336,47 @@ def test_an_output_vocabulary_made_for_another_tokenizer_is_refused(summarizer_d
     (summarizer_dir / vocab.OUTPUT_VOCAB_FILE).write_text(json.dumps({"ids": saved["ids"]}))
     summarizer_engine(summarizer_dir, "ctranslate2", "int8")
     assert "does not say which tokenizer it was made for" in caplog.text
+
+
+def test_a_conversion_folder_that_lost_its_marker_is_replaced(tmp_path):
+    model_dir = _model(tmp_path)
+    folder = cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
+    (folder / cache.DONE_FILE).unlink()  # an interrupted `rm -rf`, or a hand-made cleanup
+    again = cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
+    assert again == folder and (folder / cache.DONE_FILE).is_file()
+
+
+def test_a_damaged_conversion_that_cannot_be_removed_is_passed_over_for_the_user_cache(tmp_path, monkeypatch):
+    model_dir = _model(tmp_path)
+    beside = cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
+    (beside / "engine.bin").write_text("damaged")
+    monkeypatch.setattr(cache.shutil, "rmtree", lambda path, ignore_errors=False: None)  # a read-only mount
+    real_writable = cache._writable
+    monkeypatch.setattr(cache, "_writable", lambda root: root.parent != model_dir and real_writable(root))
+    monkeypatch.setenv("KHABAR_CACHE", str(tmp_path / "user"))
+
+    def open_engine(folder: Path) -> Path:
+        if (folder / "engine.bin").read_text() != "converted":
+            raise RuntimeError("bad payload")
+        return folder
+
+    opened = cache.open_cached(model_dir, "demo-int8", {}, _write_engine, open_engine)
+    assert opened.is_relative_to(tmp_path / "user")
+    monkeypatch.delenv("KHABAR_CACHE")
+    monkeypatch.setenv("HOME", "")  # nowhere else to convert: the error says what to delete
+    with pytest.raises(ValueError, match=f"cannot open the demo-int8 conversion in {beside}: bad payload; delete it"):
+        cache.open_cached(model_dir, "demo-int8", {}, _write_engine, open_engine)
+
+
+def test_an_empty_home_is_no_home_not_the_root_folder(monkeypatch):
+    monkeypatch.delenv("KHABAR_CACHE", raising=False)
+    monkeypatch.setenv("HOME", "")
+    assert [root.name for root in cache.cache_roots("/models/summarizer")] == [cache.CACHE_DIRNAME]
+
+
+def test_a_wait_for_another_conversion_names_its_process(tmp_path, caplog):
+    model_dir = _model(tmp_path)
+    root = model_dir / cache.CACHE_DIRNAME
+    root.mkdir()
+    (root / f"{cache.TMP_PREFIX}demo-@node-7@4242@0000").mkdir()
+    assert cache._converters(root) == " (process 4242 on node-7)"

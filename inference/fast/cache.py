@@ -60,7 +60,11 @@ def user_cache_dir() -> Path:
     configured = os.environ.get("KHABAR_CACHE", "").strip()
     # Expanded and made absolute here: a service file's environment is not expanded by a shell, and a
     # relative folder would move with the working directory, converting again from each new one.
-    return Path(configured).expanduser().absolute() if configured else Path.home() / ".cache" / "khabar"
+    if configured:
+        return Path(configured).expanduser().absolute()
+    if os.environ.get("HOME") == "":  # Path.home() would answer "/": a cache at the file system's root
+        raise RuntimeError("HOME is empty")
+    return Path.home() / ".cache" / "khabar"
 
 
 def fingerprint(model_dir: str | Path) -> str:
@@ -153,7 +157,20 @@ def open_cached(
         >>> open_cached(d, "demo", {}, build, open_engine)
         'engine'
     """
-    folder, fresh = _cached(model_dir, kind, settings, build)
+    return _open(model_dir, kind, settings, build, open_engine, broken=())
+
+
+def _open(
+    model_dir: str | Path,
+    kind: str,
+    settings: dict,
+    build: Callable[[Path], None],
+    open_engine: Callable[[Path], T],
+    broken: tuple[Path, ...],
+) -> T:
+    """:func:`open_cached`, passing over the ``broken`` cache roots: they hold a damaged conversion
+    this process could not remove (a read-only mount)."""
+    folder, fresh = _cached(model_dir, kind, settings, build, skip=broken)
     try:
         return open_engine(folder)
     except Exception as exc:  # noqa: BLE001 - each engine has its own error types for unreadable files
@@ -162,16 +179,21 @@ def open_cached(
         problem = error_line(exc)
         log.warning("the cached %s conversion in %s cannot be opened (%s); converting again", kind, folder, problem)
         shutil.rmtree(folder, ignore_errors=True)
-        if (folder / DONE_FILE).exists():  # could not be removed (read-only): converting again would loop
-            raise ValueError(f"cannot open the {kind} conversion in {folder}: {error_line(exc)}; delete it") from None
-    return open_cached(model_dir, kind, settings, build, open_engine)
+        if (folder / DONE_FILE).exists():  # could not be removed (read-only): convert in the next root
+            others = [root for root in cache_roots(model_dir) if root not in (*broken, folder.parent)]
+            if not any(map(_writable, others)):
+                raise ValueError(f"cannot open the {kind} conversion in {folder}: {problem}; delete it") from None
+            broken = (*broken, folder.parent)
+    return _open(model_dir, kind, settings, build, open_engine, broken)
 
 
-def _cached(model_dir: str | Path, kind: str, settings: dict, build: Callable[[Path], None]) -> tuple[Path, bool]:
-    """The conversion's folder, and whether it was built just now."""
+def _cached(
+    model_dir: str | Path, kind: str, settings: dict, build: Callable[[Path], None], skip: tuple[Path, ...] = ()
+) -> tuple[Path, bool]:
+    """The conversion's folder, and whether it was built just now; the ``skip`` roots are passed over."""
     key = json.dumps({**settings, "kind": kind, "model": fingerprint(model_dir)}, sort_keys=True)
     name = f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-    roots = cache_roots(model_dir)
+    roots = [root for root in cache_roots(model_dir) if root not in skip]
     for root in roots:
         if _finished(root / name):
             return root / name, False
@@ -242,7 +264,7 @@ def _converting_in(root: Path) -> Iterator[bool]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.info("waiting for another process converting in %s", root)
+            log.info("waiting for another process converting in %s%s", root, _converters(root))
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:  # a file system without locks (some network mounts)
             yield False
@@ -250,6 +272,16 @@ def _converting_in(root: Path) -> Iterator[bool]:
         yield True
     finally:
         os.close(fd)  # also releases the lock
+
+
+def _converters(root: Path) -> str:
+    """`` (process N on HOST)`` for each conversion being written in ``root``: a long wait can be looked into."""
+    owners = []
+    for folder in root.glob(f"{TMP_PREFIX}*"):
+        parts = folder.name.rsplit(_OWNER_MARK, 3)
+        if len(parts) == 4:
+            owners.append(f"process {parts[2]} on {parts[1]}")
+    return f" ({', '.join(sorted(owners))})" if owners else ""
 
 
 def _remove_leftovers(root: Path) -> None:
@@ -273,8 +305,10 @@ ABANDONED_AFTER_S = 24 * 3600
 def _abandoned(folder: Path) -> bool:
     """Whether the conversion writing ``folder`` (named ``...@host@pid@random``) can no longer finish."""
     parts = folder.name.rsplit(_OWNER_MARK, 3)
-    if len(parts) == 4 and parts[1] == _HOST and parts[2].isdigit():
-        return not _running(int(parts[2]))
+    if len(parts) == 4 and parts[1] == _HOST and parts[2].isdigit() and not _running(int(parts[2])):
+        return True
+    # Another machine's, or a process id now in use again (a restarted container is process 1
+    # again): no conversion takes a day, so an untouched folder that old is a dead one's.
     try:
         return time.time() - folder.stat().st_mtime > ABANDONED_AFTER_S
     except OSError:
@@ -297,6 +331,8 @@ def _build(root: Path, name: str, key: str, build: Callable[[Path], None]) -> Pa
     try:
         build(tmp)
         (tmp / DONE_FILE).write_text(json.dumps(json.loads(key), indent=2) + "\n")
+        if final.is_dir() and not _finished(final):  # half deleted, or its marker removed: not a conversion
+            shutil.rmtree(final)
         try:
             tmp.rename(final)
         except OSError:
