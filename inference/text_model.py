@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from collections.abc import Iterable
 from typing import ClassVar, Literal, TypeVar
@@ -25,6 +26,7 @@ from inference.load_plan import LoadPlan, plan_load
 from inference.normalize import NORMALIZER_VERSION, DigitPolicy
 
 Model = TypeVar("Model", bound="TextModel")
+logger = logging.getLogger(__name__)
 
 
 class TextModel:
@@ -98,7 +100,17 @@ class TextModel:
         except TypeError as exc:
             raise TypeError(f"{cls.__name__}.from_pretrained: {exc}") from None
         plan = plan_load(cls.kind, path_or_id, device, dtype, quantize, backend)
-        return cls._from_plan(plan, **options)
+        try:
+            return cls._from_plan(plan, **options)
+        except PermissionError as exc:
+            from inference.fast.cache import NoCacheForConversion
+
+            # Nowhere to keep a conversion (a read-only model, no home, full disks): the engine auto
+            # chose is out of reach, torch is not. An explicit fast backend fails instead.
+            if backend != "auto" or not isinstance(exc, NoCacheForConversion):
+                raise
+            logger.warning("%s: %s; running on torch instead (backend=auto)", plan.source, exc)
+        return cls._from_plan(plan_load(cls.kind, path_or_id, device, dtype, quantize, "torch"), **options)
 
     @classmethod
     def _from_plan(cls: type[Model], plan: LoadPlan, **options) -> Model:

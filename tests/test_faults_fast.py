@@ -180,7 +180,7 @@ def test_nowhere_to_convert_says_how_to_fix_it(tmp_path, monkeypatch):
     user = tmp_path / "not-a-folder"
     user.write_text("")
     monkeypatch.setenv("KHABAR_CACHE", str(user))
-    with pytest.raises(PermissionError, match=f"{model_dir}.*set KHABAR_CACHE"):
+    with pytest.raises(cache.NoCacheForConversion, match=f"{model_dir}.*set KHABAR_CACHE"):
         cache.cached_conversion(model_dir, "demo-int8", {}, _write_engine)
 
 
@@ -380,3 +380,45 @@ def test_a_wait_for_another_conversion_names_its_process(tmp_path, caplog):
     root.mkdir()
     (root / f"{cache.TMP_PREFIX}demo-@node-7@4242@0000").mkdir()
     assert cache._converters(root) == " (process 4242 on node-7)"
+
+
+def test_a_converter_failing_on_a_full_disk_counts_as_no_room(tmp_path, monkeypatch):
+    # ONNX's native shape inference truncates its file when the disk fills; the next step fails to parse it.
+    model_dir = _model(tmp_path)
+    monkeypatch.setenv("KHABAR_CACHE", str(tmp_path / "user"))
+    usage = shutil.disk_usage(tmp_path)
+
+    def disk_usage(path):  # the model's disk is full, the user cache's is not
+        return usage._replace(free=0 if Path(path).is_relative_to(model_dir) else 2**40)
+
+    monkeypatch.setattr(cache.shutil, "disk_usage", disk_usage)
+
+    def build(out: Path) -> None:
+        if out.is_relative_to(model_dir):
+            raise RuntimeError("Error parsing message with type 'onnx.ModelProto'")
+        _write_engine(out)
+
+    folder = cache.cached_conversion(model_dir, "demo-int8", {}, build)
+    assert folder.is_relative_to(tmp_path / "user")
+    (tmp_path / "roomy").mkdir()
+
+    def fails(out: Path) -> None:
+        raise RuntimeError("Error parsing message with type 'onnx.ModelProto'")
+
+    with pytest.raises(RuntimeError, match="parsing"):  # with room left, the converter's own error stands
+        cache.cached_conversion(_model(tmp_path / "roomy"), "demo-int8", {}, fails)
+
+
+def test_auto_runs_on_torch_when_no_cache_can_take_a_conversion(tiny_classifier_dir, tmp_path, monkeypatch, caplog):
+    pytest.importorskip("onnxruntime")
+    from inference import Classifier
+
+    model_dir = shutil.copytree(tiny_classifier_dir, tmp_path / "classifier")
+    (model_dir / cache.CACHE_DIRNAME).write_text("a file where the cache folder would go")
+    monkeypatch.setenv("KHABAR_CACHE", str(model_dir / "config.json"))  # a file, not a folder
+    monkeypatch.setattr("inference.load_plan.auto_engine", lambda *args: "onnx")  # whatever this processor is
+    model = Classifier.from_pretrained(model_dir, device="cpu")
+    assert model.precision.startswith("torch") and "running on torch instead (backend=auto)" in caplog.text
+    assert model.predict(["تیم ملی فوتبال برد"])[0]["label"] in model.labels
+    with pytest.raises(cache.NoCacheForConversion, match="set KHABAR_CACHE"):
+        Classifier.from_pretrained(model_dir, device="cpu", backend="onnx")

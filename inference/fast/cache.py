@@ -14,6 +14,7 @@ removed by the next conversion in that folder.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -43,6 +44,19 @@ DONE_FILE = "khabar-conversion.json"
 # Conversions are written under this prefix and renamed to their final name only when complete.
 TMP_PREFIX = ".converting-"
 _OWNER_MARK = "@"  # a conversion folder ends with @host@pid@random: who writes it
+
+
+class NoCacheForConversion(PermissionError):
+    """No cache location can take a conversion: none is writable, or each one is full.
+
+    ``backend="auto"`` then runs the model on torch instead; an explicit fast backend fails with this.
+    """
+
+
+# Free space under which a converter's failure is taken for a full disk: ONNX's native shape
+# inference truncates its file when the disk fills and the next step fails to parse it.
+_NEARLY_FULL = 16 << 20
+_FULL_ERRNOS = (*DISK_FULL_ERRNOS, errno.EFBIG)  # EFBIG: past `ulimit -f`, as good as full here
 
 
 def user_cache_dir() -> Path:
@@ -202,17 +216,17 @@ def _cached(
         try:
             return _convert_in(root, name, key, build, f"{model_dir} for the {kind} engine")
         except OSError as exc:
-            if exc.errno not in DISK_FULL_ERRNOS:
+            if exc.errno not in _FULL_ERRNOS:
                 raise
             # The model's disk may be full while the user cache's is not: the conversion can live there.
             log.warning("no room for the %s conversion in %s (%s)", kind, root, exc.strerror)
             full.append(f"{root} ({exc.strerror})")
     if full:
-        raise OSError(
+        raise NoCacheForConversion(
             f"no room to write the {kind} conversion of {model_dir} in {', '.join(full)}: "
             "free some space, or set KHABAR_CACHE to a folder on another disk"
         )
-    raise PermissionError(
+    raise NoCacheForConversion(
         f"cannot write a conversion of {model_dir} to any of: {', '.join(map(str, roots))}; "
         "set KHABAR_CACHE to a folder you can write"
     )
@@ -329,7 +343,12 @@ def _build(root: Path, name: str, key: str, build: Callable[[Path], None]) -> Pa
     final = root / name
     tmp = _new_folder(root, f"{TMP_PREFIX}{name}-")
     try:
-        build(tmp)
+        try:
+            build(tmp)
+        except Exception as exc:
+            if isinstance(exc, OSError) or not _nearly_full(root):
+                raise
+            raise OSError(errno.ENOSPC, "No space left on device", str(root)) from exc
         (tmp / DONE_FILE).write_text(json.dumps(json.loads(key), indent=2) + "\n")
         if final.is_dir() and not _finished(final):  # half deleted, or its marker removed: not a conversion
             shutil.rmtree(final)
@@ -343,6 +362,13 @@ def _build(root: Path, name: str, key: str, build: Callable[[Path], None]) -> Pa
         shutil.rmtree(tmp, ignore_errors=True)
     _prune(root, keep=final)
     return final
+
+
+def _nearly_full(root: Path) -> bool:
+    try:
+        return shutil.disk_usage(root).free < _NEARLY_FULL
+    except OSError:
+        return False
 
 
 def _new_folder(root: Path, prefix: str) -> Path:
