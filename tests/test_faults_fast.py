@@ -117,6 +117,24 @@ def test_a_bad_output_vocabulary_is_refused_naming_it(content, problem, summariz
     assert str(summarizer_dir / vocab.OUTPUT_VOCAB_FILE) in str(caught.value)
 
 
+@pytest.mark.parametrize("stop", ["full disk", "ctrl-c"])
+def test_vocab_tool_stopped_while_writing_names_the_list_and_keeps_it(
+    stop, summarizer_dir, tmp_path, capsys, monkeypatch
+):
+    data = _jsonl(tmp_path / "train.jsonl", ARTICLE)
+    before = vocab.write_output_vocabulary(summarizer_dir, ["خبر"]).read_bytes()
+
+    def stopped(fd):
+        raise KeyboardInterrupt if stop == "ctrl-c" else OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("inference.batch.atomic.os.fsync", stopped)
+    code, err = _run_vocab(capsys, summarizer_dir, data)
+    listed = summarizer_dir / vocab.OUTPUT_VOCAB_FILE
+    expected = f"interrupted; {listed} is as it was" if stop == "ctrl-c" else f"error: {listed}: cannot write it"
+    assert code == (130 if stop == "ctrl-c" else 2) and len(err) == 1 and expected in err[0]
+    assert listed.read_bytes() == before
+
+
 # --- the conversion cache -------------------------------------------------------------------------
 
 

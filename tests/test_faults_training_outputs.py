@@ -575,3 +575,12 @@ def test_a_retrain_stopped_while_saving_leaves_the_earlier_model_whole(
     after = digest(out)
     assert after["model.safetensors"] != before["model.safetensors"] and after["README.md"] != before["README.md"]
     assert not any(name.startswith((".khabar-final", "checkpoint-")) for name in after)
+
+
+def test_a_trained_model_is_as_readable_as_the_umask_allows(trained_classifier_dir):
+    # safetensors writes owner-only files: a model trained by one account could not be served by another.
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in trained_classifier_dir.iterdir() if path.is_file()}
+    assert modes["model.safetensors"] == 0o666 & ~mask
+    assert set(modes.values()) == {0o666 & ~mask}

@@ -299,3 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # a file or folder the system refused (training reports a full disk with its step)
         print(f"khabar-train: error: {os_error_line(error)}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+if __name__ == "__main__":  # python -m training.cli, as python -m training
+    sys.exit(main())

@@ -88,6 +88,7 @@ def publish(stage: Path, out: Path) -> None:
         ['model.safetensors']
     """
     new = {path.name for path in stage.iterdir()}
+    readable_as_umask_allows(stage)
     with _signals_held():
         for name in sorted(new):
             target = out / name
@@ -98,6 +99,28 @@ def publish(stage: Path, out: Path) -> None:
             if old.name not in new and old.is_file() and (WEIGHT_FILE.match(old.name) or old.name == CARD_NAME):
                 old.unlink()
         stage.rmdir()
+
+
+def readable_as_umask_allows(folder: Path) -> None:
+    """Give the files of ``folder`` the permissions a new file gets (``0o666`` less the umask).
+
+    safetensors writes its files owner-only (0600) where every other file of a model directory is
+    0644 under the usual umask: a model trained by one account and served by another then fails
+    to load its weights alone.
+
+    Example:
+        >>> import tempfile, stat
+        >>> folder = Path(tempfile.mkdtemp()); weights = folder / "model.safetensors"
+        >>> _ = weights.write_bytes(b""); weights.chmod(0o600); before = os.umask(0o022)
+        >>> readable_as_umask_allows(folder); _ = os.umask(before)
+        >>> oct(stat.S_IMODE(weights.stat().st_mode))
+        '0o644'
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in folder.iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~mask)
 
 
 @contextlib.contextmanager

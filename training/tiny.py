@@ -41,6 +41,7 @@ from transformers import (
 from inference.normalize import normalize, save_normalization
 from training.config import ExperimentConfig, GenerationSettings, load_config
 from training.distributed import world_size
+from training.final_dir import readable_as_umask_allows
 from training.output_dir import is_previous_run
 
 SAMPLE_TRAIN = Path(__file__).resolve().parent.parent / "data" / "sample" / "train.jsonl"
@@ -212,6 +213,7 @@ def build_tiny_classifier(
     BertForSequenceClassification(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     save_normalization(out)
+    readable_as_umask_allows(out)
     return out
 
 
@@ -252,6 +254,7 @@ def build_tiny_summarizer(out_dir: str | Path, texts: Sequence[str] | None = Non
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     save_normalization(out)
+    readable_as_umask_allows(out)
     return out
 
 

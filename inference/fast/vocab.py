@@ -31,6 +31,7 @@ OUTPUT_VOCAB_FILE = "output_vocabulary.json"
 PROG = "python -m inference.fast.vocab"
 REWRITE_HINT = f"write it again with {PROG} MODEL_DIR DATA.jsonl, or delete it"
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 log = logging.getLogger(__name__)
 
 
@@ -198,14 +199,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model_dir", type=Path, help="a trained summarizer directory")
     parser.add_argument("data", nargs="+", type=Path, help="JSONL files whose article/summary/title texts to cover")
     args = parser.parse_args(argv)
+    target = args.model_dir / OUTPUT_VOCAB_FILE
     try:
         path = write_output_vocabulary(args.model_dir, jsonl_texts(args.data))
         count = len(read_output_vocabulary(args.model_dir) or ())
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; {target} is as it was", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (OSError, ValueError) as exc:
-        print(f"{PROG}: error: {error_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {_write_error(exc, target)}", file=sys.stderr)
         return EXIT_USAGE
     print(f"{count:,} tokens written to {path}")
     return 0
+
+
+def _write_error(exc: BaseException, target: Path) -> str:
+    """One line naming the list when writing it failed: not the temporary file it went to, nor nothing.
+
+    Example:
+        >>> _write_error(OSError(28, "No space left on device"), Path("m/output_vocabulary.json"))
+        'm/output_vocabulary.json: cannot write it (No space left on device)'
+    """
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = Path(exc.filename).name if exc.filename else None
+        if name is None or name.startswith(f".{target.stem}."):  # write_text_atomically's temporary file
+            return f"{target}: cannot write it ({exc.strerror})"
+    return error_line(exc)
 
 
 if __name__ == "__main__":
