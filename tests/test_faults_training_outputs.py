@@ -584,3 +584,17 @@ def test_a_trained_model_is_as_readable_as_the_umask_allows(trained_classifier_d
     modes = {path.name: path.stat().st_mode & 0o777 for path in trained_classifier_dir.iterdir() if path.is_file()}
     assert modes["model.safetensors"] == 0o666 & ~mask
     assert set(modes.values()) == {0o666 & ~mask}
+
+
+def test_a_run_that_diverged_saves_nothing_and_says_so(
+    trained_classifier_dir, tiny_classifier_dir, sample_dir, tmp_path, capsys
+):
+    out = tmp_path / "model"
+    shutil.copytree(trained_classifier_dir, out)
+    before = digest(out)
+    argv = [*_retrain_argv(tiny_classifier_dir, sample_dir, out), "train.learning_rate=1e30", "train.max_steps=8"]
+    code, line = run_train(capsys, *argv)
+    assert code == 1
+    assert line.startswith("khabar-train: error: training diverged: weight ")
+    assert "was not saved" in line and "lower train.learning_rate (now 1e+30)" in line
+    assert {name: value for name, value in digest(out).items() if "checkpoint-" not in name} == before

@@ -124,6 +124,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     out = Path(cfg.output_dir)
     # Inference reads its input length from the saved tokenizer: record the length trained on.
     tokenizer.model_max_length = cfg.train.max_length
+    parts.check_finite_weights(trainer.model, cfg)
     with staged_model_dir(out) as stage:  # an earlier model in `out` stays whole until this one is
         trainer.save_model(str(stage))
         # Every process ends with the same model and whole-split metrics; one writes, all wait for it.

@@ -33,6 +33,7 @@ from training.data import DataError
 from training.distributed import one_of_several_warning, quiet_replicas
 from training.evaluation import cli as evaluation
 from training.output_dir import claim_output_dir
+from training.recipe_parts import TrainingDiverged
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -128,6 +129,10 @@ def train_from_args(args: argparse.Namespace) -> int:
         close_progress_bars()  # else a bar closed later redraws itself below the message
         print(f"khabar-train: {interrupted_message(cfg, progress.step)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except TrainingDiverged as error:
+        close_progress_bars()
+        print(f"khabar-train: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     except model_card.CardError as error:  # written last: the model itself is saved
         print(
             f"khabar-train: error: {error}; the model is saved: khabar-train card {cfg.output_dir} writes it again",

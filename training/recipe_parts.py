@@ -8,10 +8,13 @@ calls these where its steps are the same.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from transformers import (
     AutoConfig,
     AutoTokenizer,
@@ -143,6 +146,50 @@ class LabelledProgress(ProgressCallback):
             self.prediction_bar.set_description(self.prediction_label)
 
 
+class TrainingDiverged(RuntimeError):
+    """The trained weights hold NaN or infinite values: nothing is saved (see :func:`check_finite_weights`)."""
+
+
+def check_finite_weights(model: torch.nn.Module, cfg: ExperimentConfig) -> None:
+    """Refuse to save a model whose weights went NaN or infinite (a learning rate far too high).
+
+    Such a model answers one topic for everything, or nothing at all, and every khabar command
+    refuses to load it; saved over an earlier run's model, it would also have replaced a good one.
+
+    Example:
+        >>> from training.config import load_config
+        >>> broken = torch.nn.Linear(2, 2)
+        >>> _ = torch.nn.init.constant_(broken.bias, float("nan"))
+        >>> check_finite_weights(broken, load_config("configs/classifier/tiny.yaml"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        training.recipe_parts.TrainingDiverged: training diverged: weight 'bias' holds NaN or infinite values ...
+    """
+    for name, weight in model.named_parameters():
+        if not torch.isfinite(weight).all():
+            raise TrainingDiverged(
+                f"training diverged: weight {name!r} holds NaN or infinite values after the last step, so the model "
+                f"was not saved (an earlier model in {cfg.output_dir} is unchanged); lower train.learning_rate "
+                f"(now {cfg.train.learning_rate:g}) and run again"
+            )
+
+
+def finite_or_null(value: Any) -> Any:
+    """``value`` with NaN and infinite numbers as ``None``: JSON has no NaN, and ``json.loads`` elsewhere refuses it.
+
+    Example:
+        >>> finite_or_null({"loss": float("nan"), "scores": [1.0, float("inf")]})
+        {'loss': None, 'scores': [1.0, None]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(item) for item in value]
+    return value
+
+
 def write_run_files(out: Path, cfg: ExperimentConfig, metrics: dict) -> None:
     """Write ``config.yaml``, ``normalization.json`` and ``metrics.json`` (with the hardware) beside the model.
 
@@ -157,7 +204,8 @@ def write_run_files(out: Path, cfg: ExperimentConfig, metrics: dict) -> None:
     save_config(cfg, out / "config.yaml")
     save_normalization(out, cfg.data.digits, cfg.data.normalization_version)
     metrics["train"].setdefault("hardware", describe_hardware())
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = json.dumps(finite_or_null(metrics), indent=2, ensure_ascii=False, allow_nan=False)
+    (out / "metrics.json").write_text(text + "\n", encoding="utf-8")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
