@@ -251,3 +251,10 @@ def test_an_unquoted_date_as_a_name_is_that_text(tmp_path) -> None:
     assert load_config(config(tmp_path, "output_dir: runs/2024-01-01\n")).output_dir == "runs/2024-01-01"
     assert load_config(config(tmp_path, "output_dir: 2024-01-01\n")).output_dir == "2024-01-01"
     assert load_config(config(tmp_path), ["output_dir=2024-01-01"]).output_dir == "2024-01-01"
+
+
+def test_a_home_folder_in_a_path_is_expanded_once_for_every_part_of_the_run(monkeypatch, tmp_path):
+    # The lock and the trainer wrote $HOME/x while the final save went to ./~/x.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = load_config("configs/classifier/tiny.yaml", ["output_dir=~/runs/x", "data.train_file=~/train.jsonl"])
+    assert cfg.output_dir == str(tmp_path / "runs" / "x") and cfg.data.train_file == str(tmp_path / "train.jsonl")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -385,9 +386,41 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         _refuse_unknown_keys(ExperimentConfig, values, values.get("task", _default(ExperimentConfig, "task")))
         cfg = _build(ExperimentConfig, values)
         _refuse_other_task_keys(values, cfg)  # after the values' own checks, which the message would hide
-        return cfg
+        return _home_expanded(cfg)
     except ConfigError as error:
         raise ConfigError(f"{_blamed(path, overrides or [], str(error))}: {error}") from None
+
+
+# Keys naming a file or folder: a leading ~ is the home folder, as a shell would read it.
+_PATH_KEYS = (
+    "output_dir",
+    "model.name_or_path",
+    "model.tokenizer",
+    "data.train_file",
+    "data.validation_file",
+    "data.test_file",
+)
+
+
+def _home_expanded(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with ``~`` expanded in its paths, once: the lock, the trainer and the final save all
+    used to read ``output_dir`` their own way (two of them wrote ``$HOME/x``, one ``./~/x``).
+
+    Example:
+        >>> import os
+        >>> cfg = load_config("configs/classifier/tiny.yaml", ["output_dir=~/models/x"])
+        >>> cfg.output_dir == os.path.expanduser("~/models/x")
+        True
+    """
+    for dotted in _PATH_KEYS:
+        *sections, name = dotted.split(".")
+        owner = cfg
+        for section in sections:
+            owner = getattr(owner, section)
+        value = getattr(owner, name)
+        if isinstance(value, str) and value.startswith("~"):
+            setattr(owner, name, os.path.expanduser(value))
+    return cfg
 
 
 def _read_config_file(path: Path) -> dict:
