@@ -598,3 +598,15 @@ def test_a_run_that_diverged_saves_nothing_and_says_so(
     assert line.startswith("khabar-train: error: training diverged: weight ")
     assert "was not saved" in line and "lower train.learning_rate (now 1e+30)" in line
     assert {name: value for name, value in digest(out).items() if "checkpoint-" not in name} == before
+
+
+def test_a_run_stopped_while_saving_its_first_checkpoint_can_be_run_again(
+    tiny_classifier_dir, sample_dir, tmp_path, capsys
+):
+    # Its stop message says "before the first checkpoint; run again": running again must not be refused.
+    out = tmp_path / "out"
+    torn = out / "checkpoint-33"
+    torn.mkdir(parents=True)
+    (torn / "config.json").write_text("{}")  # stopped before its trainer state was written
+    assert main(_retrain_argv(tiny_classifier_dir, sample_dir, out)) == 0
+    assert (out / "model.safetensors").is_file() and not list(out.glob("checkpoint-*"))

@@ -15,6 +15,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from inference.model_checks import first_line
 from training.config import ConfigError, ExperimentConfig
+from training.distributed import is_main_process
 
 log = logging.getLogger(__name__)
 CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
@@ -35,10 +36,15 @@ def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
     """
     out = Path(cfg.output_dir)
     last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if last is not None and last_complete_checkpoint(out) is None:
+        _remove_torn(out)  # only torn ones: the run was stopped while saving its first; nothing to resume
+        last = None
     if cfg.train.resume:
         complete = last_complete_checkpoint(out)
         if complete is None:
-            log.warning("train.resume: no complete checkpoint in %s yet; starting from the beginning", out)
+            finished = out.is_dir() and (out / "config.yaml").is_file()
+            why = "holds a finished model, not an interrupted run" if finished else "has no complete checkpoint yet"
+            log.warning("train.resume: %s %s; starting from the beginning", out, why)
         else:
             check_checkpoint(Path(complete))
             _check_same_data(Path(complete), cfg)
@@ -50,6 +56,16 @@ def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
             "or delete its checkpoint-* folders to start over"
         )
     return None
+
+
+def _remove_torn(out: Path) -> None:
+    """Delete the ``checkpoint-N`` folders of ``out`` (all torn: none complete), on the main process."""
+    if not is_main_process():
+        return
+    for checkpoint in out.iterdir():
+        if checkpoint.is_dir() and CHECKPOINT_RE.match(checkpoint.name):
+            log.info("removing %s: it was interrupted while being saved, so it cannot be resumed", checkpoint)
+            shutil.rmtree(checkpoint)
 
 
 def last_complete_checkpoint(out: Path) -> str | None:
