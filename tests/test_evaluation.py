@@ -358,3 +358,33 @@ def test_warnings_are_printed_as_well_as_reported(tiny_classifier_dir, tmp_path,
     data = write_jsonl(tmp_path / "other.jsonl", [{"article": "خبر ورزشی", "category": "0"}] * 3)
     assert run_evaluate("--model", tiny_classifier_dir, "--data", data, "-o", tmp_path / "report") == 0
     assert "khabar-train evaluate: warning: " in capsys.readouterr().err
+
+
+def test_a_model_trained_on_headlines_is_scored_with_them_unless_told_otherwise(
+    trained_classifier_dir, eval_file, tmp_path, capsys, monkeypatch
+) -> None:
+    # The tiny config trains on `title` + article; scored on the article alone it was understated, silently.
+    from training.evaluation import cli
+
+    seen, predict = [], cli.predict_topics
+    monkeypatch.setattr(
+        cli, "predict_topics", lambda model, inputs, *a: seen.append(inputs[0]) or predict(model, inputs, *a)
+    )
+    title = json.loads(eval_file.read_text(encoding="utf-8").splitlines()[0])["title"]
+    assert run_evaluate("--model", trained_classifier_dir, "--data", eval_file, "-o", tmp_path / "with") == 0
+    assert "headlines from column 'title', as" in capsys.readouterr().err
+    args = ("--model", trained_classifier_dir, "--data", eval_file, "-o", tmp_path / "without")
+    assert run_evaluate(*args, "--title-column", "none") == 0
+    assert "headlines" not in capsys.readouterr().err
+    assert seen[0].startswith(title[:10]) and not seen[1].startswith(title[:10])
+
+    rows = [{k: v for k, v in json.loads(line).items() if k != "title"} for line in eval_file.read_text().splitlines()]
+    untitled = write_jsonl(tmp_path / "untitled.jsonl", rows)
+    assert run_evaluate("--model", trained_classifier_dir, "--data", untitled, "-o", tmp_path / "untitled") == 0
+    assert "was trained with headlines (column 'title'), which" in capsys.readouterr().err
+
+
+def test_a_report_is_not_written_into_a_training_run_in_progress(tiny_classifier_dir, eval_file, tmp_path, capsys):
+    (tmp_path / "run" / "checkpoint-33").mkdir(parents=True)
+    assert run_evaluate("--model", tiny_classifier_dir, "--data", eval_file, "-o", tmp_path / "run") == 2
+    assert "is a training run's output_dir" in capsys.readouterr().err

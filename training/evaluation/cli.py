@@ -14,6 +14,7 @@ with a 95% bootstrap interval over the evaluated rows, so a reader can tell a re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from inference.cli import decoding_flag
 from inference.model_checks import BrokenModelError, check_model_files
 from inference.normalize import join_title, load_normalization
+from training.checkpoints import CHECKPOINT_RE
 from training.config import ConfigError
 from training.data import Columns, DataError, load_split
 from training.distributed import is_main_process, world_size
@@ -67,7 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--text-column", default="article", help="column holding the article (default: article)")
     parser.add_argument("--label-column", default="category", help="topic column, for classifiers (default: category)")
     parser.add_argument("--summary-column", default="summary", help="reference summary column (default: summary)")
-    parser.add_argument("--title-column", help="headline column, prepended to the article as in training (classifiers)")
+    parser.add_argument(
+        "--title-column",
+        help="headline column, prepended to the article as in training (classifiers; default: the column the "
+        "model was trained with, from its config.yaml; none: no headlines)",
+    )
     parser.add_argument("--split", default="test", help="split to read when --data is a hub id (default: test)")
     parser.add_argument("--limit", type=_positive, help="evaluate only the first N usable rows")
     parser.add_argument("--baseline-train", help="training file for the majority and TF-IDF baselines (classifiers)")
@@ -134,7 +140,7 @@ def run(args: argparse.Namespace) -> dict:
     check_writable_folder(args.output, "-o")
     columns = _columns(args, kind)
     # Read every file before the slow model runs, so a wrong column fails in a second, not an hour.
-    rows, skipped = load_rows(args.data, columns, args.split, args.limit, _normalization(args.model))
+    columns, rows, skipped = _load_rows(args, columns)
     train = _baseline_train(args.baseline_train, columns) if kind == "classification" else None
     # The model sees the headline and the article laid out as in training; baselines see the same rows.
     inputs = [join_title(title, text) for title, text in zip(rows["title"], rows["text"], strict=True)]
@@ -195,6 +201,11 @@ def _check_not_a_model_folder(output: Path) -> None:
             f"-o {output}: is a model directory (it has config.json); the report's metrics.json would replace "
             "the model's own, so pick another folder, e.g. reports/NAME"
         )
+    if output.is_dir() and any(child.is_dir() and CHECKPOINT_RE.match(child.name) for child in output.iterdir()):
+        raise DataError(
+            f"-o {output}: is a training run's output_dir (it holds checkpoint folders); the model it is "
+            "training would be written over the report, so pick another folder, e.g. reports/NAME"
+        )
 
 
 def _check_only_a_report_is_replaced(output: Path, data: str) -> None:
@@ -227,9 +238,55 @@ def _is_report(folder: Path) -> bool:
 
 
 def _columns(args: argparse.Namespace, kind: str) -> Columns:
-    """The columns the flags name: the label for a classifier, the summary for a summarizer."""
+    """The columns the flags name: the label for a classifier, the summary for a summarizer.
+
+    A classifier trained on headlines reads them from the column it was trained with (its
+    ``config.yaml``) unless ``--title-column`` says otherwise (``none``: no headlines); scored
+    without them it would be understated, and silently.
+    """
     target = {"label": args.label_column} if kind == "classification" else {"summary": args.summary_column}
-    return Columns(text=args.text_column, title=args.title_column, **target)
+    title = args.title_column
+    if title is None and kind == "classification":
+        title = _trained_title_column(args.model)
+    return Columns(text=args.text_column, title=None if title in (None, "none") else title, **target)
+
+
+def _load_rows(args: argparse.Namespace, columns: Columns) -> tuple[Columns, dict, int]:
+    """:func:`load_rows` with ``columns``; headlines the model was trained with but the data lacks are
+    left out with a warning (the flag given by the user is not second-guessed)."""
+    normalization = _normalization(args.model)
+    from_model = args.title_column is None and columns.title is not None
+    try:
+        rows, skipped = load_rows(args.data, columns, args.split, args.limit, normalization)
+    except DataError as error:
+        if not from_model or f"column {columns.title!r} not found" not in str(error):
+            raise
+        print(
+            f"khabar-train evaluate: warning: {args.model} was trained with headlines (column {columns.title!r}), "
+            f"which {args.data} lacks; scored without them, it may score lower than it would",
+            file=sys.stderr,
+        )
+        columns = dataclasses.replace(columns, title=None)
+        return columns, *load_rows(args.data, columns, args.split, args.limit, normalization)
+    if from_model:
+        print(
+            f"khabar-train evaluate: note: headlines from column {columns.title!r}, as {args.model} was trained "
+            "(--title-column none leaves them out)",
+            file=sys.stderr,
+        )
+    return columns, rows, skipped
+
+
+def _trained_title_column(model_dir: Path) -> str | None:
+    """``data.title_column`` of the run that trained ``model_dir`` (its ``config.yaml``); None when unknown."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((model_dir / "config.yaml").read_text(encoding="utf-8"))
+        title = saved["data"]["title_column"]
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return title if isinstance(title, str) and title else None
 
 
 def _baseline_train(source: str | None, columns: Columns) -> tuple[list[str], list[str]] | None:
