@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Hashable, Iterable
-from functools import lru_cache
+from functools import cache
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
@@ -118,16 +120,12 @@ def load_model(
     source = resolve_model(kind, model)
     key = str(Path(source).expanduser().resolve()) if is_local(source) else source
     target = "cpu" if load_options.get("backend", "auto") not in ("torch", "auto") and device == "auto" else device
-    # lru_cache does not stop two threads missing at once and both loading: the first call from
-    # several threads (a web server's workers) would load the model once per thread.
     for name, value in load_options.items():
         if not isinstance(value, Hashable):  # the cache key needs it; every option takes a name or a number
             raise TypeError(f"{name} must be a string, number or None, got {type(value).__name__} {value!r}")
-    with _LOADING:
-        return _cached(kind, key, str(resolve_device(target)), tuple(sorted(load_options.items())))
-
-
-_LOADING = threading.Lock()
+    # A default spelled out (backend="auto", quantize=None) is the same model as one left out.
+    options = {**_load_defaults(kind), **load_options}
+    return _cache.get((kind, key, str(resolve_device(target)), tuple(sorted(options.items()))))
 
 
 def clear_cache() -> None:
@@ -136,13 +134,66 @@ def clear_cache() -> None:
     Example:
         >>> clear_cache()
     """
-    _cached.cache_clear()
+    _cache.clear()
 
 
-@lru_cache(maxsize=CACHE_SIZE)
-def _cached(kind: ModelKind, source: str, device: str, load_options: tuple) -> Classifier | Summarizer:
+class _ModelCache:
+    """The last :data:`CACHE_SIZE` models loaded, by (kind, source, device, load options).
+
+    A hit never waits: only threads loading the same model wait for each other (the first call
+    from a web server's workers loads it once, not once per thread), and loading one model does
+    not hold up calls on the others.
+    """
+
+    def __init__(self) -> None:
+        self._models: OrderedDict[tuple, Classifier | Summarizer] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[tuple, threading.Lock] = {}
+
+    def get(self, key: tuple) -> Classifier | Summarizer:
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                if key in self._models:  # loaded by the thread this one waited for
+                    return self._models[key]
+            model = _load(*key)
+            with self._lock:
+                self._models[key] = model
+                self._loading.pop(key, None)
+                while len(self._models) > CACHE_SIZE:
+                    self._models.popitem(last=False)
+            return model
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+    def after_fork(self) -> None:
+        """In a forked child: locks held by other threads of the parent (mid-load) would never be released."""
+        self._lock = threading.Lock()
+        self._loading = {}
+
+
+_cache = _ModelCache()
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_cache.after_fork)
+
+
+def _load(kind: ModelKind, source: str, device: str, load_options: tuple) -> Classifier | Summarizer:
     model_class = Classifier if kind == "classifier" else Summarizer
     return model_class.from_pretrained(source, device=torch.device(device), **dict(load_options))
+
+
+@cache
+def _load_defaults(kind: ModelKind) -> dict[str, Any]:
+    """The defaults of ``kind``'s load options, read from the signatures that apply them."""
+    model_class = Classifier if kind == "classifier" else Summarizer
+    params = {**signature(model_class.from_pretrained).parameters, **signature(model_class._from_plan).parameters}
+    return {name: params[name].default for name in LOAD_OPTIONS[kind]}
 
 
 def _split(options: dict[str, Any], kind: ModelKind) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -36,6 +36,13 @@ def prepare_texts(
             f"text at index 0: expected a string or a list of strings, got {type(texts).__name__}; "
             "decode it first (data.decode('utf-8'))"
         )
+    elif _is_table(texts):  # iterating a DataFrame gives its column names: one wrong answer per column
+        raise TypeError(
+            f"text at index 0: expected a string or a list of strings, got a {type(texts).__name__}; "
+            "pass one column of it, e.g. frame['article']"
+        )
+    elif getattr(texts, "ndim", None) == 0:  # a 0-d numpy array holds one value and cannot be iterated
+        return prepare_texts(texts.item(), digits, version)
     elif texts is None or isinstance(texts, (Mapping, set, frozenset)) or not isinstance(texts, Iterable):
         raise TypeError(f"text at index 0: expected a string or a list of strings, got {type(texts).__name__}")
     else:
@@ -51,6 +58,11 @@ def prepare_texts(
             raise ValueError(f"text at index {index}: nothing left after normalization (only invisible marks)")
         prepared.append(clean)
     return prepared, single
+
+
+def _is_table(texts: object) -> bool:
+    """Whether ``texts`` is a table of columns (a pandas or polars DataFrame), not a sequence of texts."""
+    return hasattr(texts, "columns") and getattr(texts, "ndim", 2) == 2
 
 
 def check_positive(**values: int) -> None:

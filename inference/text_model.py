@@ -29,6 +29,35 @@ Model = TypeVar("Model", bound="TextModel")
 logger = logging.getLogger(__name__)
 
 
+def _warn_at_fork() -> None:
+    """Once a model is loaded, say so at the first ``os.fork()`` that returns to Python in the child.
+
+    The thread pools of torch (OpenMP), CTranslate2 and ONNX Runtime do not survive a fork: a child
+    of a process that has run a model hangs in its first model call, or when it exits
+    (``multiprocessing`` forks by default on Linux before Python 3.14; ``gunicorn --preload`` too).
+    ``subprocess`` does not run these hooks: its children never return to Python.
+    """
+    global _fork_hook
+    if _fork_hook or not hasattr(os, "register_at_fork"):
+        return
+    _fork_hook = True
+
+    def before_fork() -> None:
+        global _fork_warned
+        if not _fork_warned:
+            _fork_warned = True
+            logger.warning(
+                "khabar: forking a process that has loaded a model; the child may hang in its first model call "
+                "or at exit (torch's, CTranslate2's and ONNX Runtime's threads do not survive a fork): load models "
+                "after the fork, or use multiprocessing.get_context('spawn') or 'forkserver'"
+            )
+
+    os.register_at_fork(before=before_fork)
+
+
+_fork_hook = _fork_warned = False
+
+
 class TextModel:
     """A loaded model's tokenizer, the length it reads, its text normalization, device and names.
 
@@ -100,6 +129,7 @@ class TextModel:
         except TypeError as exc:
             raise TypeError(f"{cls.__name__}.from_pretrained: {exc}") from None
         plan = plan_load(cls.kind, path_or_id, device, dtype, quantize, backend)
+        _warn_at_fork()
         try:
             return cls._from_plan(plan, **options)
         except PermissionError as exc:

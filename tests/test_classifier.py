@@ -8,6 +8,8 @@ import shutil
 import sys
 import types
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given
@@ -183,6 +185,9 @@ def test_the_digit_policy_recorded_in_the_model_directory_is_applied(fitted_clas
         (["خبر", 42], TypeError, "text at index 1: expected a string, got int"),
         (bytearray("خبر".encode()), TypeError, r"got bytearray; decode it first"),  # not a list of ints
         (memoryview(b"news"), TypeError, "got memoryview; decode it first"),
+        # Iterating a table gives its column names: one answer per column, for text nobody wrote.
+        (pd.DataFrame({"article": ["خبر", "خبر"]}), TypeError, r"got a DataFrame; pass one column of it"),
+        (np.array(7), TypeError, "text at index 0: expected a string or a list of strings, got int"),
         (["خبر", "خبر", None], TypeError, "text at index 2: expected a string, got NoneType"),
         (["خبر", " \n\t "], ValueError, "text at index 1: empty or whitespace only"),
         ("", ValueError, "text at index 0: empty"),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import threading
 
 import pytest
 import torch
@@ -206,3 +210,68 @@ def test_a_numpy_integer_is_a_whole_number(tiny_classifier_dir) -> None:
 
     topics = inference.classify("خبر ورزشی", model=str(tiny_classifier_dir), device="cpu", top_k=np.int64(2))
     assert len(topics) == 2
+
+
+def test_a_default_spelled_out_is_the_same_loaded_model(tiny_classifier_dir, load_count):
+    first = api.load_model("classifier", tiny_classifier_dir, "cpu")
+    for option in ({"backend": "auto"}, {"quantize": None}, {"dtype": "auto"}, {"long_text": "windows"}):
+        assert api.load_model("classifier", tiny_classifier_dir, "cpu", **option) is first
+    assert len(load_count) == 1
+
+
+def test_a_loaded_model_answers_while_another_one_loads(tiny_classifier_dir, tmp_path, monkeypatch):
+    other = shutil.copytree(tiny_classifier_dir, tmp_path / "other")
+    loaded = api.load_model("classifier", tiny_classifier_dir, "cpu")
+    started, release = threading.Event(), threading.Event()
+    original = Classifier.from_pretrained.__func__
+
+    def slow(cls, source, *args, **kwargs):
+        started.set()
+        release.wait(10)  # a long conversion of the other model
+        return original(cls, source, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "from_pretrained", classmethod(slow))
+    loading = threading.Thread(target=api.load_model, args=("classifier", other, "cpu"))
+    loading.start()
+    try:
+        assert started.wait(10)
+        answered = []
+        hit = threading.Thread(target=lambda: answered.append(api.load_model("classifier", tiny_classifier_dir, "cpu")))
+        hit.start()
+        hit.join(5)
+        assert answered == [loaded]  # the cached model did not wait for the other one's load
+    finally:
+        release.set()
+        loading.join(10)
+
+
+def test_a_forked_child_does_not_inherit_a_load_in_progress():
+    api._cache._lock.acquire()  # held by a parent's thread at the moment of the fork
+    api._cache.after_fork()
+    assert api._cache._lock.acquire(timeout=1)
+    api._cache._lock.release()
+
+
+FORK_AFTER_LOAD = """
+import os, sys
+from inference import Classifier
+Classifier.from_pretrained(sys.argv[1], device="cpu", backend="torch")
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+"""
+
+
+def test_forking_after_a_model_loaded_says_how_to_avoid_a_hung_child(tiny_classifier_dir):
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_AFTER_LOAD, str(tiny_classifier_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stderr.count("forking a process that has loaded a model") == 1  # once, not per fork
+    assert "get_context('spawn')" in done.stderr
