@@ -303,3 +303,14 @@ def test_on_a_gpu_int8_and_missing_devices_are_refused(tiny_classifier_dir):
     assert Classifier.from_pretrained(tiny_classifier_dir, device="cuda:0", dtype="float32").forward.model.dtype == (
         torch.float32
     )
+
+
+def test_a_long_list_is_read_a_few_hundred_texts_at_a_time_with_the_same_answers(classifier, monkeypatch):
+    texts = [f"خبر شماره {i} " * (1 + i % 7) for i in range(11)]
+    whole = classifier.logits(texts)
+    passes = []
+    windows = classifier.windows
+    monkeypatch.setattr("inference.classifier.TEXTS_PER_PASS", 4)
+    monkeypatch.setattr(classifier, "windows", lambda part: passes.append(len(part)) or windows(part))
+    assert torch.allclose(classifier.logits(texts), whole, atol=1e-4)
+    assert passes == [4, 4, 3]  # memory holds one pass's windows, not the whole list's
