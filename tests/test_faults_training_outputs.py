@@ -610,3 +610,28 @@ def test_a_run_stopped_while_saving_its_first_checkpoint_can_be_run_again(
     (torn / "config.json").write_text("{}")  # stopped before its trainer state was written
     assert main(_retrain_argv(tiny_classifier_dir, sample_dir, out)) == 0
     assert (out / "model.safetensors").is_file() and not list(out.glob("checkpoint-*"))
+
+
+def test_a_process_reading_other_data_than_the_first_stops_the_run(monkeypatch):
+    # A stale copy of the data on one machine trained silently (same row count) or aborted in gloo.
+    from training import checkpoints
+
+    note = checkpoints.DataNote(load_config(TINY_CLASSIFIER_CONFIG))
+    stale = {**note.data, "data.train_file": {"size": 1, "sha256": "0" * 64}}
+    monkeypatch.setattr(checkpoints, "gathered", lambda data: [data, stale])
+    with pytest.raises(DataError, match="data.train_file: process 1 reads other content than this one"):
+        note.on_train_begin(None, None, None)
+    monkeypatch.setattr(checkpoints, "gathered", lambda data: [data, dict(data)])
+    note.on_train_begin(None, None, None)  # the same data everywhere
+
+
+def test_resuming_with_another_number_of_processes_says_what_changes(tmp_path, caplog):
+    from training import checkpoints
+
+    cfg = load_config(TINY_CLASSIFIER_CONFIG)
+    checkpoint = tmp_path / "checkpoint-17"
+    checkpoint.mkdir()
+    data = checkpoints.training_data(cfg)
+    (checkpoint / checkpoints.DATA_NOTE).write_text(json.dumps({**data, checkpoints.PROCESSES: 2}))
+    checkpoints._check_same_data(checkpoint, cfg)
+    assert "checkpoint-17 was written by a run of 2 process(es), this one has 1" in caplog.text

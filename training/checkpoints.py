@@ -15,12 +15,14 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from inference.model_checks import first_line
 from training.config import ConfigError, ExperimentConfig
-from training.distributed import is_main_process
+from training.data import DataError
+from training.distributed import gathered, is_main_process, world_size
 
 log = logging.getLogger(__name__)
 CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
 # Written into each checkpoint: the size and SHA-256 of the files the run learns from.
 DATA_NOTE = "khabar-data.json"
+PROCESSES = "processes"  # the number of processes that wrote a checkpoint, beside its data hashes
 
 
 def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
@@ -230,11 +232,31 @@ class DataNote(TrainerCallback):
 
     def __init__(self, cfg: ExperimentConfig) -> None:
         self.data = training_data(cfg)  # hashed once, at the start
+        self.processes = world_size()
+
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        """Under several processes, refuse to start when one reads other data than the first.
+
+        Each machine reads its own copy of the data; a stale copy on one of them trained without a
+        word (the same row count) or ended in gloo's "collective mismatch" abort (another count).
+        """
+        for rank, data in enumerate(gathered(self.data)):
+            for key, value in data.items():
+                if value != self.data[key]:
+                    raise DataError(
+                        f"{key}: process {rank} reads other content than this one (size {_size(value)} against "
+                        f"{_size(self.data[key])} bytes); every process must read the same file: copy it again"
+                    )
 
     def on_save(self, args, state, control, **kwargs) -> None:
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and folder.is_dir():
-            (folder / DATA_NOTE).write_text(json.dumps(self.data, indent=1), encoding="utf-8")
+            note = {**self.data, PROCESSES: self.processes}
+            (folder / DATA_NOTE).write_text(json.dumps(note, indent=1), encoding="utf-8")
+
+
+def _size(value: dict | None) -> object:
+    return value.get("size") if isinstance(value, dict) else None
 
 
 def _check_same_data(checkpoint: Path, cfg: ExperimentConfig) -> None:
@@ -243,8 +265,18 @@ def _check_same_data(checkpoint: Path, cfg: ExperimentConfig) -> None:
         noted = json.loads((checkpoint / DATA_NOTE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
+    noted = dict(noted) if isinstance(noted, dict) else {}
+    processes = noted.pop(PROCESSES, None)
+    if isinstance(processes, int) and processes != world_size():
+        log.warning(
+            "train.resume: %s was written by a run of %d process(es), this one has %d: the global batch and an "
+            "epoch's steps change, so the run will not match an uninterrupted one (keep the number of processes)",
+            checkpoint.name,
+            processes,
+            world_size(),
+        )
     now = training_data(cfg)
-    for key, before in (noted if isinstance(noted, dict) else {}).items():
+    for key, before in noted.items():
         if before and now.get(key) and before != now[key]:
             raise ConfigError(
                 f"train.resume: {key} is not the file {checkpoint.name} was trained with (its content differs); "

@@ -96,6 +96,20 @@ def barrier() -> None:
         dist.barrier()
 
 
+def gathered(value: object) -> list:
+    """``value`` from every process, by rank (``[value]`` without a process group).
+
+    Example:
+        >>> gathered({"data.train_file": None})
+        [{'data.train_file': None}]
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    values: list = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 @contextmanager
 def main_process_writes() -> Iterator[bool]:
     """Run the block's writes on the main process only, then hold every process until they are done.
