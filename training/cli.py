@@ -30,7 +30,7 @@ from training import model_card, tiny
 from training.checkpoints import last_complete_checkpoint
 from training.config import ConfigError, ExperimentConfig, load_config
 from training.data import DataError
-from training.distributed import one_of_several_warning, quiet_replicas
+from training.distributed import is_main_process, one_of_several_warning, quiet_replicas
 from training.evaluation import cli as evaluation
 from training.output_dir import claim_output_dir
 from training.recipe_parts import TrainingDiverged
@@ -127,7 +127,8 @@ def train_from_args(args: argparse.Namespace) -> int:
             trainer.train(cfg, callbacks=[progress])
     except KeyboardInterrupt:
         close_progress_bars()  # else a bar closed later redraws itself below the message
-        print(f"khabar-train: {interrupted_message(cfg, progress.step)}", file=sys.stderr)
+        if is_main_process():  # under torchrun every process is stopped: one says how to go on
+            print(f"khabar-train: {interrupted_message(cfg, progress.step)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except TrainingDiverged as error:
         close_progress_bars()
