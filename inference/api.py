@@ -30,6 +30,7 @@ from inference.classifier import Classifier, Prediction
 from inference.devices import resolve_device
 from inference.loading import ModelKind, is_local, resolve_model
 from inference.summarizer import Summarizer
+from inference.text_model import TextModel
 
 # Options that change the loaded model (and so the cache key); every other option is per call.
 LOAD_OPTIONS = {
@@ -192,7 +193,8 @@ def _load(kind: ModelKind, source: str, device: str, load_options: tuple) -> Cla
 def _load_defaults(kind: ModelKind) -> dict[str, Any]:
     """The defaults of ``kind``'s load options, read from the signatures that apply them."""
     model_class = Classifier if kind == "classifier" else Summarizer
-    params = {**signature(model_class.from_pretrained).parameters, **signature(model_class._from_plan).parameters}
+    # TextModel's own from_pretrained: the class attribute may be wrapped (a test, a user's instrumentation).
+    params = {**signature(TextModel.from_pretrained).parameters, **signature(model_class._from_plan).parameters}
     return {name: params[name].default for name in LOAD_OPTIONS[kind]}
 
 

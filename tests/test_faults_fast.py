@@ -431,7 +431,7 @@ def test_auto_runs_on_torch_when_no_cache_can_take_a_conversion(tiny_classifier_
     pytest.importorskip("onnxruntime")
     from inference import Classifier
 
-    model_dir = shutil.copytree(tiny_classifier_dir, tmp_path / "classifier")
+    model_dir = shutil.copytree(tiny_classifier_dir, tmp_path / "classifier", ignore=shutil.ignore_patterns(".*"))
     (model_dir / cache.CACHE_DIRNAME).write_text("a file where the cache folder would go")
     monkeypatch.setenv("KHABAR_CACHE", str(model_dir / "config.json"))  # a file, not a folder
     monkeypatch.setattr("inference.load_plan.auto_engine", lambda *args: "onnx")  # whatever this processor is
