@@ -575,6 +575,9 @@ def test_a_retrain_stopped_while_saving_leaves_the_earlier_model_whole(
     after = digest(out)
     assert after["model.safetensors"] != before["model.safetensors"] and after["README.md"] != before["README.md"]
     assert not any(name.startswith((".khabar-final", "checkpoint-")) for name in after)
+    # Its time and loss are the resumed part's: the metrics and the card say since which checkpoint.
+    resumed = json.loads((out / "metrics.json").read_text())["train"]["resumed_from"]
+    assert resumed.startswith("checkpoint-") and f"since the resume from {resumed}" in (out / "README.md").read_text()
 
 
 def test_a_trained_model_is_as_readable_as_the_umask_allows(trained_classifier_dir):

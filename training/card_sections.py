@@ -126,7 +126,7 @@ def settings(facts: dict) -> str:
     kept = ("epochs", "max_steps", "learning_rate", "batch_size", "gradient_accumulation_steps", "max_length", "seed")
     lines.append("- Training: " + ", ".join(f"{key}={train[key]}" for key in kept if key in train) + ".")
     runtime = (facts["metrics"].get("train") or {}).get("train_runtime")
-    time = f"{runtime:.0f} s" if isinstance(runtime, (int, float)) else "not recorded"
+    time = f"{runtime:.0f} s{since_resume(facts['metrics'])}" if isinstance(runtime, (int, float)) else "not recorded"
     lines.append(f"- Hardware: {facts['hardware']}; training time {time}.")
     return "\n".join(lines) + "\n"
 
@@ -191,3 +191,14 @@ SECTIONS: list[Callable[[dict], str]] = [
     limits,
     how_to_load,
 ]
+
+
+def since_resume(metrics: dict) -> str:
+    """`` since the resume from checkpoint-N`` for a resumed run's time and loss (they cover that part only).
+
+    Example:
+        >>> since_resume({"train": {"resumed_from": "checkpoint-17"}}), since_resume({"train": {}})
+        (' since the resume from checkpoint-17', '')
+    """
+    resumed = (metrics.get("train") or {}).get("resumed_from")
+    return f" since the resume from {resumed}" if resumed else ""

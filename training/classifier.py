@@ -45,6 +45,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICA
 from inference.normalize import normalize
 from training import recipe_parts as parts
 from training.batch_probe import fit_batch_to_device
+from training.card_sections import since_resume
 from training.checkpoints import DataNote, checkpoint_to_resume
 from training.class_weights import class_weights, weighted_loss
 from training.classifier_scores import BEST_METRIC, HEADLINE, epoch_metrics, evaluate_split
@@ -115,7 +116,12 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     # The best checkpoint is loaded back; score it on the whole validation and test splits.
     metrics = {
         "labels": labels,
-        "train": {**trained.metrics, f"best_validation_{BEST_METRIC}": trainer.state.best_metric},
+        "train": {
+            **trained.metrics,
+            f"best_validation_{BEST_METRIC}": trainer.state.best_metric,
+            # A resumed run's runtime and loss are those of the part since the resume: say so.
+            "resumed_from": Path(resume_from).name if resume_from else None,
+        },
     }
     for name in ("validation", "test"):
         if name in tokenized:
@@ -138,7 +144,7 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
             f"topic classifier written to {out}/ (model, tokenizer, config.yaml, metrics.json, "
             f"confusion_matrix.png, training_log.jsonl); {split} accuracy {metrics[split]['accuracy']:.3f}, "
             f"macro-F1 {metrics[split]['macro_f1']:.3f} over {len(labels)} labels; "
-            f"trained in {metrics['train']['train_runtime']:.0f} s"
+            f"trained in {metrics['train']['train_runtime']:.0f} s{since_resume(metrics)}"
         )
     return out
 

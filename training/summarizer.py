@@ -109,7 +109,14 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
 
     # Score the best model on whole splits against the untruncated reference texts.
     trainer.compute_metrics = None
-    metrics = {"train": {**trained.metrics, "best_validation_rougeL": trainer.state.best_metric}}
+    metrics = {
+        "train": {
+            **trained.metrics,
+            "best_validation_rougeL": trainer.state.best_metric,
+            # A resumed run's runtime and loss are those of the part since the resume: say so.
+            "resumed_from": Path(resume_from).name if resume_from else None,
+        }
+    }
     predictions = {}
     for name in ("validation", "test"):
         if name in raw:
