@@ -180,7 +180,8 @@ def test_conversion_is_reused_then_rebuilt_after_retraining(classifier_dir, monk
     assert not first.exists()  # the stale conversion is removed, not left to pile up
 
 
-def test_large_weights_rewritten_to_the_same_size_and_time_are_converted_again(tmp_path):
+def test_large_weights_rewritten_to_the_same_size_and_time_are_converted_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("KHABAR_CACHE", str(tmp_path / "user"))  # where large files' digests are remembered
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     weights = model_dir / "model.safetensors"
@@ -200,6 +201,9 @@ def test_large_weights_rewritten_to_the_same_size_and_time_are_converted_again(t
     assert cache.cached_conversion(model_dir, "demo-int8", {}, build) != first and len(builds) == 2
     (model_dir / "README.md").write_text("a card")  # a file the model does not load from
     assert len(builds) == 2 and cache.cached_conversion(model_dir, "demo-int8", {}, pytest.fail)
+    # Shipped with its conversion (cp -a, an image layer): new times and inodes, the same bytes.
+    shipped = shutil.copytree(model_dir, tmp_path / "shipped")
+    assert cache.cached_conversion(shipped, "demo-int8", {}, pytest.fail).parent.parent == shipped
 
 
 def test_unwritable_model_dir_falls_back_to_the_user_cache(tmp_path, monkeypatch):

@@ -29,7 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from inference.batch.provenance import is_sampled, loaded_from, sampled_bytes
+from inference.batch.atomic import write_text_atomically
+from inference.batch.provenance import loaded_from
 from inference.model_checks import DISK_FULL_ERRNOS, error_line
 
 try:
@@ -82,14 +83,13 @@ def user_cache_dir() -> Path:
 
 
 def fingerprint(model_dir: str | Path) -> str:
-    """Hash of the files ``model_dir``'s model is loaded from (not its card, metrics or logs).
+    """Hash of the content of the files ``model_dir``'s model is loaded from (not its card, metrics or logs).
 
-    A file up to 16 MiB (configs, tokenizer, output vocabulary) counts by its content, so
-    rewriting it unchanged converts nothing again. A weights file counts by its size, both ends,
-    modification time and change time (``st_ctime``): reading 1 GB at every load would not be
-    free, and weights retrained to the same size, unpacked from an archive that pins
-    modification times, or edited with the time put back all get a new change time, which no
-    program can set. (A copied folder converts again once: its change times are new.)
+    Content, not names, sizes and times: weights retrained to the same size and unpacked from an
+    archive that pins modification times (or edited with the time put back) must convert again,
+    and a copied folder (new times, same bytes) must not. Hashing 1 GB of weights takes about a
+    second, so a large file's hash is remembered by its size, times and inode (see
+    :func:`_remembered_digest`): a load reads it once, not at every start.
 
     Example:
         >>> import tempfile, pathlib
@@ -104,11 +104,60 @@ def fingerprint(model_dir: str | Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(Path(model_dir).iterdir()):
         if path.is_file() and loaded_from(path.name):
-            stat = path.stat()
-            times = f"{stat.st_mtime_ns}\0{stat.st_ctime_ns}" if is_sampled(path) else ""
-            digest.update(f"{path.name}\0{stat.st_size}\0{times}\n".encode())
-            digest.update(hashlib.sha256(sampled_bytes(path)).digest())
+            digest.update(f"{path.name}\0{_remembered_digest(path)}\n".encode())
     return digest.hexdigest()
+
+
+# Files up to this size are hashed at every load; larger ones once per size, times and inode.
+_HASHED_EVERY_TIME = 16 << 20
+_DIGESTS_FILE = "file-digests.json"
+_KEPT_DIGESTS = 256
+_digests: dict[str, str] = {}
+
+
+def _remembered_digest(path: Path) -> str:
+    """SHA-256 of ``path``'s bytes; for a large file, remembered (in this process and, where it can
+    be written, in the user cache) under its path, size, modification and change times and inode,
+    which any rewrite, copy or unpacking changes."""
+    stat = path.stat()
+    if stat.st_size <= _HASHED_EVERY_TIME:
+        return _sha256(path)
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
+    if key not in _digests:
+        _digests.update(_saved_digests())
+    if key not in _digests:
+        _digests[key] = _sha256(path)
+        _save_digests()
+    return _digests[key]
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        if hasattr(hashlib, "file_digest"):  # Python 3.11+: reads in large blocks without the GIL
+            return hashlib.file_digest(f, "sha256").hexdigest()
+        digest = hashlib.sha256()
+        while block := f.read(1 << 22):
+            digest.update(block)
+        return digest.hexdigest()
+
+
+def _saved_digests() -> dict[str, str]:
+    try:
+        saved = json.loads((user_cache_dir() / _DIGESTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, RuntimeError, ValueError):  # none yet, no home, damaged: hash again
+        return {}
+    return {k: v for k, v in saved.items() if isinstance(v, str)} if isinstance(saved, dict) else {}
+
+
+def _save_digests() -> None:
+    """Keep the newest digests in the user cache, best effort: without it a large file is hashed once per process."""
+    kept = dict(list(_digests.items())[-_KEPT_DIGESTS:])
+    try:
+        folder = user_cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(folder / _DIGESTS_FILE, json.dumps(kept, indent=0) + "\n")
+    except (OSError, RuntimeError):
+        pass
 
 
 def cache_roots(model_dir: str | Path) -> list[Path]:
