@@ -112,11 +112,23 @@ def check_loaded(model: torch.nn.Module, loading_info: dict, path: str) -> None:
             "(they would be random); is this the right checkpoint for the model?"
         )
     _check_unused(model, sorted(loading_info.get("unexpected_keys") or []), path)
+    if (name := first_non_finite(model)) is not None:
+        raise BrokenModelError(
+            f"cannot load {path}: weight {name!r} holds NaN or infinite values; the checkpoint is damaged"
+        )
+
+
+def first_non_finite(model: torch.nn.Module) -> str | None:
+    """The name of the first weight or buffer holding NaN or an infinity; None when all are finite.
+
+    Example:
+        >>> first_non_finite(torch.nn.Linear(2, 2)) is None
+        True
+    """
     for name, tensor in (*model.named_parameters(), *model.named_buffers()):
         if tensor.is_floating_point() and not _finite(tensor.detach()):
-            raise BrokenModelError(
-                f"cannot load {path}: weight {name!r} holds NaN or infinite values; the checkpoint is damaged"
-            )
+            return name
+    return None
 
 
 def _check_shapes(mismatched: list, path: str) -> None:

@@ -132,7 +132,8 @@ def train_from_args(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     except TrainingDiverged as error:
         close_progress_bars()
-        print(f"khabar-train: error: {error}", file=sys.stderr)
+        if is_main_process():  # every process holds the same weights: one says it
+            print(f"khabar-train: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except model_card.CardError as error:  # written last: the model itself is saved
         print(

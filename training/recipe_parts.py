@@ -25,7 +25,7 @@ from transformers import (
     TrainerCallback,
 )
 
-from inference.model_checks import TOKENIZER_FILES, has_tokenizer_files
+from inference.model_checks import TOKENIZER_FILES, first_non_finite, has_tokenizer_files
 from inference.normalize import join_title, save_normalization
 from training.checkpoints import remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, TrainConfig, save_config
@@ -155,6 +155,7 @@ def check_finite_weights(model: torch.nn.Module, cfg: ExperimentConfig) -> None:
 
     Such a model answers one topic for everything, or nothing at all, and every khabar command
     refuses to load it; saved over an earlier run's model, it would also have replaced a good one.
+    Its checkpoints hold the same weights: resuming would not help, so the message says to delete them.
 
     Example:
         >>> from training.config import load_config
@@ -165,13 +166,16 @@ def check_finite_weights(model: torch.nn.Module, cfg: ExperimentConfig) -> None:
         ...
         training.recipe_parts.TrainingDiverged: training diverged: weight 'bias' holds NaN or infinite values ...
     """
-    for name, weight in model.named_parameters():
-        if not torch.isfinite(weight).all():
-            raise TrainingDiverged(
-                f"training diverged: weight {name!r} holds NaN or infinite values after the last step, so the model "
-                f"was not saved (an earlier model in {cfg.output_dir} is unchanged); lower train.learning_rate "
-                f"(now {cfg.train.learning_rate:g}) and run again"
-            )
+    name = first_non_finite(model)
+    if name is None:
+        return
+    out = Path(cfg.output_dir)
+    kept = f" (the earlier model in {out} is unchanged)" if (out / "config.yaml").is_file() else ""
+    raise TrainingDiverged(
+        f"training diverged: weight {name!r} holds NaN or infinite values after the last step, so the model was "
+        f"not saved{kept}; delete {out}/checkpoint-* (they hold the diverged weights) and run again with a lower "
+        f"train.learning_rate (now {cfg.train.learning_rate:g})"
+    )
 
 
 def finite_or_null(value: Any) -> Any:
