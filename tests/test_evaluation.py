@@ -382,6 +382,10 @@ def test_a_model_trained_on_headlines_is_scored_with_them_unless_told_otherwise(
     untitled = write_jsonl(tmp_path / "untitled.jsonl", rows)
     assert run_evaluate("--model", trained_classifier_dir, "--data", untitled, "-o", tmp_path / "untitled") == 0
     assert "was trained with headlines (column 'title'), which" in capsys.readouterr().err
+    # A baseline training file without headlines is read without them too, not refused.
+    args = ("--model", trained_classifier_dir, "--data", eval_file, "--baseline-train", untitled)
+    assert run_evaluate(*args, "-o", tmp_path / "baseline") == 0
+    assert f"which {untitled} lacks; the TF-IDF baseline learns from articles alone" in capsys.readouterr().err
 
 
 def test_a_report_is_not_written_into_a_training_run_in_progress(tiny_classifier_dir, eval_file, tmp_path, capsys):

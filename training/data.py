@@ -202,7 +202,7 @@ def _check_columns(source: str, row: dict, columns: Columns, number: int) -> Non
     wanted = [c for c in (columns.text, columns.target, columns.title) if c]
     for column in wanted:
         if column not in row:
-            fix = "; no headlines? set data.title_column=null (or leave out --title-column)"
+            fix = "; no headlines? set data.title_column=null (khabar-train evaluate: --title-column none)"
             raise DataError(
                 f"{source}:{number}: column {column!r} not found; columns are: {', '.join(map(str, row))}"
                 + (fix if column == columns.title else "")

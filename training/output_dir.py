@@ -118,14 +118,24 @@ def check_output_dir(cfg: ExperimentConfig) -> None:
 
 def _earlier_task(folder: Path) -> str | None:
     """The task of the finished run whose ``config.yaml`` is in ``folder``; None when there is none or unreadable."""
+    task = saved_run_config(folder).get("task")
+    return task if isinstance(task, str) else None
+
+
+def saved_run_config(folder: Path) -> dict:
+    """The ``config.yaml`` a finished run left in ``folder`` (a model directory); empty when none or unreadable.
+
+    Example:
+        >>> saved_run_config(Path("/nonexistent"))
+        {}
+    """
     import yaml
 
     try:
         saved = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError):
-        return None
-    task = saved.get("task") if isinstance(saved, dict) else None
-    return task if isinstance(task, str) else None
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ from training.evaluation.rows import load_rows
 from training.evaluation.scoring import evaluate_classification, evaluate_summarization
 from training.model_checks import check_model_source
 from training.model_kind import detect_kind
-from training.output_dir import check_writable_folder
+from training.output_dir import check_writable_folder, saved_run_config
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 # report.md is written last (training.evaluation.report), so a folder without it is not a finished report.
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> dict:
     columns = _columns(args, kind)
     # Read every file before the slow model runs, so a wrong column fails in a second, not an hour.
     columns, rows, skipped = _load_rows(args, columns)
-    train = _baseline_train(args.baseline_train, columns) if kind == "classification" else None
+    train = _baseline_train(args, columns) if kind == "classification" else None
     # The model sees the headline and the article laid out as in training; baselines see the same rows.
     inputs = [join_title(title, text) for title, text in zip(rows["title"], rows["text"], strict=True)]
     engine: dict[str, str] = {}
@@ -259,13 +259,9 @@ def _load_rows(args: argparse.Namespace, columns: Columns) -> tuple[Columns, dic
     try:
         rows, skipped = load_rows(args.data, columns, args.split, args.limit, normalization)
     except DataError as error:
-        if not from_model or f"column {columns.title!r} not found" not in str(error):
+        if not (from_model and _lacks_title(error, columns)):
             raise
-        print(
-            f"khabar-train evaluate: warning: {args.model} was trained with headlines (column {columns.title!r}), "
-            f"which {args.data} lacks; scored without them, it may score lower than it would",
-            file=sys.stderr,
-        )
+        _warn_without_headlines(args, args.data, columns, "scored without them, it may score lower than it would")
         columns = dataclasses.replace(columns, title=None)
         return columns, *load_rows(args.data, columns, args.split, args.limit, normalization)
     if from_model:
@@ -279,21 +275,40 @@ def _load_rows(args: argparse.Namespace, columns: Columns) -> tuple[Columns, dic
 
 def _trained_title_column(model_dir: Path) -> str | None:
     """``data.title_column`` of the run that trained ``model_dir`` (its ``config.yaml``); None when unknown."""
-    import yaml
-
-    try:
-        saved = yaml.safe_load((model_dir / "config.yaml").read_text(encoding="utf-8"))
-        title = saved["data"]["title_column"]
-    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
-        return None
+    data = saved_run_config(model_dir).get("data")
+    title = data.get("title_column") if isinstance(data, dict) else None
     return title if isinstance(title, str) and title else None
 
 
-def _baseline_train(source: str | None, columns: Columns) -> tuple[list[str], list[str]] | None:
-    """The TF-IDF baseline's training texts (laid out like the model's inputs) and labels."""
+def _lacks_title(error: DataError, columns: Columns) -> bool:
+    return columns.title is not None and f"column {columns.title!r} not found" in str(error)
+
+
+def _warn_without_headlines(args: argparse.Namespace, source: str, columns: Columns, outcome: str) -> None:
+    print(
+        f"khabar-train evaluate: warning: {args.model} was trained with headlines (column {columns.title!r}), "
+        f"which {source} lacks; {outcome}",
+        file=sys.stderr,
+    )
+
+
+def _baseline_train(args: argparse.Namespace, columns: Columns) -> tuple[list[str], list[str]] | None:
+    """The TF-IDF baseline's training texts (laid out like the model's inputs) and labels.
+
+    A baseline file without the headlines the model was trained with (not named by the user) is
+    read without them, with a warning.
+    """
+    source = args.baseline_train
     if not source:
         return None
-    data = load_split(source, columns, split="train")
+    try:
+        data = load_split(source, columns, split="train")
+    except DataError as error:
+        if not (args.title_column is None and _lacks_title(error, columns)):
+            raise
+        _warn_without_headlines(args, source, columns, "the TF-IDF baseline learns from articles alone")
+        columns = dataclasses.replace(columns, title=None)
+        data = load_split(source, columns, split="train")
     if len(set(data["label"])) < 2:  # checked here, before the model's predictions, not after them
         raise DataError(
             f"{source}: column {columns.label!r} has {len(set(data['label']))} distinct label(s); "
