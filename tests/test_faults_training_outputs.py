@@ -639,3 +639,25 @@ def test_resuming_with_another_number_of_processes_says_what_changes(tmp_path, c
     (checkpoint / checkpoints.DATA_NOTE).write_text(json.dumps({**data, checkpoints.PROCESSES: 2}))
     checkpoints._check_same_data(checkpoint, cfg)
     assert "checkpoint-17 was written by a run of 2 process(es), this one has 1" in caplog.text
+
+
+def test_ctrl_c_while_the_model_is_moved_in_waits_until_it_is_whole(tmp_path, monkeypatch):
+    from training import final_dir
+
+    out = tmp_path / "out"
+    stage = out / final_dir.STAGE_NAME
+    stage.mkdir(parents=True)
+    for i in range(4):
+        (out / f"f{i}").write_text("old")
+        (stage / f"f{i}").write_text("new")
+    replace = os.replace
+
+    def interrupted_replace(source, target):
+        replace(source, target)
+        if Path(target).name == "f1":
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between two renames
+
+    monkeypatch.setattr(final_dir.os, "replace", interrupted_replace)
+    with pytest.raises(KeyboardInterrupt):
+        final_dir.publish(stage, out)
+    assert [(out / f"f{i}").read_text() for i in range(4)] == ["new"] * 4 and not stage.exists()

@@ -25,9 +25,11 @@ import os
 import re
 import shutil
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from inference.batch.atomic import current_umask
 from training.distributed import is_main_process
 from training.model_card import CARD_NAME
 
@@ -116,8 +118,7 @@ def readable_as_umask_allows(folder: Path) -> None:
         >>> oct(stat.S_IMODE(weights.stat().st_mode))
         '0o644'
     """
-    mask = os.umask(0)
-    os.umask(mask)
+    mask = current_umask()
     for path in folder.iterdir():
         if path.is_file() and not path.is_symlink():
             path.chmod(0o666 & ~mask)
@@ -125,12 +126,21 @@ def readable_as_umask_allows(folder: Path) -> None:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block is done: a stop between two renames would leave a mix."""
-    if not hasattr(signal, "pthread_sigmask"):  # Windows
+    """Hold Ctrl-C and SIGTERM until the block is done: a stop between two renames would leave a mix.
+
+    Python-level handlers that only note the signal, not ``pthread_sigmask``: torch's threads
+    would still take the signal, and Python raises it in the main thread all the same. A signal
+    noted is raised again once the block ends, to the handlers that were there before.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    received: list[int] = []
+    before = {number: signal.signal(number, lambda number, frame: received.append(number)) for number in _HELD_SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)
+        for number, handler in before.items():
+            signal.signal(number, handler)
+        if received:
+            signal.raise_signal(received[0])

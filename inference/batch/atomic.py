@@ -89,7 +89,7 @@ def renamed_into_place(path: str) -> Iterator[str]:
         if target.exists():
             shutil.copymode(target, temp)
         else:
-            os.chmod(temp, 0o666 & ~_umask())
+            os.chmod(temp, 0o666 & ~current_umask())
         os.replace(temp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -128,7 +128,13 @@ def _copy(source: BinaryIO, out: BinaryIO, size: int | None) -> None:
             size -= len(chunk)
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read by setting it and setting it back: there is no getter).
+
+    Example:
+        >>> 0 <= current_umask() <= 0o777
+        True
+    """
     mask = os.umask(0)
     os.umask(mask)
     return mask
