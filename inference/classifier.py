@@ -162,7 +162,7 @@ class Classifier(TextModel):
     def _probabilities(self, texts: str | Iterable[str], batch_size: int) -> tuple[torch.Tensor, bool]:
         prepared, single = self.prepare(texts)
         if not prepared:
-            return torch.empty(0, len(self.labels)), single
+            return torch.empty(0, len(self.labels), dtype=torch.float32), single
         return self.logits(prepared, batch_size).softmax(dim=-1), single
 
     def logits(self, texts: list[str], batch_size: int = 16) -> torch.Tensor:
@@ -179,12 +179,14 @@ class Classifier(TextModel):
             self._logits(texts[start : start + TEXTS_PER_PASS], batch_size, start)
             for start in range(0, len(texts), TEXTS_PER_PASS)
         ]
-        return torch.cat(parts) if parts else torch.empty(0, len(self.labels))
+        return torch.cat(parts) if parts else torch.empty(0, len(self.labels), dtype=torch.float32)
 
     def _logits(self, texts: list[str], batch_size: int, first: int) -> torch.Tensor:
         """:meth:`logits` of one pass; ``first`` is the index of ``texts[0]`` in the call, for errors."""
         windows, owners = self.windows(texts)
-        logits = torch.empty(len(windows), len(self.labels))
+        # float32 named, not the default: transformers sets the process-wide default dtype (bf16) while
+        # another thread loads a model, and index_add_ below refuses to mix the two.
+        logits = torch.empty(len(windows), len(self.labels), dtype=torch.float32)
         cpu = self.device.type == "cpu"
         rows, budget = (batch_size, self.cpu_tokens_per_batch) if cpu else gpu_batching(batch_size, self.max_length)
         for batch in length_sorted_batches([len(ids) for ids in windows], rows, budget):
@@ -192,7 +194,7 @@ class Classifier(TextModel):
             logits[batch] = self._forward_fitting(padded["input_ids"], padded["attention_mask"])
         # Average the windows of each text: sum them by owner, then divide by the window count.
         owner = torch.tensor(owners)
-        sums = torch.zeros(len(texts), len(self.labels)).index_add_(0, owner, logits)
+        sums = torch.zeros(len(texts), len(self.labels), dtype=torch.float32).index_add_(0, owner, logits)
         averaged = sums / torch.bincount(owner, minlength=len(texts)).unsqueeze(1)
         broken = (~torch.isfinite(averaged).all(dim=1)).nonzero().flatten().tolist()
         if broken:

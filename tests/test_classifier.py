@@ -314,3 +314,15 @@ def test_a_long_list_is_read_a_few_hundred_texts_at_a_time_with_the_same_answers
     monkeypatch.setattr(classifier, "windows", lambda part: passes.append(len(part)) or windows(part))
     assert torch.allclose(classifier.logits(texts), whole, atol=1e-4)
     assert passes == [4, 4, 3]  # memory holds one pass's windows, not the whole list's
+
+
+def test_answers_do_not_depend_on_the_default_dtype_another_thread_set(classifier):
+    # transformers sets torch's process-wide default dtype (bf16) while a thread loads a model.
+    expected = classifier.logits(["خبر ورزشی", "خبر اقتصادی " * 300])
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        during = classifier.logits(["خبر ورزشی", "خبر اقتصادی " * 300])
+    finally:
+        torch.set_default_dtype(before)
+    assert during.dtype == torch.float32 and torch.allclose(during, expected, atol=1e-4)

@@ -183,7 +183,7 @@ class OnnxClassifier:
         # ORT's int8 kernels divide by the row count: an empty batch kills the process (SIGFPE)
         # instead of raising, so it is answered here, and a row without tokens is refused.
         if input_ids.shape[0] == 0:
-            return torch.empty(0, self._num_labels)
+            return torch.empty(0, self._num_labels, dtype=torch.float32)
         if input_ids.shape[-1] == 0:
             raise ValueError("each row needs at least one token (the classes add [CLS] and [SEP])")
         feeds = {"input_ids": _int64(input_ids), "attention_mask": _int64(attention_mask)}
