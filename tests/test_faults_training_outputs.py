@@ -623,7 +623,7 @@ def test_a_process_reading_other_data_than_the_first_stops_the_run(monkeypatch):
     note = checkpoints.DataNote(load_config(TINY_CLASSIFIER_CONFIG))
     stale = {**note.data, "data.train_file": {"size": 1, "sha256": "0" * 64}}
     monkeypatch.setattr(checkpoints, "gathered", lambda data: [data, stale])
-    with pytest.raises(DataError, match="data.train_file: process 1 reads other content than this one"):
+    with pytest.raises(DataError, match="data.train_file: process 1 reads other content than process 0"):
         note.on_train_begin(None, None, None)
     monkeypatch.setattr(checkpoints, "gathered", lambda data: [data, dict(data)])
     note.on_train_begin(None, None, None)  # the same data everywhere

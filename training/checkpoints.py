@@ -240,12 +240,13 @@ class DataNote(TrainerCallback):
         Each machine reads its own copy of the data; a stale copy on one of them trained without a
         word (the same row count) or ended in gloo's "collective mismatch" abort (another count).
         """
-        for rank, data in enumerate(gathered(self.data)):
+        first, *others = gathered(self.data)  # every process compares the same list: one message
+        for rank, data in enumerate(others, start=1):
             for key, value in data.items():
-                if value != self.data[key]:
+                if value != first.get(key):
                     raise DataError(
-                        f"{key}: process {rank} reads other content than this one (size {_size(value)} against "
-                        f"{_size(self.data[key])} bytes); every process must read the same file: copy it again"
+                        f"{key}: process {rank} reads other content than process 0 (size {_size(value)} against "
+                        f"{_size(first.get(key))} bytes); every process must read the same file: copy it again"
                     )
 
     def on_save(self, args, state, control, **kwargs) -> None:
