@@ -46,6 +46,21 @@ DONE = "bench-model.json"
 SUMMARY_DECODING = GenerationSettings(min_new_tokens=48, max_new_tokens=48).decoding()
 
 
+def default_work_folder() -> Path:
+    """Where the benchmarks build their models: the user cache's ``bench``, else ``.bench`` here (no home).
+
+    Example:
+        >>> default_work_folder().name in ("bench", ".bench")
+        True
+    """
+    from inference.fast.cache import user_cache_dir
+
+    try:
+        return user_cache_dir() / "bench"
+    except RuntimeError:  # HOME unset or empty
+        return Path(".bench").absolute()
+
+
 def build_classifier(out: Path, texts: list[str]) -> Path:
     """A ParsBERT-base-sized topic classifier with random weights in ``out`` (reused when present).
 

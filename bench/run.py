@@ -27,7 +27,6 @@ from bench import models, report
 from bench.measure import Worker, sgemm_gflops, spread
 from bench.routes import DECODINGS, Route, generation, load
 from bench.workloads import fit, fixed_length, read_articles, real_mix, spread_subset, token_lengths
-from inference.fast.cache import user_cache_dir
 from inference.precision import BENCH_ISAS, ISA_ENV, cpu_capabilities, effective_isa, isa_limit
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -207,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast-batch-size", type=int, default=None, help="fast route batch (16 on CPU, 64 on GPU)")
     parser.add_argument("--no-vocab", action="store_true", help="skip the fast-vocab summarizer route")
     parser.add_argument("--threads", type=int, default=None, help="torch/engine threads (default: physical cores)")
-    parser.add_argument("--work", type=Path, default=user_cache_dir() / "bench", help="where the models are built")
+    parser.add_argument("--work", type=Path, default=models.default_work_folder(), help="where the models are built")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (records of other devices are kept)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few documents, one repetition by default")
     parser.add_argument(

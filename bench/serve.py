@@ -241,7 +241,7 @@ def build_models(real: bool, work: Path) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table and the targets, save the records."""
-    from inference.fast.cache import user_cache_dir
+    from bench.models import default_work_folder
 
     parser = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--real", action="store_true", help="real-size random-weight models instead of tiny ones")
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
-    parser.add_argument("--work", type=Path, default=user_cache_dir() / "bench", help="where --real models are built")
+    parser.add_argument("--work", type=Path, default=default_work_folder(), help="where --real models are built")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     clients = [int(n) for n in args.clients.split(",")]

@@ -27,7 +27,6 @@ from transformers import TrainerCallback
 
 from bench import flops, models, report
 from bench.workloads import read_articles
-from inference.fast.cache import user_cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -280,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         help="device peak FLOP/s for MFU (default: the "
         "GPU's bf16 dense peak, e.g. H200 790e12; on the CPU a 2-core AVX-512 fp32 estimate)",
     )
-    parser.add_argument("--work", type=Path, default=user_cache_dir() / "bench", help="where the models are built")
+    parser.add_argument("--work", type=Path, default=models.default_work_folder(), help="where the models are built")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (other records are kept)")
     args = parser.parse_args(argv)
     gpu = args.device != "cpu"
