@@ -50,6 +50,8 @@ BF16_CPU_TOKENS_PER_BATCH = 2048
 # Texts tokenized at once: a call over 2,000 long articles held every window's ids (+800 MB);
 # 256 at a time keeps that flat, and sorting 256 by length already pads little.
 TEXTS_PER_PASS = 256
+# On a GPU a batch may hold a thousand short windows (GPU_TOKENS_PER_BATCH): a pass holds several such.
+GPU_TEXTS_PER_PASS = 4096
 # Padded tokens per forward pass on a GPU: 64 windows of 512 tokens, enough to fill an H100-class GPU
 # with ParsBERT-base in bf16 (a few GB of activations); smaller batches leave it waiting on the host.
 GPU_TOKENS_PER_BATCH = 64 * 512
@@ -175,10 +177,8 @@ class Classifier(TextModel):
             >>> classifier.logits(["خبر", "خبر دیگر"]).shape
             torch.Size([2, 7])
         """
-        parts = [
-            self._logits(texts[start : start + TEXTS_PER_PASS], batch_size, start)
-            for start in range(0, len(texts), TEXTS_PER_PASS)
-        ]
+        step = TEXTS_PER_PASS if self.device.type == "cpu" else GPU_TEXTS_PER_PASS
+        parts = [self._logits(texts[start : start + step], batch_size, start) for start in range(0, len(texts), step)]
         return torch.cat(parts) if parts else torch.empty(0, len(self.labels), dtype=torch.float32)
 
     def _logits(self, texts: list[str], batch_size: int, first: int) -> torch.Tensor:
