@@ -161,10 +161,13 @@ class _ModelCache:
             with self._lock:
                 if key in self._models:  # loaded by the thread this one waited for
                     return self._models[key]
-            model = _load(*key)
+            try:
+                model = _load(*key)
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
             with self._lock:
                 self._models[key] = model
-                self._loading.pop(key, None)
                 while len(self._models) > CACHE_SIZE:
                     self._models.popitem(last=False)
             return model

@@ -26,6 +26,7 @@ import json
 import math
 import pickle
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -410,6 +411,25 @@ def _shown_value(value: object) -> str:
 
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# Free space under which a failed write is taken for a full disk, when the writer does not say why
+# (torch.save: "file write failed"; ONNX's native shape inference: a truncated file, then a parse error).
+NEARLY_FULL_BYTES = 16 << 20
+
+
+def nearly_full(folder: Path) -> bool:
+    """Whether the disk holding ``folder`` (or its nearest existing parent) has under 16 MiB free.
+
+    Example:
+        >>> nearly_full(Path("/nonexistent/folder")) in (True, False)
+        True
+    """
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    try:
+        return shutil.disk_usage(existing).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
 """The errors of a write that found no room: the disk, or the account's quota, is full."""
 
 

@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 
 def _warn_at_fork() -> None:
-    """Once a model is loaded, say so at the first ``os.fork()`` that returns to Python in the child.
+    """Once a model is loaded, warn (in the parent, before it forks) at the first ``os.fork()`` whose child
+    returns to Python.
 
     The thread pools of torch (OpenMP), CTranslate2 and ONNX Runtime do not survive a fork: a child
     of a process that has run a model hangs in its first model call, or when it exits

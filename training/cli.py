@@ -15,7 +15,6 @@ import dataclasses
 import errno
 import logging
 import os
-import shutil
 import sys
 import typing
 from importlib import import_module
@@ -25,7 +24,7 @@ from transformers import TrainerCallback
 
 from inference.install_check import install_clashes
 from inference.interrupts import sigterm_as_interrupt
-from inference.model_checks import DISK_FULL_ERRNOS, error_line
+from inference.model_checks import DISK_FULL_ERRNOS, error_line, nearly_full
 from training import model_card, tiny
 from training.checkpoints import last_complete_checkpoint
 from training.config import ConfigError, ExperimentConfig, load_config
@@ -151,10 +150,6 @@ def train_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-# Free space under which a failed write is taken for a full disk: torch.save reports only "file write failed".
-_NEARLY_FULL = 16 * 2**20
-
-
 def disk_full(error: BaseException, folder: Path) -> bool:
     """Whether ``error`` is a write that failed because the disk holding ``folder`` is full.
 
@@ -177,8 +172,7 @@ def disk_full(error: BaseException, folder: Path) -> bool:
     # torch's zip writer words a failed write several ways (2.13: "unexpected pos", "basic_ios::clear").
     if not any(words in text for words in _TORCH_WRITE_FAILED):
         return False
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
-    return shutil.disk_usage(existing).free < _NEARLY_FULL or _file_size_limited()
+    return nearly_full(folder) or _file_size_limited()
 
 
 def _file_size_limited() -> bool:

@@ -3,8 +3,10 @@
 Under ``torchrun`` or ``accelerate launch`` every process runs the same ``train(cfg)``. The
 ``Trainer`` shards the batches, averages the gradients and gathers predictions, so each process
 ends with the same model and the same whole-split metrics; only the main process (global rank 0)
-then writes the output directory and prints the summary line, and every process waits at a
-barrier until it is complete, so none exits (and no launcher tears the group down) half-way.
+then writes the model into the staging folder (:mod:`training.final_dir`), and every process
+waits at a barrier until it is complete, so none exits (and no launcher tears the group down)
+while a collective could still be needed. The main process then moves the model in, writes the
+card and prints the summary line on its own: those steps need no other process.
 
 Example:
     >>> is_main_process(), world_size()  # a plain single-process run

@@ -31,7 +31,7 @@ from typing import TypeVar
 
 from inference.batch.atomic import write_text_atomically
 from inference.batch.provenance import loaded_from
-from inference.model_checks import DISK_FULL_ERRNOS, error_line
+from inference.model_checks import DISK_FULL_ERRNOS, error_line, nearly_full
 
 try:
     import fcntl
@@ -54,9 +54,6 @@ class NoCacheForConversion(PermissionError):
     """
 
 
-# Free space under which a converter's failure is taken for a full disk: ONNX's native shape
-# inference truncates its file when the disk fills and the next step fails to parse it.
-_NEARLY_FULL = 16 << 20
 _FULL_ERRNOS = (*DISK_FULL_ERRNOS, errno.EFBIG)  # EFBIG: past `ulimit -f`, as good as full here
 
 
@@ -395,7 +392,7 @@ def _build(root: Path, name: str, key: str, build: Callable[[Path], None]) -> Pa
         try:
             build(tmp)
         except Exception as exc:
-            if isinstance(exc, OSError) or not _nearly_full(root):
+            if isinstance(exc, OSError) or not nearly_full(root):
                 raise
             raise OSError(errno.ENOSPC, "No space left on device", str(root)) from exc
         (tmp / DONE_FILE).write_text(json.dumps(json.loads(key), indent=2) + "\n")
@@ -411,13 +408,6 @@ def _build(root: Path, name: str, key: str, build: Callable[[Path], None]) -> Pa
         shutil.rmtree(tmp, ignore_errors=True)
     _prune(root, keep=final)
     return final
-
-
-def _nearly_full(root: Path) -> bool:
-    try:
-        return shutil.disk_usage(root).free < _NEARLY_FULL
-    except OSError:
-        return False
 
 
 def _new_folder(root: Path, prefix: str) -> Path:
