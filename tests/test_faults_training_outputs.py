@@ -661,3 +661,17 @@ def test_ctrl_c_while_the_model_is_moved_in_waits_until_it_is_whole(tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         final_dir.publish(stage, out)
     assert [(out / f"f{i}").read_text() for i in range(4)] == ["new"] * 4 and not stage.exists()
+
+
+def test_only_the_main_process_calls_checkpoints_an_interrupted_run(tmp_path, monkeypatch):
+    # In a second torchrun job into a busy folder, the other processes (no lock) would call the first
+    # job's checkpoints "an interrupted run" beside the main process's "in use by another run".
+    from training import checkpoints
+
+    (tmp_path / "checkpoint-4").mkdir()
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    cfg = load_config(TINY_CLASSIFIER_CONFIG, [f"output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match="holds checkpoint-4 of an interrupted run"):
+        checkpoints.checkpoint_to_resume(cfg)
+    monkeypatch.setattr(checkpoints, "is_main_process", lambda: False)
+    assert checkpoints.checkpoint_to_resume(cfg) is None

@@ -52,7 +52,10 @@ def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
             _check_same_data(Path(complete), cfg)
             log.info("resuming from %s", complete)
         return complete
-    if last is not None:
+    if last is not None and is_main_process():
+        # Only the main process says it: it holds the run lock, so it can tell this from another run
+        # still writing there (another process would call that run "interrupted"); the launcher then
+        # stops the others.
         raise ConfigError(
             f"output_dir: {out} holds {Path(last).name} of an interrupted run; continue it with train.resume=true, "
             "or delete its checkpoint-* folders to start over"
