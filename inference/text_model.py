@@ -17,10 +17,12 @@ import inspect
 import logging
 import os
 from collections.abc import Iterable
+from functools import cache
 from typing import ClassVar, Literal, TypeVar
 
 import torch
 
+from inference.fast.cache import NoCacheForConversion
 from inference.inputs import prepare_texts
 from inference.load_plan import LoadPlan, plan_load
 from inference.normalize import NORMALIZER_VERSION, DigitPolicy
@@ -29,34 +31,27 @@ Model = TypeVar("Model", bound="TextModel")
 logger = logging.getLogger(__name__)
 
 
+@cache
 def _warn_at_fork() -> None:
     """Once a model is loaded, warn (in the parent, before it forks) at the first ``os.fork()`` whose child
-    returns to Python.
+    returns to Python. Registered once: ``cache`` makes later calls return at once.
 
     The thread pools of torch (OpenMP), CTranslate2 and ONNX Runtime do not survive a fork: a child
     of a process that has run a model hangs in its first model call, or when it exits
     (``multiprocessing`` forks by default on Linux before Python 3.14; ``gunicorn --preload`` too).
     ``subprocess`` does not run these hooks: its children never return to Python.
     """
-    global _fork_hook
-    if _fork_hook or not hasattr(os, "register_at_fork"):
-        return
-    _fork_hook = True
-
-    def before_fork() -> None:
-        global _fork_warned
-        if not _fork_warned:
-            _fork_warned = True
-            logger.warning(
-                "khabar: forking a process that has loaded a model; the child may hang in its first model call "
-                "or at exit (torch's, CTranslate2's and ONNX Runtime's threads do not survive a fork): load models "
-                "after the fork, or use multiprocessing.get_context('spawn') or 'forkserver'"
-            )
-
-    os.register_at_fork(before=before_fork)
+    if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+        os.register_at_fork(before=_fork_warning)
 
 
-_fork_hook = _fork_warned = False
+@cache  # once per process, not per fork
+def _fork_warning() -> None:
+    logger.warning(
+        "khabar: forking a process that has loaded a model; the child may hang in its first model call "
+        "or at exit (torch's, CTranslate2's and ONNX Runtime's threads do not survive a fork): load models "
+        "after the fork, or use multiprocessing.get_context('spawn') or 'forkserver'"
+    )
 
 
 class TextModel:
@@ -133,12 +128,10 @@ class TextModel:
         _warn_at_fork()
         try:
             return cls._from_plan(plan, **options)
-        except PermissionError as exc:
-            from inference.fast.cache import NoCacheForConversion
-
+        except NoCacheForConversion as exc:
             # Nowhere to keep a conversion (a read-only model, no home, full disks): the engine auto
             # chose is out of reach, torch is not. An explicit fast backend fails instead.
-            if backend != "auto" or not isinstance(exc, NoCacheForConversion):
+            if backend != "auto":
                 raise
             logger.warning("%s: %s; running on torch instead (backend=auto)", plan.source, exc)
         return cls._from_plan(plan_load(cls.kind, path_or_id, device, dtype, quantize, "torch"), **options)

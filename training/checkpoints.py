@@ -63,14 +63,28 @@ def checkpoint_to_resume(cfg: ExperimentConfig) -> str | None:
     return None
 
 
+def checkpoint_folders(out: Path) -> list[Path]:
+    """The ``checkpoint-N`` folders directly in ``out`` (none when ``out`` is not a folder), in no order.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp())
+        >>> (out / "checkpoint-40").mkdir(); (out / "checkpoints-notes").mkdir()
+        >>> [p.name for p in checkpoint_folders(out)]
+        ['checkpoint-40']
+    """
+    if not out.is_dir():
+        return []
+    return [path for path in out.iterdir() if path.is_dir() and CHECKPOINT_RE.match(path.name)]
+
+
 def _remove_torn(out: Path) -> None:
     """Delete the ``checkpoint-N`` folders of ``out`` (all torn: none complete), on the main process."""
     if not is_main_process():
         return
-    for checkpoint in out.iterdir():
-        if checkpoint.is_dir() and CHECKPOINT_RE.match(checkpoint.name):
-            log.info("removing %s: it was interrupted while being saved, so it cannot be resumed", checkpoint)
-            shutil.rmtree(checkpoint)
+    for checkpoint in checkpoint_folders(out):
+        log.info("removing %s: it was interrupted while being saved, so it cannot be resumed", checkpoint)
+        shutil.rmtree(checkpoint)
 
 
 def last_complete_checkpoint(out: Path) -> str | None:
@@ -173,7 +187,7 @@ def _complete_checkpoints(out: Path) -> list[Path]:
     the state is written leaves it empty or cut short, a kill just after leaves no note. A folder
     without a note counts only while none has one (checkpoints of earlier versions have none).
     """
-    found = [path for path in out.iterdir() if path.is_dir() and CHECKPOINT_RE.match(path.name)]
+    found = checkpoint_folders(out)
     noted = any((path / DATA_NOTE).is_file() for path in found)
     complete = [path for path in found if _readable_state(path) and (not noted or (path / DATA_NOTE).is_file())]
     return sorted(complete, key=_step)
@@ -197,9 +211,8 @@ def remove_checkpoints(out: Path) -> None:
         >>> remove_checkpoints(out); sorted(p.name for p in out.iterdir())
         ['checkpoints-notes']
     """
-    for checkpoint in out.iterdir():
-        if checkpoint.is_dir() and CHECKPOINT_RE.match(checkpoint.name):
-            shutil.rmtree(checkpoint)
+    for checkpoint in checkpoint_folders(out):
+        shutil.rmtree(checkpoint)
 
 
 def training_data(cfg: ExperimentConfig) -> dict[str, dict | None]:

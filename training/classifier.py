@@ -51,9 +51,8 @@ from training.class_weights import class_weights, weighted_loss
 from training.classifier_scores import BEST_METRIC, HEADLINE, epoch_metrics, evaluate_split
 from training.config import ConfigError, ExperimentConfig, TrainConfig
 from training.data import Columns, DataError, load_splits
-from training.distributed import is_main_process, loss_is_batch_mean, main_process_writes
+from training.distributed import loss_is_batch_mean
 from training.evaluation.plots import plot_confusion_matrix
-from training.final_dir import staged_model_dir
 from training.hf import trainer_arguments
 from training.model_checks import load_weights
 from training.output_dir import check_output_dir
@@ -130,15 +129,9 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     out = Path(cfg.output_dir)
     # Inference reads its input length from the saved tokenizer: record the length trained on.
     tokenizer.model_max_length = cfg.train.max_length
-    parts.check_finite_weights(trainer.model, cfg)
-    with staged_model_dir(out) as stage:  # an earlier model in `out` stays whole until this one is
-        trainer.save_model(str(stage))
-        # Every process ends with the same model and whole-split metrics; one writes, all wait for it.
-        with main_process_writes() as writer:
-            if writer:
-                write_outputs(stage, cfg, trainer.state.log_history, metrics)
-    if is_main_process():
-        parts.finish_model_dir(out)
+    if parts.save_finished_model(
+        trainer, cfg, lambda folder: write_outputs(folder, cfg, trainer.state.log_history, metrics)
+    ):
         split = "test" if "test" in metrics else "validation"
         print(
             f"topic classifier written to {out}/ (model, tokenizer, config.yaml, metrics.json, "

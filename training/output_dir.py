@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from training.checkpoints import CHECKPOINT_RE
+from training.checkpoints import checkpoint_folders
 from training.config import ConfigError, ExperimentConfig
 from training.distributed import is_main_process
 
@@ -74,7 +74,7 @@ def is_previous_run(folder: Path) -> bool:
     """
     if all((folder / name).is_file() for name in RUN_MARKERS):
         return True
-    return any(child.is_dir() and CHECKPOINT_RE.match(child.name) for child in folder.iterdir())
+    return bool(checkpoint_folders(folder))
 
 
 def check_output_dir(cfg: ExperimentConfig) -> None:

@@ -22,6 +22,7 @@ from transformers import (
     PretrainedConfig,
     PreTrainedTokenizerBase,
     ProgressCallback,
+    Trainer,
     TrainerCallback,
 )
 
@@ -29,7 +30,8 @@ from inference.model_checks import TOKENIZER_FILES, first_non_finite, has_tokeni
 from inference.normalize import join_title, save_normalization
 from training.checkpoints import remove_checkpoints
 from training.config import ConfigError, ExperimentConfig, TrainConfig, save_config
-from training.distributed import LogLastStep
+from training.distributed import LogLastStep, is_main_process, main_process_writes
+from training.final_dir import staged_model_dir
 from training.hf import load_pretrained
 from training.model_card import describe_hardware, write_model_card
 
@@ -225,6 +227,29 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     with path.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def save_finished_model(trainer: Trainer, cfg: ExperimentConfig, write_outputs: Callable[[Path], None]) -> bool:
+    """Save the trained model and its run files into ``output_dir``, whole or not at all; True on the
+    process that wrote them (it prints the summary line).
+
+    Refuses diverged weights (:func:`check_finite_weights`), writes into a staging folder moved in
+    once complete (:mod:`training.final_dir`: an earlier model there stays whole until then), then
+    writes the card and drops the checkpoints. ``write_outputs(folder)`` writes the run files
+    (config, metrics, logs) beside the model. Every process ends with the same model and
+    whole-split metrics; one writes, all wait for it.
+    """
+    out = Path(cfg.output_dir)
+    check_finite_weights(trainer.model, cfg)
+    with staged_model_dir(out) as stage:
+        trainer.save_model(str(stage))
+        with main_process_writes() as writer:
+            if writer:
+                write_outputs(stage)
+    if not is_main_process():
+        return False
+    finish_model_dir(out)
+    return True
 
 
 def finish_model_dir(out: Path) -> None:

@@ -46,8 +46,7 @@ from training.batch_probe import fit_batch_to_device
 from training.checkpoints import DataNote, checkpoint_to_resume
 from training.config import ConfigError, ExperimentConfig, GenerationSettings, TrainConfig
 from training.data import Columns, load_splits
-from training.distributed import is_main_process, loss_is_batch_mean, main_process_writes
-from training.final_dir import staged_model_dir
+from training.distributed import loss_is_batch_mean
 from training.hf import trainer_arguments
 from training.metrics.rouge import rouge, rouge_per_example
 from training.model_checks import load_weights
@@ -126,15 +125,9 @@ def train(cfg: ExperimentConfig, callbacks: list[TrainerCallback] | None = None)
     # Inference reads its input length from the saved tokenizer: record the length trained on.
     tokenizer.model_max_length = cfg.train.max_length
     model.generation_config = generation_config(cfg.generation, model.config)
-    parts.check_finite_weights(trainer.model, cfg)
-    with staged_model_dir(out) as stage:  # an earlier model in `out` stays whole until this one is
-        trainer.save_model(str(stage))
-        # Every process ends with the same model and whole-split metrics; one writes, all wait for it.
-        with main_process_writes() as writer:
-            if writer:
-                write_outputs(stage, cfg, trainer, metrics, raw, predictions)
-    if is_main_process():
-        parts.finish_model_dir(out)
+    if parts.save_finished_model(
+        trainer, cfg, lambda folder: write_outputs(folder, cfg, trainer, metrics, raw, predictions)
+    ):
         test = metrics.get("test", metrics["validation"])
         print(
             f"summarizer written to {out}/ (model, tokenizer, generation_config.json, config.yaml, metrics.json, "

@@ -18,13 +18,14 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from inference.cli import decoding_flag
 from inference.model_checks import BrokenModelError, check_model_files
 from inference.normalize import join_title, load_normalization
-from training.checkpoints import CHECKPOINT_RE
+from training.checkpoints import checkpoint_folders
 from training.config import ConfigError
 from training.data import Columns, DataError, load_split
 from training.distributed import is_main_process, world_size
@@ -36,6 +37,7 @@ from training.model_checks import check_model_source
 from training.model_kind import detect_kind
 from training.output_dir import check_writable_folder, saved_run_config
 
+T = TypeVar("T")
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 # report.md is written last (training.evaluation.report), so a folder without it is not a finished report.
 INTERRUPTED = "interrupted; no new report was written to {output} (a report is finished once report.md is there)"
@@ -201,7 +203,7 @@ def _check_not_a_model_folder(output: Path) -> None:
             f"-o {output}: is a model directory (it has config.json); the report's metrics.json would replace "
             "the model's own, so pick another folder, e.g. reports/NAME"
         )
-    if output.is_dir() and any(child.is_dir() and CHECKPOINT_RE.match(child.name) for child in output.iterdir()):
+    if checkpoint_folders(output):
         raise DataError(
             f"-o {output}: is a training run's output_dir (it holds checkpoint folders); the model it is "
             "training would be written over the report, so pick another folder, e.g. reports/NAME"
@@ -255,22 +257,16 @@ def _load_rows(args: argparse.Namespace, columns: Columns) -> tuple[Columns, dic
     """:func:`load_rows` with ``columns``; headlines the model was trained with but the data lacks are
     left out with a warning (the flag given by the user is not second-guessed)."""
     normalization = _normalization(args.model)
-    from_model = args.title_column is None and columns.title is not None
-    try:
-        rows, skipped = load_rows(args.data, columns, args.split, args.limit, normalization)
-    except DataError as error:
-        if not (from_model and _lacks_title(error, columns)):
-            raise
-        _warn_without_headlines(args, args.data, columns, "scored without them, it may score lower than it would")
-        columns = dataclasses.replace(columns, title=None)
-        return columns, *load_rows(args.data, columns, args.split, args.limit, normalization)
-    if from_model:
+    outcome = "scored without them, it may score lower than it would"
+    read = lambda cols: load_rows(args.data, cols, args.split, args.limit, normalization)  # noqa: E731
+    used, (rows, skipped) = _with_trained_headlines(args, args.data, columns, read, outcome)
+    if args.title_column is None and used.title is not None:
         print(
-            f"khabar-train evaluate: note: headlines from column {columns.title!r}, as {args.model} was trained "
+            f"khabar-train evaluate: note: headlines from column {used.title!r}, as {args.model} was trained "
             "(--title-column none leaves them out)",
             file=sys.stderr,
         )
-    return columns, rows, skipped
+    return used, rows, skipped
 
 
 def _trained_title_column(model_dir: Path) -> str | None:
@@ -280,16 +276,25 @@ def _trained_title_column(model_dir: Path) -> str | None:
     return title if isinstance(title, str) and title else None
 
 
-def _lacks_title(error: DataError, columns: Columns) -> bool:
-    return columns.title is not None and f"column {columns.title!r} not found" in str(error)
-
-
-def _warn_without_headlines(args: argparse.Namespace, source: str, columns: Columns, outcome: str) -> None:
+def _with_trained_headlines(
+    args: argparse.Namespace, source: str, columns: Columns, read: Callable[[Columns], T], outcome: str
+) -> tuple[Columns, T]:
+    """``read(columns)``, and the columns it used. When the headline column came from the model (not
+    from ``--title-column``) and ``source`` lacks it, ``source`` is read without headlines, saying
+    ``outcome``: the flag a user gave is not second-guessed."""
+    try:
+        return columns, read(columns)
+    except DataError as error:
+        lacks = columns.title is not None and f"column {columns.title!r} not found" in str(error)
+        if args.title_column is not None or not lacks:
+            raise
     print(
         f"khabar-train evaluate: warning: {args.model} was trained with headlines (column {columns.title!r}), "
         f"which {source} lacks; {outcome}",
         file=sys.stderr,
     )
+    columns = dataclasses.replace(columns, title=None)
+    return columns, read(columns)
 
 
 def _baseline_train(args: argparse.Namespace, columns: Columns) -> tuple[list[str], list[str]] | None:
@@ -301,14 +306,9 @@ def _baseline_train(args: argparse.Namespace, columns: Columns) -> tuple[list[st
     source = args.baseline_train
     if not source:
         return None
-    try:
-        data = load_split(source, columns, split="train")
-    except DataError as error:
-        if not (args.title_column is None and _lacks_title(error, columns)):
-            raise
-        _warn_without_headlines(args, source, columns, "the TF-IDF baseline learns from articles alone")
-        columns = dataclasses.replace(columns, title=None)
-        data = load_split(source, columns, split="train")
+    read = lambda cols: load_split(source, cols, split="train")  # noqa: E731
+    outcome = "the TF-IDF baseline learns from articles alone"
+    columns, data = _with_trained_headlines(args, source, columns, read, outcome)
     if len(set(data["label"])) < 2:  # checked here, before the model's predictions, not after them
         raise DataError(
             f"{source}: column {columns.label!r} has {len(set(data['label']))} distinct label(s); "
